@@ -1,0 +1,3 @@
+from streamae.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""Typed, validated configuration.
+
+Every section is a frozen dataclass; its defaults *are* the packaged default config.
+A YAML file only overrides what it names. Unknown fields, wrong types and values out
+of range fail at start-up with the field path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from streamae.durations import parse_duration
+from streamae.errors import ConfigError
+
+
+def _opt(default: Any, help: str, **checks: Any) -> Any:
+    """A field with a help text and optional checks (min, max, duration)."""
+    return field(default=default, metadata={"help": help, **checks})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Column roles in files and rows."""
+
+    timestamp_column: str = _opt("timestamp", "column holding ISO 8601 text or epoch seconds")
+    key_column: str = _opt("key", "column naming the sensor/entity; one key if absent")
+    label_column: str = _opt("label", "ground-truth column, used for evaluation only")
+    channels: list[str] | None = _opt(None, "channel columns; default: every other numeric column")
+    default_key: str = _opt("series", "key used when the input has no key column")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Per-key sliding windows and the policy for imperfect points."""
+
+    size: int = _opt(64, "points per window (W)", min=4, max=4096)
+    hop: int = _opt(8, "score a window every h-th point; each window scores its newest h points", min=1)
+    nan_policy: Literal["ffill", "drop"] = _opt(
+        "ffill", "non-finite values: carry the channel's last finite value forward, or drop the point")
+    duplicate_policy: Literal["drop", "keep"] = _opt(
+        "drop", "a point with the same timestamp as the key's previous point")
+    max_gap: float | None = _opt(None, "a larger jump in time is a gap (duration; none: no gap check)",
+                                 duration=True)
+    gap_policy: Literal["reset", "ignore"] = _opt(
+        "reset", "after a gap: restart the key's window (re-warm) or carry on")
+
+
+@dataclass(frozen=True)
+class LSTMConfig:
+    """LSTM sequence autoencoder."""
+
+    kind: Literal["lstm"] = "lstm"
+    hidden: int = _opt(64, "LSTM hidden units", min=1)
+    latent: int = _opt(16, "bottleneck size (keep it below window x channels)", min=1)
+    layers: int = _opt(1, "stacked LSTM layers in encoder and decoder", min=1, max=8)
+    dropout: float = _opt(0.0, "dropout between stacked layers", min=0.0, max=0.9)
+    variational: bool = _opt(False, "variational bottleneck (mean/log-variance, KL term)")
+    beta: float = _opt(0.01, "weight of the KL term when variational", min=0.0)
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Transformer sequence autoencoder."""
+
+    kind: Literal["transformer"] = "transformer"
+    d_model: int = _opt(32, "token width", min=4)
+    heads: int = _opt(4, "attention heads (must divide d_model)", min=1)
+    layers: int = _opt(2, "encoder layers (the decoder has the same number)", min=1, max=12)
+    ff: int = _opt(64, "feed-forward width", min=4)
+    latent: int = _opt(16, "bottleneck size", min=1)
+    dropout: float = _opt(0.0, "dropout in attention and feed-forward", min=0.0, max=0.9)
+
+
+ModelConfig = LSTMConfig | TransformerConfig
+MODEL_CONFIGS: dict[str, type] = {"lstm": LSTMConfig, "transformer": TransformerConfig}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Offline training on history."""
+
+    epochs: int = _opt(30, "maximum epochs", min=1)
+    batch_size: int = _opt(256, "windows per step", min=1)
+    lr: float = _opt(1e-3, "Adam learning rate", min=0.0)
+    weight_decay: float = _opt(0.0, "Adam weight decay", min=0.0)
+    val_fraction: float = _opt(0.1, "newest share of windows held out for early stopping",
+                               min=0.0, max=0.5)
+    patience: int = _opt(3, "epochs without validation gain before stopping", min=1)
+    stride: int = _opt(1, "step between training windows", min=1)
+    max_windows: int = _opt(50_000, "cap on training windows (evenly subsampled)", min=16)
+    noise_std: float = _opt(0.0, "denoising: std of Gaussian input noise (scaled units)", min=0.0)
+    mask_ratio: float = _opt(0.0, "denoising: share of time steps zeroed in the input", min=0.0,
+                             max=0.9)
+    seed: int = _opt(0, "seed for weights, shuffling and noise")
+
+
+@dataclass(frozen=True)
+class ThresholdConfig:
+    """Streaming per-key threshold on the score."""
+
+    kind: Literal["spot", "quantile"] = _opt("spot", "peaks-over-threshold (SPOT) or streaming quantile")
+    risk: float = _opt(1e-3, "spot: probability of a normal score exceeding the threshold",
+                       min=1e-9, max=0.5)
+    init_points: int = _opt(200, "scores a key needs before it has a threshold", min=10)
+    init_quantile: float = _opt(0.98, "spot: quantile that starts the tail", min=0.5, max=0.9999)
+    quantile: float = _opt(0.995, "quantile: which quantile is the threshold", min=0.5, max=0.99999)
+    margin: float = _opt(1.0, "quantile: threshold = margin x quantile", min=0.1)
+
+
+@dataclass(frozen=True)
+class AlarmConfig:
+    """Hysteresis turning threshold crossings into few, meaningful alarms."""
+
+    enter_level: float = _opt(1.0, "open when score >= enter_level x threshold", min=0.01)
+    exit_level: float = _opt(0.8, "calm when score < exit_level x threshold", min=0.0)
+    min_duration: float = _opt(0.0, "score must stay above enter level this long to open",
+                               duration=True)
+    resolve_after: float = _opt(600.0, "calm this long before an alarm resolves", duration=True)
+    suppress: float = _opt(0.0, "after a resolve, no new alarm on the key for this long",
+                           duration=True)
+    update_every: float = _opt(300.0, "at most one update event per alarm this often",
+                               duration=True)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Inference settings."""
+
+    batch_size: int = _opt(64, "windows per model call across keys", min=1)
+    threads: int = _opt(2, "torch CPU threads (keep at or below free cores)", min=1)
+    top_channels: int = _opt(3, "channels named in each event", min=1)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    model: LSTMConfig | TransformerConfig = field(default_factory=LSTMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    alarm: AlarmConfig = field(default_factory=AlarmConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+
+    def __post_init__(self) -> None:
+        if self.window.hop > self.window.size:
+            raise ConfigError(
+                f"config field 'window.hop': got {self.window.hop}; must be <= window.size "
+                f"({self.window.size}) so that every point lands in a scored window")
+        if self.alarm.exit_level > self.alarm.enter_level:
+            raise ConfigError(
+                f"config field 'alarm.exit_level': got {self.alarm.exit_level}; must be <= "
+                f"alarm.enter_level ({self.alarm.enter_level}) so that alarms can close")
+        if isinstance(self.model, TransformerConfig) and self.model.d_model % self.model.heads:
+            raise ConfigError(
+                f"config field 'model.heads': got {self.model.heads}; must divide model.d_model "
+                f"({self.model.d_model})")
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load a YAML config (``None``: packaged defaults) and apply dotted ``overrides``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections, got "
+                              f"{type(loaded).__name__}")
+        data = loaded or {}
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from plain data."""
+    return _build(Config, data, "")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain, YAML/JSON-ready data for a config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{prefix or 'top level'}' must be a mapping, "
+                          f"got {data!r}")
+    if cls is Config and isinstance(data.get("model"), dict):
+        kind = data["model"].get("kind", "lstm")
+        if kind not in MODEL_CONFIGS:
+            raise ConfigError(f"config field 'model.kind': got {kind!r}; allowed: "
+                              f"{', '.join(MODEL_CONFIGS)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"'{prefix}'" if prefix else "the top level"
+        raise ConfigError(f"unknown config field(s) {', '.join(repr(u) for u in unknown)} in {where}; "
+                          f"allowed: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        path = f"{prefix}.{name}" if prefix else name
+        hint = hints[name]
+        if name == "model" and cls is Config:
+            hint = MODEL_CONFIGS[value.get("kind", "lstm")] if isinstance(value, dict) else hint
+        kwargs[name] = _coerce(hint, value, path, fields[name].metadata)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - guarded by the checks above
+        raise ConfigError(f"config section '{prefix}': {exc}") from None
+
+
+def _coerce(hint: Any, value: Any, path: str, meta: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, path, meta)
+    if meta.get("duration"):
+        try:
+            value = parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"config field '{path}': got {value!r}; {exc}") from None
+        return _check_range(value, path, meta)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"config field '{path}': got {value!r}; allowed: "
+                              f"{', '.join(map(str, allowed))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"config field '{path}': got {value!r}; must be a list of names")
+        return list(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config field '{path}': got {value!r}; must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config field '{path}': got {value!r}; must be an integer")
+        return _check_range(value, path, meta)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config field '{path}': got {value!r}; must be a number")
+        return _check_range(float(value), path, meta)
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"config field '{path}': got {value!r}; must be a non-empty string")
+        return value
+    raise ConfigError(f"config field '{path}': unsupported type {hint}")  # pragma: no cover
+
+
+def _check_range(value: float, path: str, meta: Any) -> Any:
+    low, high = meta.get("min"), meta.get("max")
+    if low is not None and value < low:
+        raise ConfigError(f"config field '{path}': got {value!r}; must be >= {low}")
+    if high is not None and value > high:
+        raise ConfigError(f"config field '{path}': got {value!r}; must be <= {high}")
+    return value

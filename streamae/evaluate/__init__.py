@@ -1,0 +1,1 @@
+"""Honest evaluation: event-level metrics, AUC-PR, time to detect, baselines, reports."""

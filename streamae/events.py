@@ -1,0 +1,72 @@
+"""Anomaly events (schema ``streamae.event`` v1, see ``schemas/event-v1.json``)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from streamae.clock import iso
+
+SCHEMA = "streamae.event/1"
+
+
+def severity(score: float, threshold: float) -> str:
+    """Coarse severity from how far the peak score is above the threshold."""
+    ratio = score / threshold if threshold > 0 else float("inf")
+    return "critical" if ratio >= 5 else "major" if ratio >= 2 else "minor"
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:20]
+
+
+class EventBuilder:
+    """Tracks each key's open alarm (start, peak, attribution) and writes its events."""
+
+    def __init__(self, channels: list[str], top: int) -> None:
+        self.channels, self.top = channels, top
+        self.open: dict[str, dict[str, Any]] = {}
+
+    def peak(self, key: str, score: float, threshold: float, channel_error: np.ndarray) -> None:
+        """Record a new peak of the key's open alarm (opening the record if needed)."""
+        rec = self.open.setdefault(key, {"updates": 0})
+        total = float(channel_error.sum())
+        shares = channel_error / total if total > 0 else np.zeros_like(channel_error)
+        order = np.argsort(-shares, kind="stable")[: self.top]
+        rec.update(score=float(score), threshold=float(threshold),
+                   top=[{"channel": self.channels[i], "share": round(float(shares[i]), 4)}
+                        for i in order])
+
+    def event(self, key: str, status: str, at: float, event_ts: float, model_version: str,
+              emitted_at: float, source: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Build an open / update / resolved event for the key's alarm."""
+        rec = self.open[key]
+        if status == "open":
+            rec["start"] = event_ts
+        elif status == "update":
+            rec["updates"] += 1
+        start = rec["start"]
+        alarm_id = _digest(key, start)
+        seq = rec["updates"] if status == "update" else status
+        event = {
+            "schema": SCHEMA,
+            "event_id": _digest(alarm_id, status, seq),
+            "alarm_id": alarm_id,
+            "key": key,
+            "status": status,
+            "start": iso(start),
+            "end": iso(event_ts) if status == "resolved" else None,
+            "at": iso(at),
+            "score": round(rec["score"], 6),
+            "threshold": round(rec["threshold"], 6),
+            "severity": severity(rec["score"], rec["threshold"]),
+            "top_channels": rec["top"],
+            "model_version": model_version,
+            "emitted_at": iso(emitted_at),
+            "source": source,
+        }
+        if status == "resolved":
+            del self.open[key]
+        return event

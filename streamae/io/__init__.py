@@ -1,0 +1,1 @@
+"""Sources and sinks: files now; Kafka and memory beside them."""

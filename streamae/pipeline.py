@@ -1,0 +1,157 @@
+"""The one pipeline: points in -> per-point scores and anomaly events out.
+
+source rows -> key slots -> scale -> windows -> autoencoder -> threshold -> alarm -> events
+
+Pure and deterministic given a clock: nothing here knows about Kafka or files. The
+daemon and the backtest drive the same :class:`Pipeline`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamae.clock import Clock, wall_clock
+from streamae.config import Config
+from streamae.errors import InputFormatError
+from streamae.events import EventBuilder
+from streamae.models.detector import Detector
+from streamae.threshold import Decision
+from streamae.threshold.alarm import EVENT_NAMES
+from streamae.types import Frame
+from streamae.windows import DROPPED_FROM, STATUS_NAMES, Closed, Windows
+
+UNSCORED = len(STATUS_NAMES)  # accepted, but its key never filled a window (warm-up)
+OUTPUT_STATUS = (*STATUS_NAMES, "unscored")
+
+
+@dataclass
+class Output:
+    """Rows resolved by one call, in resolution order. ``row`` ids count input rows from 0
+    across calls; ``score``/``threshold`` are nan where there is none."""
+
+    row: np.ndarray
+    key: np.ndarray
+    ts: np.ndarray
+    score: np.ndarray
+    threshold: np.ndarray
+    anomaly: np.ndarray
+    status: np.ndarray
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @staticmethod
+    def empty() -> Output:
+        f, i = np.empty(0), np.empty(0, dtype=np.int64)
+        return Output(i, np.empty(0, dtype=object), f, f, f, np.empty(0, dtype=np.bool_),
+                      np.empty(0, dtype=np.int8))
+
+    @staticmethod
+    def concat(parts: list[Output]) -> Output:
+        parts = [p for p in parts if len(p.row) or p.events] or [Output.empty()]
+        cols = {name: np.concatenate([getattr(p, name) for p in parts])
+                for name in ("row", "key", "ts", "score", "threshold", "anomaly", "status")}
+        return Output(**cols, events=[e for p in parts for e in p.events])
+
+
+class KeyIndex:
+    """Stable key -> slot numbering, with each slot's scaling statistics."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.scaler = detector.scaler
+        self.slot: dict[str, int] = {}
+        self.names: list[str] = []
+        channels = len(detector.channels)
+        self.mean = np.zeros((0, channels))
+        self.std = np.ones((0, channels))
+
+    def slots_for(self, keys: np.ndarray) -> np.ndarray:
+        uniq, inverse = np.unique(keys.astype(str), return_inverse=True)
+        ids = np.array([self._slot(k) for k in uniq], dtype=np.int64)
+        return ids[inverse.reshape(-1)]
+
+    def _slot(self, key: str) -> int:
+        slot = self.slot.get(key)
+        if slot is None:
+            slot = self.slot[key] = len(self.names)
+            self.names.append(key)
+            mean, std = self.scaler.stats(key)
+            self.mean = np.vstack([self.mean, mean])
+            self.std = np.vstack([self.std, std])
+        return slot
+
+
+class Pipeline:
+    """Stateful streaming detector over many keys."""
+
+    def __init__(self, detector: Detector, config: Config, clock: Clock = wall_clock,
+                 source: dict[str, Any] | None = None) -> None:
+        if detector.window != config.window.size:
+            raise InputFormatError(f"model was trained with window {detector.window}, config "
+                                   f"says window.size {config.window.size}")
+        self.detector, self.config, self.clock = detector, config, clock
+        self.keys = KeyIndex(detector)
+        self.windows = Windows(config.window, len(detector.channels))
+        self.decision = Decision(config.threshold, config.alarm)
+        self.events = EventBuilder(detector.channels, config.scoring.top_channels)
+        self.next_row = 0
+        self.source = source
+
+    def process(self, frame: Frame) -> Output:
+        """Push rows (in event-time order per key) and return every row resolved so far."""
+        if frame.channels != self.detector.channels:
+            raise InputFormatError(f"input channels {frame.channels} do not match the model's "
+                                   f"{self.detector.channels}")
+        n = len(frame)
+        rows = np.arange(self.next_row, self.next_row + n, dtype=np.int64)
+        self.next_row += n
+        slots = self.keys.slots_for(frame.keys)
+        self.windows.ensure(len(self.keys.names))
+        self.decision.ensure(len(self.keys.names))
+        scaled = self.detector.scaler.transform(frame.values.astype(np.float64),
+                                                self.keys.mean[slots], self.keys.std[slots])
+        status, closed = self.windows.push(slots, frame.timestamps.astype(np.float64), scaled, rows)
+        dropped = status >= DROPPED_FROM
+        nan = np.full(int(dropped.sum()), np.nan)
+        early = Output(rows[dropped], frame.keys[dropped], frame.timestamps[dropped], nan, nan,
+                       np.zeros(len(nan), dtype=np.bool_), status[dropped])
+        return Output.concat([early, *(self._score(c) for c in closed)])
+
+    def flush(self) -> Output:
+        """End of stream: score what every key still holds (a partial hop)."""
+        return Output.concat([self._score(c) for c in self.windows.flush()])
+
+    def counts(self) -> dict[str, int]:
+        return self.windows.counts()
+
+    def _score(self, closed: Closed) -> Output:
+        w = self.windows.size
+        step_err = np.full(closed.rows.shape, np.nan, dtype=np.float32)
+        chan_err = np.zeros((*closed.rows.shape, len(self.detector.channels)), dtype=np.float32)
+        if closed.scorable.any():
+            s, c = self.detector.score(closed.data[closed.scorable], self.config.scoring.batch_size)
+            step_err[closed.scorable], chan_err[closed.scorable] = s, c
+        take = np.arange(w)[None, :] >= (w - closed.new)[:, None]
+        slot = np.broadcast_to(closed.slot[:, None], take.shape)[take]
+        rows, ts, score = closed.rows[take], closed.ts[take], step_err[take].astype(np.float64)
+        channel_error = chan_err[take]
+        keys = np.array(self.keys.names, dtype=object)[slot]  # plain str, JSON-ready
+        status = np.where(np.isnan(score), UNSCORED, 0).astype(np.int8)
+        threshold = np.full(len(rows), np.nan)
+        anomaly = np.zeros(len(rows), dtype=np.bool_)
+        out = Output(rows, keys, ts, score, threshold, anomaly, status)
+        scored = ~np.isnan(score)
+        if scored.any():
+            idx = np.flatnonzero(scored)
+            thr, alarm = self.decision.apply(slot[idx], ts[idx], score[idx])
+            threshold[idx], anomaly[idx] = thr, alarm.anomaly
+            for j in np.flatnonzero(alarm.peak | (alarm.event != 0)):
+                i = idx[j]
+                if alarm.peak[j]:
+                    self.events.peak(keys[i], score[i], thr[j], channel_error[i])
+                if alarm.event[j]:
+                    out.events.append(self.events.event(
+                        keys[i], EVENT_NAMES[int(alarm.event[j])], ts[i], alarm.event_ts[j],
+                        self.detector.version, self.clock(), self.source))
+        return out

@@ -1,0 +1,55 @@
+"""Alarm stage: threshold crossings -> open / update / resolve with hysteresis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamae.config import AlarmConfig
+from streamae.threshold.base import KeyedState
+from streamae.threshold.kernels import (A_ACTIVE, A_OPEN, A_PEAK, EV_NONE, EV_OPEN, EV_RESOLVE,
+                                        EV_UPDATE, alarm_batch, new_alarm_state)
+
+EVENT_NAMES = {EV_OPEN: "open", EV_UPDATE: "update", EV_RESOLVE: "resolved"}
+
+__all__ = ["Alarm", "AlarmOutput", "EVENT_NAMES", "EV_NONE", "EV_OPEN", "EV_UPDATE", "EV_RESOLVE"]
+
+
+@dataclass
+class AlarmOutput:
+    """Per point: inside an open alarm, event code, event time (start/end), new peak."""
+
+    anomaly: np.ndarray
+    event: np.ndarray
+    event_ts: np.ndarray
+    peak: np.ndarray
+
+
+class Alarm(KeyedState):
+    """Hysteresis per key, in event-time units (see :class:`~streamae.config.AlarmConfig`)."""
+
+    def __init__(self, config: AlarmConfig, capacity: int = 64) -> None:
+        self.config = config
+        super().__init__(new_alarm_state(1)[0], capacity)
+
+    def apply(self, slots: np.ndarray, ts: np.ndarray, scores: np.ndarray,
+              thresholds: np.ndarray) -> AlarmOutput:
+        n = len(slots)
+        out = AlarmOutput(np.empty(n, dtype=np.bool_), np.empty(n, dtype=np.int8),
+                          np.empty(n), np.empty(n, dtype=np.bool_))
+        c = self.config
+        alarm_batch(slots, ts, scores.astype(np.float64), thresholds, self.state, c.enter_level,
+                    c.exit_level, c.min_duration, c.resolve_after, c.suppress, c.update_every,
+                    out.anomaly, out.event, out.event_ts, out.peak)
+        return out
+
+    def open_alarms(self) -> int:
+        return int(np.sum(self.state[:, A_ACTIVE] != 0.0))
+
+    def opened_at(self, slot: int) -> float:
+        return float(self.state[slot, A_OPEN])
+
+    def peak_of(self, slot: int) -> float:
+        return float(self.state[slot, A_PEAK])
+

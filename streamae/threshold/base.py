@@ -1,0 +1,31 @@
+"""Per-key state held in one growable 2-D array: the shape every streaming stage shares."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class KeyedState:
+    """Rows of float64 state, one per key slot, grown on demand with a fill row."""
+
+    _STATE = ("state",)
+
+    def __init__(self, fill: np.ndarray, capacity: int = 64) -> None:
+        self._fill = np.asarray(fill, dtype=np.float64)
+        self.state = np.tile(self._fill, (capacity, 1))
+
+    def ensure(self, slots: int) -> None:
+        """Grow every per-key array to hold at least ``slots`` keys."""
+        for name in self._STATE:
+            arr = getattr(self, name)
+            if slots > len(arr):
+                extra = max(slots, 2 * len(arr)) - len(arr)
+                fill = self._fill if name == "state" else np.zeros(arr.shape[1:])
+                setattr(self, name, np.concatenate([arr, np.tile(fill, (extra, 1))]))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name).copy() for name in self._STATE}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for name in self._STATE:
+            setattr(self, name, np.array(state[name], dtype=np.float64))

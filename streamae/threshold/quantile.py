@@ -1,0 +1,25 @@
+"""Streaming quantile threshold (P-square estimator, constant memory per key)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamae.config import ThresholdConfig
+from streamae.threshold.base import KeyedState
+from streamae.threshold.kernels import P2_COLS, p2_batch
+
+
+class QuantileThreshold(KeyedState):
+    """Per key: threshold = ``margin`` x running ``quantile`` of the scores seen so far."""
+
+    def __init__(self, config: ThresholdConfig, capacity: int = 64) -> None:
+        self.config = config
+        super().__init__(np.zeros(P2_COLS), capacity)
+
+    def apply(self, slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Thresholds each point was judged against (nan until ``init_points`` scores)."""
+        out = np.empty(len(slots))
+        c = self.config
+        p2_batch(slots, scores.astype(np.float64), self.state, c.quantile, c.margin,
+                 c.init_points, out)
+        return out
