@@ -15,6 +15,7 @@ import numpy as np
 from streamae import __version__
 from streamae.backtest import BacktestResult, run_backtest, status_counts, write_outputs
 from streamae.config import Config, config_to_dict
+from streamae.errors import StreamaeError
 from streamae.evaluate.report import HEADLINE, evaluate, markdown_table, run_baselines
 from streamae.models.detector import Detector, train_detector
 from streamae.models.train import EpochReport

@@ -25,7 +25,7 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     y = np.asarray(labels) != 0
     if not y.any():
         return math.nan
-    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+    s = _finite(scores)
     order = np.argsort(-s, kind="stable")
     s, y = s[order], y[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
@@ -40,10 +40,18 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     y = np.asarray(labels) != 0
     if y.all() or not y.any():
         return math.nan
-    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+    s = _finite(scores)
     ranks = _average_ranks(s)
     n_pos, n_neg = y.sum(), (~y).sum()
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _finite(scores: np.ndarray) -> np.ndarray:
+    """Scores with nan (no score yet) below every real score, so they rank last."""
+    s = np.asarray(scores, dtype=np.float64)
+    ok = np.isfinite(s)
+    floor = (s[ok].min() - 1.0) if ok.any() else 0.0
+    return np.where(ok, s, floor)
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:

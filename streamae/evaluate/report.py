@@ -15,7 +15,7 @@ from streamae.threshold import Decision
 from streamae.types import Frame
 
 HEADLINE = ("auc_pr", "roc_auc", "event_precision", "event_recall", "event_f1",
-            "mean_delay_s", "false_alarms_per_day", "alarms")
+            "mean_delay_s", "false_alarms_per_day", "alarms", "alarm_time_share")
 
 
 def key_metrics(labels: np.ndarray, score: np.ndarray, anomaly: np.ndarray, ts: np.ndarray,
@@ -32,6 +32,8 @@ def key_metrics(labels: np.ndarray, score: np.ndarray, anomaly: np.ndarray, ts: 
         "false_alarms_per_day": false_alarms_per_day(labels, anomaly, ts),
         "point_precision": pp, "point_recall": pr, "point_f1": pf,
         "label_rate": float(np.mean(labels != 0)),
+        # an alarm that never closes "finds" everything: this share exposes it
+        "alarm_time_share": float(np.mean(anomaly != 0)),
     }
 
 

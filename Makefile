@@ -1,0 +1,26 @@
+# streamae: `make demo` runs the main job, `make test` runs the tests. Both create or
+# reuse .venv, keyed on pyproject.toml, so reruns skip the install.
+PY ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+.PHONY: install demo test bench eval
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/streamae demo --out runs/demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/throughput.py
+
+eval: $(STAMP)
+	STREAMAE=$(VENV)/bin/streamae bench/evaluate_datasets.sh ../shared/data runs/datasets

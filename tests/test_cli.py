@@ -1,0 +1,70 @@
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from streamae import __version__
+from streamae.cli import main
+
+SMALL = ["--set", "window.size=16", "--set", "window.hop=4", "--set", "train.epochs=2",
+         "--set", "model.hidden=16", "--set", "threshold.init_points=50", "-q"]
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert __version__ in capsys.readouterr().out
+    for command in ("train", "backtest", "demo", "synth", "config"):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0
+        assert "--config" in capsys.readouterr().out
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "streamae", "--version"], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == f"streamae {__version__}"
+
+
+def test_bad_config_fails_at_start_with_field(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("window:\n  hop: -1\n")
+    assert main(["config", "check", "--config", str(tmp_path / "c.yaml")]) == 2
+    assert "'window.hop': got -1; must be >= 1" in capsys.readouterr().err
+
+
+def test_train_then_backtest_contract(tmp_path, capsys):
+    data = tmp_path / "data.csv.gz"
+    assert main(["synth", "--out", str(data), "--keys", "2", "--channels", "3", "--points", "600",
+                 "--clean-head", "300"]) == 0
+    assert main(["train", "--input", str(data), "--out", str(tmp_path / "model"), *SMALL]) == 0
+    out = tmp_path / "run"
+    assert main(["backtest", "--model", str(tmp_path / "model"), "--input", str(data),
+                 "--out", str(tmp_path / "plain"), *SMALL]) == 0
+    assert main(["backtest", "--train", str(data), "--input", str(data),
+                 "--out", str(out), "--baselines", "pca,rolling-zscore", "--plots", "1",
+                 *SMALL]) == 0
+    with open(out / "scores.csv") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["timestamp", "key", "score", "threshold", "anomaly"]
+    assert len(rows) - 1 == 1200
+    assert {r[4] for r in rows[1:]} <= {"0", "1"}
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["detectors"]) == {"streamae-lstm", "pca", "rolling-zscore"}
+    assert "auc_pr" in report["detectors"]["pca"]["macro"]
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert len(events) == report["events"]
+    assert (out / "report.md").exists() and list(out.glob("plot_*.png"))
+    assert "macro average" in capsys.readouterr().out
+
+
+def test_backtest_without_model_is_a_clear_error(tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    data.write_text("timestamp,v\n1,2\n")
+    assert main(["backtest", "--input", str(data), "--out", str(tmp_path / "o")]) == 2
+    assert "needs a model" in capsys.readouterr().err
+    assert main(["backtest", "--model", str(tmp_path / "nope"), "--input", str(data),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "not a streamae model" in capsys.readouterr().err

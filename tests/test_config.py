@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+
+from streamae.config import Config, config_to_dict, load_config
+from streamae.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_load_without_a_file():
+    assert load_config() == Config()
+
+
+def test_shipped_configs_are_valid():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        load_config(path)
+
+
+def test_default_yaml_matches_the_dataclass_defaults():
+    assert config_to_dict(load_config(ROOT / "configs" / "default.yaml")) == config_to_dict(Config())
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"window.hop": 0}, "'window.hop': got 0; must be >= 1"),
+    ({"window.size": "big"}, "'window.size': got 'big'; must be an integer"),
+    ({"threshold.kind": "magic"}, "'threshold.kind': got 'magic'; allowed: spot, quantile"),
+    ({"model.kind": "gru"}, "'model.kind': got 'gru'; allowed: lstm, transformer"),
+    ({"alarm.resolve_after": "soon"}, "'alarm.resolve_after'"),
+    ({"window.wat": 1}, "unknown config field(s) 'wat' in 'window'"),
+    ({"window.hop": 100}, "'window.hop': got 100; must be <= window.size"),
+    ({"model.kind": "transformer", "model.heads": 5}, "must divide model.d_model"),
+])
+def test_bad_values_name_field_value_and_fix(overrides, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=overrides)
+    assert fragment in str(err.value)
+
+
+def test_durations_accept_units(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("alarm:\n  resolve_after: 5m\n  suppress: 1h\nwindow:\n  max_gap: 90s\n")
+    config = load_config(path)
+    assert (config.alarm.resolve_after, config.alarm.suppress, config.window.max_gap) == (300, 3600, 90)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("window: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
