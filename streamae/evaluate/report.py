@@ -14,7 +14,7 @@ from streamae.evaluate.metrics import (average_precision, event_scores, false_al
 from streamae.threshold import Decision
 from streamae.types import Frame
 
-HEADLINE = ("auc_pr", "roc_auc", "event_precision", "event_recall", "event_f1",
+HEADLINE = ("auc_pr", "roc_auc", "event_precision", "event_recall", "event_f1", "composite_f1",
             "mean_delay_s", "false_alarms_per_day", "alarms", "alarm_time_share")
 
 
@@ -31,6 +31,8 @@ def key_metrics(labels: np.ndarray, score: np.ndarray, anomaly: np.ndarray, ts: 
         "median_delay_s": ev.median_delay,
         "false_alarms_per_day": false_alarms_per_day(labels, anomaly, ts),
         "point_precision": pp, "point_recall": pr, "point_f1": pf,
+        # point-wise precision x event-wise recall: one endless alarm cannot score well
+        "composite_f1": _f1(pp, ev.recall),
         "label_rate": float(np.mean(labels != 0)),
         # an alarm that never closes "finds" everything: this share exposes it
         "alarm_time_share": float(np.mean(anomaly != 0)),
@@ -100,6 +102,12 @@ def markdown_table(rows: dict[str, dict[str, float]], columns: tuple[str, ...] =
         lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(c, math.nan)) for c in columns)
                      + " |")
     return "\n".join(lines)
+
+
+def _f1(p: float, r: float) -> float:
+    if _isnan(p) or _isnan(r):
+        return 0.0 if (_isnan(p) and not _isnan(r)) else math.nan
+    return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
 
 def _fmt(x: float) -> str:
