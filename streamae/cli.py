@@ -28,6 +28,9 @@ Every command takes --config (default: the packaged defaults) [env: STREAMAE_CON
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Idle OpenMP threads spin by default; beside another busy process that slowed torch
+    # 100x here. Passive waiting costs nothing when the cores are free.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
