@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from streamae.clock import iso
 from streamae.config import DataConfig
 from streamae.errors import InputFormatError
 from streamae.types import Frame
@@ -71,18 +72,11 @@ def write_frame_csv(frame: Frame, path: str | Path, data: DataConfig | None = No
         if frame.labels is not None:
             header.append(data.label_column)
         writer.writerow(header)
-        stamps = format_timestamps(frame.timestamps)
         for i in range(len(frame)):
-            row: list[Any] = [stamps[i], frame.keys[i], *(f"{v:.6g}" for v in frame.values[i])]
+            row: list[Any] = [iso(frame.timestamps[i]), frame.keys[i], *(f"{v:.6g}" for v in frame.values[i])]
             if frame.labels is not None:
                 row.append(int(frame.labels[i]))
             writer.writerow(row)
-
-
-def format_timestamps(seconds: np.ndarray) -> list[str]:
-    """ISO 8601 UTC text for epoch seconds."""
-    stamps = (np.asarray(seconds) * 1e3).astype("datetime64[ms]")
-    return [s.replace(".000", "") + "Z" for s in np.datetime_as_string(stamps, unit="ms")]
 
 
 def _stem(path: Path) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 
 from streamae.config import AlarmConfig
 from streamae.threshold.base import KeyedState
-from streamae.threshold.kernels import (A_ACTIVE, A_OPEN, A_PEAK, EV_NONE, EV_OPEN, EV_RESOLVE,
+from streamae.threshold.kernels import (A_ACTIVE, EV_NONE, EV_OPEN, EV_RESOLVE,
                                         EV_UPDATE, alarm_batch, new_alarm_state)
 
 EVENT_NAMES = {EV_OPEN: "open", EV_UPDATE: "update", EV_RESOLVE: "resolved"}
@@ -46,10 +46,3 @@ class Alarm(KeyedState):
 
     def open_alarms(self) -> int:
         return int(np.sum(self.state[:, A_ACTIVE] != 0.0))
-
-    def opened_at(self, slot: int) -> float:
-        return float(self.state[slot, A_OPEN])
-
-    def peak_of(self, slot: int) -> float:
-        return float(self.state[slot, A_PEAK])
-
