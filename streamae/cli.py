@@ -1,4 +1,4 @@
-"""Command line: ``streamae train | backtest | demo | synth | config``.
+"""Command line: ``streamae run | dev-broker | train | backtest | demo | synth | config``.
 
 Only this module prints or draws progress bars; the library logs.
 """
@@ -18,7 +18,9 @@ from streamae import __version__
 from streamae.errors import StreamaeError
 
 EPILOG = """examples:
-  streamae demo                                   synthetic sensors, train, backtest, report
+  streamae demo                                   local broker + synthetic sensors through the daemon
+  streamae dev-broker --port 9092                 a single-node Kafka for trying things out
+  streamae run --model model/ --input-topic metrics --output-topic anomalies
   streamae train --input history.csv --out model/
   streamae backtest --model model/ --input today.csv --out run/
   streamae backtest --train history.csv --input today.csv --out run/ --baselines pca
@@ -67,6 +69,32 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         return p
 
+    p = command("run", "The daemon: consume metric topics, score per-sensor windows, produce "
+                "anomaly events; runs until SIGTERM/Ctrl-C, then commits and checkpoints.", _run)
+    p.add_argument("--model", metavar="MODEL_DIR", help="trained model [config: daemon.model]")
+    p.add_argument("--bootstrap-servers", metavar="HOST:PORT",
+                   default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
+                   help="Kafka brokers [config: kafka.bootstrap_servers; "
+                   "env: STREAMAE_BOOTSTRAP_SERVERS]")
+    p.add_argument("--input-topic", action="append", metavar="TOPIC",
+                   help="topic to consume, repeatable [config: input.topics]")
+    p.add_argument("--format", choices=["json", "telegraf", "influx", "prometheus",
+                                        "alertmanager"], help="input layout [config: input.format]")
+    p.add_argument("--output-topic", metavar="TOPIC", help="events [config: daemon.output_topic]")
+    p.add_argument("--group-id", metavar="GROUP", help="consumer group [config: daemon.group_id]")
+    p.add_argument("--delivery", choices=["at-least-once", "exactly-once"],
+                   help="delivery guarantee [config: daemon.delivery]")
+    p.add_argument("--state-dir", metavar="DIR", help="checkpoints [config: daemon.state_dir]")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="log lines as text or one JSON object each")
+
+    p = command("dev-broker", "Run a single-node Kafka broker (KRaft) on 127.0.0.1 in the "
+                "foreground until Ctrl-C; fetches the broker jars with Maven on first use.",
+                _dev_broker)
+    p.add_argument("--port", type=int, default=9092, help="client port")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="keep topics here across restarts (default: a temporary folder)")
+
     p = command("train", "Train an autoencoder on history and save the model directory.", _train)
     p.add_argument("--input", nargs="+", required=True, metavar="PATH",
                    help="CSV/CSV.GZ/JSONL/Parquet files of normal history")
@@ -84,9 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train on the first FRACTION of each key's rows; evaluate the rest")
     _eval_args(p)
 
-    p = command("demo", "Generate a synthetic sensor set with injected anomalies, train, "
-                "backtest, print the events and a report.", _demo)
+    p = command("demo", "Generate a synthetic sensor set with injected anomalies, train on its "
+                "history, start a local Kafka broker, stream the rest through the daemon and "
+                "print the events and a summary (--offline: a file backtest instead).", _demo)
     p.add_argument("--out", metavar="DIR", help="output directory (default: a temporary one)")
+    p.add_argument("--offline", action="store_true",
+                   help="no broker: backtest the files and write a report with plots")
     p.add_argument("--keys", type=int, default=4, help="sensors")
     p.add_argument("--points", type=int, default=6000, help="points per sensor (half for training)")
     p.add_argument("--seed", type=int, default=7, help="generator seed")
@@ -221,6 +252,70 @@ def _print_summary(job) -> None:
         print(jobs.summary_table(r))
 
 
+def _run(args: argparse.Namespace) -> int:
+    import signal
+
+    from streamae.daemon.runner import Daemon
+    from streamae.models.detector import Detector
+
+    flags = {"daemon.model": args.model, "kafka.bootstrap_servers": args.bootstrap_servers,
+             "input.topics": args.input_topic, "input.format": args.format,
+             "daemon.output_topic": args.output_topic, "daemon.group_id": args.group_id,
+             "daemon.delivery": args.delivery, "daemon.state_dir": args.state_dir}
+    args.set = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
+    config = _load(args)
+    _log_setup(args)
+    if not config.daemon.model:
+        raise StreamaeError("run needs a model: --model DIR or daemon.model in the config "
+                            "(train one with `streamae train`)")
+    _threads(config)
+    detector = Detector.load(config.daemon.model)
+    daemon = Daemon(config, detector)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: daemon.stop())
+    daemon.run()
+    return 0
+
+
+def _log_setup(args: argparse.Namespace) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    if args.log_format == "json":
+        for handler in root.handlers:
+            handler.setFormatter(_JsonLog())
+
+
+class _JsonLog(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"ts": self.formatTime(record), "level": record.levelname,
+               "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+def _dev_broker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from streamae.broker import DevBroker, kafka_version
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"starting Kafka {kafka_version()} (KRaft, single node)...", file=sys.stderr)
+    with DevBroker(port=args.port, data_dir=args.data_dir) as broker:
+        print(f"bootstrap servers: {broker.bootstrap_servers}", flush=True)
+        print(f"data: {broker.data_dir} (log: {broker.log_file}); Ctrl-C stops",
+              file=sys.stderr)
+        while not stop.wait(0.5):
+            if broker.process is None or broker.process.poll() is not None:
+                raise StreamaeError(f"the broker exited; see {broker.log_file}")
+    print("broker stopped", file=sys.stderr)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from streamae import jobs
     from streamae.io.files import write_frame_csv
@@ -230,6 +325,11 @@ def _demo(args: argparse.Namespace) -> int:
     _threads(config)
     out = Path(args.out or tempfile.mkdtemp(prefix="streamae-demo-"))
     out.mkdir(parents=True, exist_ok=True)
+    if not args.offline:
+        from streamae.demo import run_live_demo
+
+        run_live_demo(config, out, args.keys, args.points, args.seed, print, _progress(args))
+        return 0
     half = args.points // 2
     data = generate(n_points=args.points, keys=args.keys, channels=4, clean_head=half,
                     seed=args.seed)

@@ -25,6 +25,10 @@ def _opt(default: Any, help: str, **checks: Any) -> Any:
     return field(default=default, metadata={"help": help, **checks})
 
 
+def _opt_dict(help: str) -> Any:
+    return field(default_factory=dict, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Column roles in files and rows."""
@@ -139,6 +143,67 @@ class ScoringConfig:
 
 
 @dataclass(frozen=True)
+class KafkaConfig:
+    """The Kafka cluster, shared by the daemon's consumer and producer."""
+
+    bootstrap_servers: str = _opt("127.0.0.1:9092", "host:port[,host:port...] of the brokers")
+    client_id: str = _opt("streamae", "client id the brokers see (logs, quotas)")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = _opt(
+        "PLAINTEXT", "transport security")
+    client: dict[str, Any] = _opt_dict(
+        "more kafka-python settings for both clients, passed through as given: TLS (ssl_cafile, "
+        "ssl_certfile, ssl_keyfile, ssl_password), SASL (sasl_mechanism, sasl_plain_username, "
+        "sasl_plain_password), timeouts. '${VAR}' reads an environment variable")
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Topics the daemon consumes and how their messages become points."""
+
+    topics: list[str] = field(default_factory=lambda: ["streamae.metrics"],
+                              metadata={"help": "topics to consume"})
+    format: Literal["json", "telegraf", "influx", "prometheus", "alertmanager"] = _opt(
+        "json", "message layout (see README: input formats)")
+    key_fields: list[str] | None = _opt(
+        None, "fields/tags/labels forming the key; default json: [key], telegraf/influx/"
+        "prometheus: measurement and all tags, alertmanager: [alertname]")
+    timestamp_field: str = _opt("timestamp", "json: field holding the event time")
+    value_field: str = _opt("value", "json: field holding a univariate value")
+    values_field: str = _opt("values", "json: field holding {channel: value}")
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns"] = _opt(
+        "auto", "unit of numeric timestamps (auto: by magnitude; influx: ns)")
+    alert_interval: float = _opt(60.0, "alertmanager: tumbling interval of the alert-rate series",
+                                 duration=True, min=1.0)
+    max_message_bytes: int = _opt(262_144, "larger messages go to the dead-letter topic", min=64)
+    max_abs_value: float = _opt(1e15, "larger absolute values are rejected as corrupt", min=1.0)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """The long-running scorer: where events go, delivery guarantee, state, HTTP."""
+
+    model: str | None = _opt(None, "model directory (streamae train --out); required for run")
+    group_id: str = _opt("streamae", "consumer group; daemons in one group share partitions")
+    output_topic: str = _opt("streamae.events", "anomaly events (schema streamae.event/1)")
+    dead_letter_topic: str = _opt("streamae.dead-letter",
+                                  "rejected input: raw bytes, reason and source in headers")
+    delivery: Literal["at-least-once", "exactly-once"] = _opt(
+        "at-least-once", "at-least-once: a crash may repeat the events of the last uncommitted "
+        "interval | exactly-once: Kafka transactions, for read_committed consumers")
+    commit_every: float = _opt(1.0, "commit offsets and checkpoint state this often "
+                               "(bounds the repeats after a crash)", duration=True, min=0.0)
+    state_dir: str = _opt("state", "checkpoints of windows, thresholds, alarms and offsets")
+    poll_records: int = _opt(2000, "most records handled per poll", min=1)
+    poll_timeout: float = _opt(0.1, "longest wait for records in one poll", duration=True,
+                               min=0.0)
+    auto_offset_reset: Literal["earliest", "latest"] = _opt(
+        "earliest", "where a new consumer group starts reading")
+    http_host: str = _opt("127.0.0.1", "address for /metrics, /healthz, /readyz")
+    http_port: int = _opt(9108, "port for /metrics, /healthz, /readyz (0: off)", min=0,
+                          max=65535)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -149,8 +214,13 @@ class Config:
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     alarm: AlarmConfig = field(default_factory=AlarmConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
 
     def __post_init__(self) -> None:
+        if not self.input.topics:
+            raise ConfigError("config field 'input.topics': empty; name at least one topic")
         if self.window.hop > self.window.size:
             raise ConfigError(
                 f"config field 'window.hop': got {self.window.hop}; must be <= window.size "
@@ -251,6 +321,13 @@ def _coerce(hint: Any, value: Any, path: str, meta: Any) -> Any:
             raise ConfigError(f"config field '{path}': got {value!r}; allowed: "
                               f"{', '.join(map(str, allowed))}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"config field '{path}': got {value!r}; must be a mapping")
+        bad = [k for k, v in value.items() if isinstance(v, (dict, list))]
+        if bad:
+            raise ConfigError(f"config field '{path}.{bad[0]}': must be a plain value")
+        return dict(value)
     if origin is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"config field '{path}': got {value!r}; must be a list of names")

@@ -40,11 +40,13 @@ class EventBuilder:
                         for i in order])
 
     def event(self, key: str, status: str, at: float, event_ts: float, model_version: str,
-              emitted_at: float, source: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Build an open / update / resolved event for the key's alarm."""
+              emitted_at: float, where: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Build an open / update / resolved event for the key's alarm. ``where`` locates the
+        triggering point in the input (topic, partition, offset) when the caller knows it."""
         rec = self.open[key]
         if status == "open":
             rec["start"] = event_ts
+            rec["first"] = where
         elif status == "update":
             rec["updates"] += 1
         start = rec["start"]
@@ -65,8 +67,19 @@ class EventBuilder:
             "top_channels": rec["top"],
             "model_version": model_version,
             "emitted_at": iso(emitted_at),
-            "source": source,
+            "source": _source(rec.get("first"), where),
         }
         if status == "resolved":
             del self.open[key]
         return event
+
+
+def _source(first: dict[str, Any] | None, last: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Input span of an alarm: the point that opened it to the one behind this event."""
+    if last is None:
+        return None
+    source = {"topic": last["topic"], "partition": last["partition"],
+              "offset_first": None, "offset_last": last["offset"]}
+    if first and first["topic"] == last["topic"] and first["partition"] == last["partition"]:
+        source["offset_first"] = first["offset"]
+    return source

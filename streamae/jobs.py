@@ -27,7 +27,7 @@ Progress = Callable[[str, int], Callable[[int], None]]
 """Factory: (description, total) -> advance(n). The CLI passes progress bars."""
 
 
-def _silent(_desc: str, _total: int) -> Callable[[int], None]:
+def silent(_desc: str, _total: int) -> Callable[[int], None]:
     return lambda _n: None
 
 
@@ -40,7 +40,7 @@ class BacktestJob:
     out_dir: Path
 
 
-def train(frame: Frame, config: Config, progress: Progress = _silent,
+def train(frame: Frame, config: Config, progress: Progress = silent,
           on_epoch: Callable[[EpochReport], None] | None = None) -> Detector:
     """Train a detector with a progress bar over all epochs' windows."""
     from streamae.models.dataset import training_windows
@@ -67,7 +67,7 @@ def head_mask(frame: Frame, fraction: float) -> np.ndarray:
 def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Path,
              train_frame: Frame | None = None, eval_mask: np.ndarray | None = None,
              baselines: tuple[str, ...] = (), early: float = 0.0, late: float = 0.0,
-             plots: int = 6, progress: Progress = _silent) -> BacktestJob:
+             plots: int = 6, progress: Progress = silent) -> BacktestJob:
     """Stream ``frame`` through the pipeline; write scores, events and (with labels) the
     report with metrics, baselines and plots."""
     out_dir = Path(out_dir)

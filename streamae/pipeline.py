@@ -8,6 +8,8 @@ daemon and the backtest drive the same :class:`Pipeline`.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,9 @@ from streamae.threshold import Decision
 from streamae.threshold.alarm import EVENT_NAMES
 from streamae.types import Frame
 from streamae.windows import DROPPED_FROM, STATUS_NAMES, Closed, Windows
+
+log = logging.getLogger(__name__)
+Locate = Callable[[int], "dict[str, Any] | None"]  # row id -> {topic, partition, offset}
 
 UNSCORED = len(STATUS_NAMES)  # accepted, but its key never filled a window (warm-up)
 OUTPUT_STATUS = (*STATUS_NAMES, "unscored")
@@ -55,6 +60,18 @@ class Output:
         return Output(**cols, events=[e for p in parts for e in p.events])
 
 
+@dataclass
+class PipelineState:
+    """A pipeline's state as plain arrays plus JSON-ready metadata (no pickle)."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+def _section(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
 class KeyIndex:
     """Stable key -> slot numbering, with each slot's scaling statistics."""
 
@@ -86,7 +103,7 @@ class Pipeline:
     """Stateful streaming detector over many keys."""
 
     def __init__(self, detector: Detector, config: Config, clock: Clock = wall_clock,
-                 source: dict[str, Any] | None = None) -> None:
+                 locate: Locate | None = None) -> None:
         if detector.window != config.window.size:
             raise InputFormatError(f"model was trained with window {detector.window}, config "
                                    f"says window.size {config.window.size}")
@@ -96,7 +113,7 @@ class Pipeline:
         self.decision = Decision(config.threshold, config.alarm)
         self.events = EventBuilder(detector.channels, config.scoring.top_channels)
         self.next_row = 0
-        self.source = source
+        self.locate = locate
 
     def process(self, frame: Frame) -> Output:
         """Push rows (in event-time order per key) and return every row resolved so far."""
@@ -124,6 +141,32 @@ class Pipeline:
 
     def counts(self) -> dict[str, int]:
         return self.windows.counts()
+
+    def state(self) -> PipelineState:
+        """Everything a restart needs to carry on where this pipeline stands."""
+        arrays = {**{f"windows.{k}": v for k, v in self.windows.state_dict().items()},
+                  **{f"decision.{k}": v for k, v in self.decision.state_dict().items()}}
+        meta = {"keys": list(self.keys.names), "next_row": self.next_row,
+                "open_alarms": self.events.open, "model_version": self.detector.version}
+        return PipelineState(arrays, meta)
+
+    def restore(self, state: PipelineState) -> None:
+        """Load a :meth:`state`. Windows and alarms always carry over; threshold state only
+        when the model version is the same (another model's scores live on another scale)."""
+        meta = state.meta
+        self.keys.slots_for(np.array(meta["keys"], dtype=object))
+        assert self.keys.names == meta["keys"], "restore into a fresh pipeline"
+        self.windows.load_state_dict(_section(state.arrays, "windows."))
+        decision = _section(state.arrays, "decision.")
+        if meta["model_version"] != self.detector.version:
+            log.warning("state was saved with model %s, scoring with %s: thresholds re-warm",
+                        meta["model_version"], self.detector.version)
+            self.decision.ensure(len(self.keys.names))
+            decision = {k: v for k, v in decision.items() if k.startswith("alarm.")} | {
+                k: v for k, v in self.decision.state_dict().items() if k.startswith("threshold.")}
+        self.decision.load_state_dict(decision)
+        self.events.open = {k: dict(v) for k, v in meta["open_alarms"].items()}
+        self.next_row = int(meta["next_row"])
 
     def _score(self, closed: Closed) -> Output:
         w = self.windows.size
@@ -153,5 +196,6 @@ class Pipeline:
                 if alarm.event[j]:
                     out.events.append(self.events.event(
                         keys[i], EVENT_NAMES[int(alarm.event[j])], ts[i], alarm.event_ts[j],
-                        self.detector.version, self.clock(), self.source))
+                        self.detector.version, self.clock(),
+                        self.locate(int(rows[i])) if self.locate else None))
         return out

@@ -1,0 +1,138 @@
+"""Atomic checkpoints of the daemon's state, tied to the input offsets they correspond to.
+
+A checkpoint holds the pipeline state (per-key windows, threshold and alarm state, open
+alarms, model version), the input decoder's state and the *next* offset of every input
+partition. It is one ``.npz`` file (arrays plus a JSON document; loaded with
+``allow_pickle=False``), written to a temporary name, fsynced and renamed, so a crash
+leaves either the old or the new file, never half of one.
+
+Order of one commit (the daemon's ``_commit``), per delivery mode:
+
+at-least-once
+    1. events and dead letters of every batch since the last commit are sent;
+    2. ``producer.flush()``: every one is acknowledged by all in-sync replicas;
+    3. the checkpoint (state + next offsets) is written;
+    4. the offsets are committed to the consumer group.
+    A crash before 3 replays the interval from the previous checkpoint: its events are sent
+    again (same ``event_id``), which is the promise of at-least-once. A crash between 3
+    and 4 is caught on restart by the offset match below.
+
+exactly-once
+    1. a Kafka transaction is open for the interval; events and dead letters go into it;
+    2. the checkpoint is written;
+    3. the offsets are added to the transaction and it commits.
+    A crash before 3 aborts the transaction: no consumer in ``read_committed`` mode ever
+    sees its events, and the group's offsets still point at the previous checkpoint.
+
+On start the group's committed offsets are the truth: the newest checkpoint whose offsets
+equal them is the state to resume from. Failing that, the newest checkpoint behind them is
+loaded and the consumer rewinds to its offsets (events in between are sent again).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamae.pipeline import PipelineState
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+_NAME = re.compile(r"checkpoint-(\d{12})\.npz$")
+Offsets = dict[tuple[str, int], int]
+
+
+@dataclass
+class Checkpoint:
+    seq: int
+    offsets: Offsets
+    pipeline: PipelineState
+    decoder: dict[str, Any] | None
+    written_at: float
+    path: Path | None = None
+
+
+class CheckpointStore:
+    """Numbered checkpoint files in one directory; the newest ``keep`` are kept."""
+
+    def __init__(self, directory: str | Path, keep: int = 3) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        existing = self._paths()
+        self.seq = int(_NAME.search(existing[-1].name).group(1)) if existing else 0
+
+    def _paths(self) -> list[Path]:
+        return sorted(p for p in self.dir.iterdir() if _NAME.search(p.name))
+
+    def save(self, offsets: Offsets, pipeline: PipelineState,
+             decoder: dict[str, Any] | None = None) -> Path:
+        self.seq += 1
+        meta = {"format": FORMAT, "seq": self.seq, "written_at": time.time(),
+                "offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())],
+                "pipeline": pipeline.meta, "decoder": decoder}
+        buf = io.BytesIO()
+        np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                 **pipeline.arrays)
+        path = self.dir / f"checkpoint-{self.seq:012d}.npz"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(buf.getbuffer())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        for old in self._paths()[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def load(self, path: Path) -> Checkpoint:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["__meta__"]).decode())
+            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')}")
+        offsets = {(t, p): o for t, p, o in meta["offsets"]}
+        return Checkpoint(meta["seq"], offsets, PipelineState(arrays, meta["pipeline"]),
+                          meta["decoder"], meta["written_at"], path)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every readable checkpoint, newest first (unreadable ones are logged and skipped)."""
+        found = []
+        for path in reversed(self._paths()):
+            try:
+                found.append(self.load(path))
+            except Exception as exc:  # a torn or foreign file must not block a restart
+                log.warning("skipping unreadable checkpoint %s: %s", path, exc)
+        return found
+
+    def resume_point(self, committed: Offsets) -> Checkpoint | None:
+        """The checkpoint to resume from, given the group's committed offsets (see module
+        doc): an exact match first, else the newest one not ahead of them."""
+        candidates = self.checkpoints()
+        for cp in candidates:
+            if cp.offsets == committed:
+                return cp
+        for cp in candidates:
+            if all(committed.get(tp, -1) >= off for tp, off in cp.offsets.items()):
+                log.warning("no checkpoint matches the committed offsets %s; resuming from "
+                            "older checkpoint %s and replaying from its offsets", committed,
+                            cp.path)
+                return cp
+        if candidates:
+            log.warning("every checkpoint in %s is ahead of the committed offsets %s; starting "
+                        "with fresh state", self.dir, committed)
+        return None
