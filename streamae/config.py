@@ -184,6 +184,9 @@ class DaemonConfig:
 
     model: str | None = _opt(None, "model directory (streamae train --out); required for run")
     group_id: str = _opt("streamae", "consumer group; daemons in one group share partitions")
+    instance_id: str | None = _opt(
+        None, "this daemon's stable identity in the group (static membership, transactional "
+        "id); default: derived from group_id and state_dir")
     output_topic: str = _opt("streamae.events", "anomaly events (schema streamae.event/1)")
     dead_letter_topic: str = _opt("streamae.dead-letter",
                                   "rejected input: raw bytes, reason and source in headers")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
+from kafka_harness import KafkaHarness
+from streamae.broker import DevBroker, free_port
 from streamae.config import Config, load_config
 from streamae.models.detector import Detector, train_detector
 from streamae.synth import generate
@@ -39,3 +43,24 @@ def train_frame(synthetic: Frame) -> Frame:
 def trained(request, train_frame: Frame) -> tuple[Detector, Config]:
     config = small_config(request.param)
     return train_detector(train_frame, config), config
+
+
+def pytest_addoption(parser):
+    parser.addoption("--bootstrap-servers", default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
+                     help="run the Kafka tests against this cluster instead of the suite's own "
+                     "broker [env: STREAMAE_BOOTSTRAP_SERVERS]")
+
+
+@pytest.fixture(scope="session")
+def kafka(request, tmp_path_factory) -> KafkaHarness:
+    """A real broker: started once per session (Java + Maven), or an external cluster."""
+    external = request.config.getoption("--bootstrap-servers")
+    if external:
+        yield KafkaHarness(external, None)
+        return
+    broker = DevBroker(port=free_port(), data_dir=tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield KafkaHarness(broker.bootstrap_servers, broker)
+    finally:
+        broker.close()

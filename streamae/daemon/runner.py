@@ -56,9 +56,13 @@ class Daemon:
         self.assigned: list[TopicPartition] | None = None
 
     @property
-    def transactional_id(self) -> str:
-        """Stable per instance (its state directory), so a restart fences its old self and
-        aborts the transaction a crash left open."""
+    def instance_id(self) -> str:
+        """Stable per instance (``daemon.instance_id``, else derived from its state
+        directory). It is the consumer's static group membership, so a restarted daemon
+        takes its partitions back at once instead of waiting out the old session, and the
+        producer's transactional id, so a restart aborts the transaction a crash left open."""
+        if self.config.daemon.instance_id:
+            return self.config.daemon.instance_id
         where = hashlib.sha256(str(Path(self.config.daemon.state_dir).resolve()).encode())
         return f"streamae-{self.config.daemon.group_id}-{where.hexdigest()[:12]}"
 
@@ -88,10 +92,11 @@ class Daemon:
             except Exception as exc:  # clusters may forbid creation: the topics may exist
                 log.warning("could not check/create the output topics: %s", exc)
             self.producer = clients.producer(
-                k, self.transactional_id if self.exactly_once else None)
+                k, self.instance_id if self.exactly_once else None)
             if self.exactly_once:
                 self.producer.init_transactions()
-            self.consumer = clients.consumer(k, d, self.exactly_once)
+            self.consumer = clients.consumer(k, d, self.exactly_once,
+                                             group_instance_id=self.instance_id)
             self.consumer.subscribe(self.config.input.topics, listener=_Rebalance(self))
             log.info("consuming %s as group %s (%s), events -> %s, dead letters -> %s",
                      ",".join(self.config.input.topics), d.group_id, d.delivery,
@@ -271,7 +276,7 @@ class Daemon:
                 log.error("could not abort the transaction (%s); restarting the producer",
                           abort_exc)
                 self.producer.close(timeout=5)
-                self.producer = clients.producer(self.config.kafka, self.transactional_id)
+                self.producer = clients.producer(self.config.kafka, self.instance_id)
                 self.producer.init_transactions()
             self.in_transaction = False
         time.sleep(1.0)
