@@ -139,6 +139,16 @@ class Pipeline:
         """End of stream: score what every key still holds (a partial hop)."""
         return Output.concat([self._score(c) for c in self.windows.flush()])
 
+    def warm_up(self) -> None:
+        """Compile the Numba kernels and run the model once on a throwaway pipeline, so the
+        first real batch is not slowed by start-up work."""
+        probe = Pipeline(self.detector, self.config)
+        n = self.windows.size + self.config.window.hop
+        channels = self.detector.channels
+        probe.process(Frame(np.arange(1.0, n + 1.0), np.full(n, "warm-up", dtype=object),
+                            np.zeros((n, len(channels)), dtype=np.float32), channels))
+        probe.flush()
+
     def counts(self) -> dict[str, int]:
         return self.windows.counts()
 

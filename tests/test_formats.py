@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 
 from streamae.config import InputConfig
@@ -151,3 +153,34 @@ def test_alertmanager_resolved_alerts_do_not_count():
                      alert("Disk", "2026-01-01T00:00:06Z", "b")))
     pts = d.decode(webhook(alert("Disk", "2026-01-01T00:03:00Z", "z")))
     assert [p.values[0] for p in pts] == [1.0, 0.0]
+
+
+def test_json_batch_fast_path_equals_message_by_message():
+    from streamae.daemon.decode import BatchDecoder
+
+    class Rec:
+        def __init__(self, i, value):
+            self.topic, self.partition, self.offset, self.timestamp = "t", 0, i, 1000
+            self.value = value
+
+    good = [b'{"timestamp": %d, "key": "k%d", "value": %s}' % (1767225600 + i, i % 3,
+                                                              b"1.5" if i % 2 else b"2")
+            for i in range(20)]
+    multi = [b'{"timestamp": %d, "key": "h", "values": {"usage_user": 1, "usage_system": 2, '
+             b'"usage_idle": %d}}' % (1767225600 + i, i) for i in range(5)]
+    for channels, raws in ((UNI, good), (MULTI, multi)):
+        batch = BatchDecoder(decoder("json", channels), channels, 1 << 20)
+        fast = batch.decode([Rec(i, r) for i, r in enumerate(raws)])
+        assert batch.decoder.decode_batch(raws) is not None
+        slow = batch.decode([Rec(i, r) for i, r in enumerate(raws)] + [Rec(99, b"bad")])
+        assert len(slow.dead) == 1
+        np.testing.assert_array_equal(fast.frame.values, slow.frame.values)
+        np.testing.assert_array_equal(fast.frame.timestamps, slow.frame.timestamps)
+        assert list(fast.frame.keys) == list(slow.frame.keys)
+        np.testing.assert_array_equal(fast.message, slow.message)
+    for odd in (b'{"timestamp": 1767225600, "key": "k", "value": true}',
+                b'{"timestamp": "2026-01-01T00:00:00Z", "key": "k", "value": 1}',
+                b'{"timestamp": 1767225600, "key": 5, "value": 1}',
+                b'{"timestamp": 1767225600, "key": "k", "value": NaN}',
+                b'[{"timestamp": 1767225600, "key": "k", "value": 1}]'):
+        assert decoder("json").decode_batch(good + [odd]) is None

@@ -91,6 +91,7 @@ class Daemon:
                 clients.ensure_topics(k, [d.output_topic, d.dead_letter_topic])
             except Exception as exc:  # clusters may forbid creation: the topics may exist
                 log.warning("could not check/create the output topics: %s", exc)
+            self.pipeline.warm_up()
             self.producer = clients.producer(
                 k, self.instance_id if self.exactly_once else None)
             if self.exactly_once:
@@ -122,7 +123,7 @@ class Daemon:
             records = [r for tp in sorted(polled, key=lambda t: (t.topic, t.partition))
                        for r in polled[tp]]
             if records:
-                self._handle(records)
+                self._handle(records, polled)
             now = time.monotonic()
             if now - last_commit >= d.commit_every:
                 self._commit()
@@ -188,7 +189,7 @@ class Daemon:
         return moved
 
     # ------------------------------------------------------------------ one poll
-    def _handle(self, records: list[Any]) -> None:
+    def _handle(self, records: list[Any], polled: dict[TopicPartition, list[Any]]) -> None:
         start = time.perf_counter()
         if self.exactly_once and not self.in_transaction:
             self.producer.begin_transaction()
@@ -204,9 +205,9 @@ class Daemon:
             self.metrics.events.labels(event["status"]).inc()
         for dead in batch.dead + batch.rejected(first, out.row, out.status):
             self._dead_letter(dead)
-        for rec in records:
-            self.metrics.consumed.labels(rec.topic).inc()
-            self.positions[(rec.topic, rec.partition)] = rec.offset + 1
+        for tp, recs in polled.items():
+            self.metrics.consumed.labels(tp.topic).inc(len(recs))
+            self.positions[(tp.topic, tp.partition)] = recs[-1].offset + 1
         self.dirty = True
         self._count_points()
         self.metrics.latency.observe(time.perf_counter() - start)

@@ -46,6 +46,9 @@ def load_json(raw: bytes) -> Any:
 
 def parse_time(value: Any, unit: str = "auto", field: str = "timestamp") -> float:
     """ISO 8601 text or an epoch number (``unit`` s/ms/us/ns, or auto by magnitude)."""
+    kind = type(value)
+    if (kind is float or kind is int) and 0.0 < value < MAX_TS and unit in ("auto", "s"):
+        return float(value)  # the common case: epoch seconds
     if isinstance(value, bool) or value is None:
         raise BadMessage(f"field '{field}' must be a time, got {value!r}")
     if isinstance(value, str):
@@ -87,6 +90,9 @@ def _check_ts(ts: float, raw: Any, field: str) -> float:
 
 def parse_number(value: Any, field: str, max_abs: float, text_ok: bool = False) -> float:
     """A finite-or-nan measurement within ``max_abs``; ``None`` is a missing value (nan)."""
+    kind = type(value)
+    if (kind is float or kind is int) and -max_abs <= value <= max_abs:
+        return float(value)  # the common case (nan fails the comparison: checked below)
     if value is None:
         return math.nan
     if isinstance(value, str) and text_ok:

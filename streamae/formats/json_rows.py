@@ -10,8 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+import orjson
+
 from streamae.config import InputConfig
-from streamae.formats.base import BadMessage, Point, join_key, load_json, parse_number, parse_time
+from streamae.formats.base import (MAX_TS, BadMessage, Point, join_key, load_json, parse_number,
+                                   parse_time)
 
 
 class JsonDecoder:
@@ -22,8 +26,47 @@ class JsonDecoder:
 
     def decode(self, raw: bytes, record_ts: float | None = None) -> list[Point]:
         doc = load_json(raw)
-        items = doc if isinstance(doc, list) else [doc]
-        return [self._row(item, n) for n, item in enumerate(items)]
+        if type(doc) is dict:
+            return [self._row(doc, 0)]
+        if isinstance(doc, list):
+            return [self._row(item, n) for n, item in enumerate(doc)]
+        raise BadMessage(f"expected a JSON object or array, got {type(doc).__name__}")
+
+    def decode_batch(self, raws: list[bytes]) -> tuple[np.ndarray, list[str], np.ndarray] | None:
+        """Columns for a batch in which every message is one well-formed object of the
+        default layout, or None (then each message is decoded on its own). Same result as
+        :meth:`decode` message by message, at a fraction of the cost."""
+        c = self.config
+        if len(self.key_fields) != 1:
+            return None
+        kf, tf = self.key_fields[0], c.timestamp_field
+        try:
+            docs = [orjson.loads(r) for r in raws]
+            if {type(d) for d in docs} != {dict}:
+                return None
+            ts_raw = [d[tf] for d in docs]
+            keys = [d[kf] for d in docs]
+            if len(self.channels) == 1 and all(c.values_field not in d for d in docs):
+                cols = [[d[c.value_field]] for d in docs]
+            else:
+                nan = math.nan
+                cols = [[d[c.values_field].get(ch, nan) for ch in self.channels] for d in docs]
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return None
+        if not {type(t) for t in ts_raw} <= {float, int} or {type(k) for k in keys} != {str}:
+            return None
+        if not {type(v) for row in cols for v in row} <= {float, int} or "" in keys:
+            return None
+        ts = np.array(ts_raw, dtype=np.float64)
+        values = np.array(cols, dtype=np.float64)
+        finite = np.isfinite(values)
+        if not ((ts > 0) & (ts < MAX_TS)).all() or (np.abs(values[finite]) > c.max_abs_value).any():
+            return None
+        if c.timestamp_unit not in ("auto", "s") or (ts >= 1e11).any():
+            return None
+        if len(self.channels) > 1 and not finite.all():
+            return None  # partial rows: rejected or merged (coalesced) message by message
+        return ts, keys, values.astype(np.float32)
 
     def _row(self, item: Any, n: int) -> Point:
         c = self.config
@@ -32,14 +75,7 @@ class JsonDecoder:
         if c.timestamp_field not in item:
             raise BadMessage(f"item {n}: missing field '{c.timestamp_field}'", "missing_field")
         ts = parse_time(item[c.timestamp_field], c.timestamp_unit, c.timestamp_field)
-        parts = []
-        for name in self.key_fields:
-            value = item.get(name)
-            if value is None or isinstance(value, (dict, list)) or value == "":
-                raise BadMessage(f"item {n}: key field '{name}' missing or not a scalar",
-                                 "missing_field")
-            parts.append((name, str(value)))
-        key = join_key(parts) if parts else self.default_key
+        key = self._key(item, n)
         values = [math.nan] * len(self.channels)
         if c.values_field in item:
             given = item[c.values_field]
@@ -64,3 +100,16 @@ class JsonDecoder:
             raise BadMessage(f"item {n}: missing field '{c.value_field}' or "
                              f"'{c.values_field}'", "missing_field")
         return Point(ts, key, values)
+
+    def _key(self, item: dict[str, Any], n: int) -> str:
+        fields = self.key_fields
+        if len(fields) == 1 and type(item.get(fields[0])) is str and item[fields[0]]:
+            return item[fields[0]]  # the common case
+        parts = []
+        for name in fields:
+            value = item.get(name)
+            if value is None or isinstance(value, (dict, list)) or value == "":
+                raise BadMessage(f"item {n}: key field '{name}' missing or not a scalar",
+                                 "missing_field")
+            parts.append((name, str(value)))
+        return join_key(parts) if parts else self.default_key
