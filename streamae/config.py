@@ -138,7 +138,8 @@ class ScoringConfig:
     """Inference settings."""
 
     batch_size: int = _opt(64, "windows per model call across keys", min=1)
-    threads: int = _opt(2, "torch CPU threads (keep at or below free cores)", min=1)
+    threads: int = _opt(1, "torch CPU threads: at or below the cores left free by the Kafka "
+                        "client and anything else on the machine", min=1)
     top_channels: int = _opt(3, "channels named in each event", min=1)
 
 
