@@ -16,7 +16,7 @@ def test_version_and_help(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert __version__ in capsys.readouterr().out
-    for command in ("train", "backtest", "demo", "synth", "config"):
+    for command in ("run", "dev-broker", "train", "backtest", "demo", "synth", "config"):
         with pytest.raises(SystemExit) as done:
             main([command, "--help"])
         assert done.value.code == 0
@@ -68,3 +68,20 @@ def test_backtest_without_model_is_a_clear_error(tmp_path, capsys):
     assert main(["backtest", "--model", str(tmp_path / "nope"), "--input", str(data),
                  "--out", str(tmp_path / "o")]) == 2
     assert "not a streamae model" in capsys.readouterr().err
+
+
+def test_run_without_model_or_with_bad_kafka_config_is_a_clear_error(tmp_path, capsys):
+    assert main(["run", "--input-topic", "metrics"]) == 2
+    assert "run needs a model" in capsys.readouterr().err
+    assert main(["run", "--model", str(tmp_path), "--set", "daemon.delivery=twice"]) == 2
+    err = capsys.readouterr().err
+    assert "daemon.delivery" in err and "exactly-once" in err
+    bad = tmp_path / "d.yaml"
+    bad.write_text("kafka:\n  client:\n    sasl_plain_password: ${STREAMAE_TEST_UNSET}\n")
+    from streamae.config import load_config
+    from streamae.daemon.clients import client_settings, masked
+
+    with pytest.raises(Exception, match="STREAMAE_TEST_UNSET"):
+        client_settings(load_config(bad).kafka)
+    settings = masked({"sasl_plain_password": "hunter2", "ssl_cafile": "/ca.pem"})
+    assert settings == {"sasl_plain_password": "***", "ssl_cafile": "/ca.pem"}
