@@ -116,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train on the first FRACTION of each key's rows; evaluate the rest")
     _eval_args(p)
 
+    p = command("evaluate", "Evaluate streamae and baselines on a public dataset folder "
+                "(NAB, SMD, SMAP, MSL, UCR layouts): train, backtest, report per run, and a "
+                "macro average over runs.", _evaluate)
+    p.add_argument("--dataset", required=True, choices=["nab", "smd", "smap", "msl", "ucr"],
+                   help="layout of --path (see streamae.evaluate.datasets)")
+    p.add_argument("--path", required=True, metavar="DIR", help="dataset folder")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N runs")
+    _eval_args(p)
+
     p = command("demo", "Generate a synthetic sensor set with injected anomalies, train on its "
                 "history, start a local Kafka broker, stream the rest through the daemon and "
                 "print the events and a summary (--offline: a file backtest instead).", _demo)
@@ -145,6 +155,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--early", default="0s", help="event tolerance before a labelled segment")
     p.add_argument("--late", default="0s", help="event tolerance after a labelled segment")
     p.add_argument("--plots", type=int, default=6, help="keys to plot (0: none)")
+    p.add_argument("--point-adjusted", action="store_true",
+                   help="also report point-adjusted F1 (inflated; for comparison with papers)")
 
 
 def _load(args: argparse.Namespace):
@@ -228,8 +240,30 @@ def _backtest(args: argparse.Namespace) -> int:
         raise StreamaeError("backtest needs a model: --model DIR, --train PATH... or --train-head F")
     baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
     job = jobs.backtest(frame, detector, config, args.out, train_frame, mask, baselines,
-                        parse_duration(args.early), parse_duration(args.late), args.plots, progress)
+                        parse_duration(args.early), parse_duration(args.late), args.plots, progress,
+                        args.point_adjusted)
     _print_summary(job)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from streamae import jobs
+    from streamae.durations import parse_duration
+    from streamae.evaluate.report import markdown_table
+
+    config = _load(args)
+    _threads(config)
+    baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
+
+    def done(name: str, metrics: dict) -> None:
+        print(f"\n{name}:\n{markdown_table(metrics)}", flush=True)
+
+    summary = jobs.evaluate_dataset(args.dataset, args.path, config, args.out, baselines,
+                                    parse_duration(args.early), parse_duration(args.late),
+                                    args.plots, _progress(args), args.limit, args.point_adjusted,
+                                    done)
+    print(f"\n{args.dataset}: macro average over {len(summary['runs'])} run(s) "
+          f"({args.out}/summary.md):\n{markdown_table(summary['macro'])}")
     return 0
 
 

@@ -67,7 +67,8 @@ def head_mask(frame: Frame, fraction: float) -> np.ndarray:
 def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Path,
              train_frame: Frame | None = None, eval_mask: np.ndarray | None = None,
              baselines: tuple[str, ...] = (), early: float = 0.0, late: float = 0.0,
-             plots: int = 6, progress: Progress = silent) -> BacktestJob:
+             plots: int = 6, progress: Progress = silent,
+             point_adjusted: bool = False) -> BacktestJob:
     """Stream ``frame`` through the pipeline; write scores, events and (with labels) the
     report with metrics, baselines and plots."""
     out_dir = Path(out_dir)
@@ -91,7 +92,9 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
                 raise ValueError("baselines need training rows: pass --train or --train-head")
             for name, pair in run_baselines(list(baselines), reference, frame, config).items():
                 detectors[name] = pair
-        report["detectors"] = {name: evaluate(frame, s, a, mask, early, late)
+        probation = 0.0 if eval_mask is not None else 0.15
+        report["detectors"] = {name: evaluate(frame, s, a, mask, early, late, point_adjusted,
+                                              probation)
                                for name, (s, a) in detectors.items()}
         if plots:
             _plot(result, out_dir, plots)
@@ -142,3 +145,40 @@ def _json_default(x: Any) -> Any:
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def evaluate_dataset(kind: str, path: str | Path, config: Config, out_dir: str | Path,
+                     baselines: tuple[str, ...] = (), early: float = 0.0, late: float = 0.0,
+                     plots: int = 4, progress: Progress = silent, limit: int | None = None,
+                     point_adjusted: bool = False,
+                     on_run: Callable[[str, dict[str, Any]], None] | None = None
+                     ) -> dict[str, Any]:
+    """Train and backtest every run of a dataset folder (see
+    :mod:`streamae.evaluate.datasets`); macro-average each detector over the runs."""
+    from streamae.evaluate.datasets import load
+    from streamae.evaluate.report import macro
+
+    out_dir = Path(out_dir)
+    runs: dict[str, dict[str, Any]] = {}
+    for i, run in enumerate(load(kind, path)):
+        if limit is not None and i >= limit:
+            break
+        if run.train_head is not None:
+            head = head_mask(run.test, run.train_head)
+            train_frame, mask = run.test.take(head), ~head
+        else:
+            train_frame, mask = run.train, None
+        detector = train(train_frame, config, progress)
+        job = backtest(run.test, detector, config, out_dir / run.name, train_frame, mask,
+                       baselines, early, late, plots, progress, point_adjusted)
+        runs[run.name] = {name: r["macro"] for name, r in job.report["detectors"].items()}
+        if on_run:
+            on_run(run.name, runs[run.name])
+    detectors = next(iter(runs.values())).keys() if runs else []
+    summary = {"dataset": kind, "path": str(path), "runs": runs,
+               "macro": {d: macro({r: m[d] for r, m in runs.items()}) for d in detectors}}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    (out_dir / "summary.md").write_text(
+        f"# {kind}: macro average over {len(runs)} run(s)\n\n"
+        + markdown_table(summary["macro"]) + "\n")
+    return summary

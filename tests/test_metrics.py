@@ -64,3 +64,57 @@ def test_point_scores_and_false_alarm_rate():
     assert point_scores(labels, alarm) == (0.5, 0.5, 0.5)
     ts = np.arange(5) * 21600.0  # 6 h steps; steps ending on normal rows 3 and 4: 0.5 days
     assert false_alarms_per_day(labels, alarm, ts) == pytest.approx(1 / 0.5)
+
+
+def test_vus_pr_reduces_to_ap_without_buffer_and_credits_near_misses():
+    from streamae.evaluate.metrics import average_precision, soft_labels, vus_pr
+
+    labels = np.zeros(100, dtype=np.int8)
+    labels[50:55] = 1
+    exact = np.zeros(100)
+    exact[50:55] = 1.0
+    near = np.zeros(100)
+    near[45:50] = 1.0  # fires just before the segment
+    assert vus_pr(labels, exact, max_buffer=0) == average_precision(labels, exact) == 1.0
+    assert average_precision(labels, near) < 0.2 < vus_pr(labels, near, max_buffer=10)
+    w = soft_labels(labels, 3)
+    np.testing.assert_allclose(w[47:50], np.sqrt(1 - np.array([3, 2, 1]) / 4))
+    assert w[50] == 1 and w[46] == 0
+
+
+def test_point_adjusted_f1_is_inflated_and_labelled():
+    from streamae.evaluate.metrics import point_adjusted_f1, point_scores
+
+    labels = np.zeros(100, dtype=np.int8)
+    labels[10:60] = 1
+    anomaly = np.zeros(100, dtype=np.int8)
+    anomaly[30] = 1  # one lucky point in a 50-row segment
+    assert point_scores(labels, anomaly)[2] < 0.05
+    assert point_adjusted_f1(labels, anomaly) == 1.0
+
+
+def test_nab_score_hand_computed_from_the_published_rules():
+    from streamae.evaluate.nab import PROFILES, normalized, scaled_sigmoid, score_series
+
+    # NAB's documented anchors: S(-1) = 0.98661, S(-0.5) = 0.84828, S(0) = 0
+    assert scaled_sigmoid(-1.0) == pytest.approx(0.98661, abs=1e-5)
+    assert scaled_sigmoid(-0.5) == pytest.approx(0.84828, abs=1e-5)
+    assert scaled_sigmoid(0.0) == 0.0 and scaled_sigmoid(3.0) == -1.0
+    labels = np.zeros(100, dtype=np.int8)
+    labels[40:50] = 1  # one window of width 10; probation = floor(0.15 * 100) = 15 rows
+    s = score_series(labels, np.array([5, 45, 47, 70]))
+    # row 5: probationary, ignored. Row 45: p = -(49 - 45 + 1) / 10 = -0.5 -> 0.84828 /
+    # 0.98661 = 0.85980 (row 47 scores lower; the window keeps its best). Row 70: p =
+    # |49 - 70| / 9 = 2.333 -> S = -0.99998, times fp weight 0.11.
+    tp = 0.84828 / 0.98661
+    fp = 2 / (1 + math.exp(5 * 21 / 9)) - 1
+    assert s.raw["standard"] == pytest.approx(tp + 0.11 * fp, abs=1e-4)
+    assert s.raw["reward_low_fp_rate"] == pytest.approx(tp + 0.22 * fp, abs=1e-4)
+    assert s.null["reward_low_fn_rate"] == -2.0 and s.perfect["standard"] == 1.0
+    assert normalized([s])["standard"] == pytest.approx(100 * (tp + 0.11 * fp + 1) / 2, abs=1e-2)
+    # NAB's references: detecting nothing scores 0, each window at its first row 100,
+    # a detection before any window costs exactly the fp weight
+    assert normalized([score_series(labels, np.array([]))])["standard"] == 0.0
+    assert normalized([score_series(labels, np.array([40]))])["standard"] == pytest.approx(100)
+    early = score_series(labels, np.array([20, 40]))
+    assert early.raw["standard"] == pytest.approx(1.0 - PROFILES["standard"]["fp"])

@@ -85,12 +85,15 @@ class PCAReconstruction(Baseline):
         data = np.concatenate(mats)
         if len(data) > 20000:
             data = data[np.linspace(0, len(data) - 1, 20000).astype(int)]
+        self._fit_projection(data)
+        return self
+
+    def _fit_projection(self, data: np.ndarray) -> None:
         self.center = data.mean(axis=0)
         _, s, vt = np.linalg.svd(data - self.center, full_matrices=False)
         share = np.cumsum(s ** 2) / max(np.sum(s ** 2), 1e-12)
         k = int(np.searchsorted(share, self.variance) + 1)
         self.components = vt[: min(k, len(vt))]
-        return self
 
     def _lagged(self, x: np.ndarray) -> np.ndarray:
         view = np.lib.stride_tricks.sliding_window_view(x, self.lags, axis=0)
@@ -103,6 +106,37 @@ class PCAReconstruction(Baseline):
         z = self._lagged(x) - self.center
         resid = z - (z @ self.components.T) @ self.components
         out[self.lags - 1:] = np.mean(resid ** 2, axis=1)
+        return out
+
+
+class IsolationForest(PCAReconstruction):
+    """scikit-learn's IsolationForest on lagged windows of the last ``lags`` points,
+    fitted on training windows (optional dependency: ``pip install streamae[eval]``)."""
+
+    name = "isolation-forest"
+
+    def __init__(self, lags: int = 16, trees: int = 100, seed: int = 0) -> None:
+        super().__init__(lags)
+        self.trees, self.seed = trees, seed
+
+    def fit(self, train: Frame) -> IsolationForest:
+        try:
+            from sklearn.ensemble import IsolationForest as Forest
+        except ImportError:
+            raise ImportError("the isolation-forest baseline needs scikit-learn: "
+                              "pip install 'streamae[eval]'") from None
+        super().fit(train)  # scaler + lagged training windows
+        self.forest = Forest(n_estimators=self.trees, random_state=self.seed)
+        self.forest.fit(self._training)
+        return self
+
+    def _fit_projection(self, data: np.ndarray) -> None:
+        self._training = data
+
+    def _score_series(self, x: np.ndarray) -> np.ndarray:
+        out = np.full(len(x), np.nan)
+        if len(x) >= self.lags:
+            out[self.lags - 1:] = -self.forest.score_samples(self._lagged(x))
         return out
 
 
@@ -137,5 +171,6 @@ class HalfSpaceTrees(Baseline):
 
 
 BASELINES: dict[str, type[Baseline]] = {
-    b.name: b for b in (RollingZScore, PCAReconstruction, HalfSpaceTrees)  # type: ignore[misc]
+    b.name: b for b in (RollingZScore, PCAReconstruction, IsolationForest,  # type: ignore[misc]
+                        HalfSpaceTrees)
 }

@@ -1,6 +1,7 @@
 """Detection metrics a person on call would recognise.
 
-No point-adjusted F1 here: it rewards one lucky point inside a long segment as if the
+Point-adjusted F1 exists only for comparison with papers (``point_adjusted_f1``, on
+request, always labelled): it rewards one lucky point inside a long segment as if the
 whole segment were found, which makes random scores look excellent.
 """
 
@@ -33,6 +34,61 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     precision = tp / (last_of_tie + 1)
     recall = tp / y.sum()
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def soft_labels(labels: np.ndarray, buffer: int) -> np.ndarray:
+    """1 inside segments; ``sqrt(1 - d / (buffer + 1))`` for rows ``d <= buffer`` rows away
+    from a segment (before or after); 0 elsewhere."""
+    y = (np.asarray(labels) != 0).astype(np.float64)
+    if buffer <= 0 or not y.any():
+        return y
+    idx = np.flatnonzero(y)
+    pos = np.arange(len(y))
+    # distance to the nearest labelled row
+    right = np.searchsorted(idx, pos)
+    d_right = np.where(right < len(idx), idx[np.minimum(right, len(idx) - 1)] - pos, np.inf)
+    d_left = np.where(right > 0, pos - idx[np.maximum(right - 1, 0)], np.inf)
+    d = np.minimum(np.abs(d_right), np.abs(d_left))
+    w = np.where(d <= buffer, np.sqrt(np.clip(1 - d / (buffer + 1), 0, 1)), 0.0)
+    return np.maximum(y, w)
+
+
+def soft_average_precision(weights: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision with soft labels: a row counts ``weight`` as a hit."""
+    if not (weights > 0).any():
+        return math.nan
+    s = _finite(scores)
+    order = np.argsort(-s, kind="stable")
+    s, w = s[order], weights[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # end of each tie group
+    hits = np.cumsum(w)[last]
+    precision = hits / (last + 1)
+    recall = hits / w.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def vus_pr(labels: np.ndarray, scores: np.ndarray, max_buffer: int = 64, steps: int = 9) -> float:
+    """Range-aware AUC-PR: the volume under the precision-recall surface over label
+    buffers of 0..``max_buffer`` rows (soft labels, see :func:`soft_labels`), after
+    Paparrizos et al. (VLDB 2022) without their existence reward. With no buffer it is
+    :func:`average_precision`; a detector that fires just before or after a segment
+    earns partial credit instead of none."""
+    y = np.asarray(labels) != 0
+    if not y.any():
+        return math.nan
+    buffers = np.unique(np.linspace(0, max_buffer, steps).round().astype(int))
+    return float(np.mean([soft_average_precision(soft_labels(y, int(b)), scores)
+                          for b in buffers]))
+
+
+def point_adjusted_f1(labels: np.ndarray, anomaly: np.ndarray) -> float:
+    """Point-adjusted F1 (inflated; for comparison with papers only): a segment with any
+    flagged row counts as entirely flagged."""
+    y, p = np.asarray(labels) != 0, (np.asarray(anomaly) != 0).copy()
+    for a, b in segments(y):
+        if p[a:b].any():
+            p[a:b] = True
+    return point_scores(y, p)[2]
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -9,22 +9,28 @@ import numpy as np
 
 from streamae.config import Config
 from streamae.evaluate.baselines import BASELINES
+from streamae.evaluate import nab
 from streamae.evaluate.metrics import (average_precision, event_scores, false_alarms_per_day,
-                                       point_scores, roc_auc)
+                                       point_adjusted_f1, point_scores, roc_auc, vus_pr)
 from streamae.threshold import Decision
 from streamae.types import Frame
 
-HEADLINE = ("auc_pr", "roc_auc", "event_precision", "event_recall", "event_f1", "composite_f1",
-            "mean_delay_s", "false_alarms_per_day", "alarms", "alarm_time_share")
+HEADLINE = ("auc_pr", "vus_pr", "roc_auc", "event_precision", "event_recall", "event_f1",
+            "composite_f1", "mean_delay_s", "false_alarms_per_day", "nab_standard", "alarms",
+            "alarm_time_share")
+NAB_COLUMNS = {"standard": "nab_standard", "reward_low_fp_rate": "nab_low_fp",
+               "reward_low_fn_rate": "nab_low_fn"}
 
 
 def key_metrics(labels: np.ndarray, score: np.ndarray, anomaly: np.ndarray, ts: np.ndarray,
-                early: float, late: float) -> dict[str, float]:
+                early: float, late: float, point_adjusted: bool = False) -> dict[str, float]:
     """All metrics of one key's rows (time order)."""
     ev = event_scores(labels, anomaly, ts, early, late)
     pp, pr, pf = point_scores(labels, anomaly)
+    extra = {"point_adjusted_f1": point_adjusted_f1(labels, anomaly)} if point_adjusted else {}
     return {
-        "auc_pr": average_precision(labels, score), "roc_auc": roc_auc(labels, score),
+        "auc_pr": average_precision(labels, score), "vus_pr": vus_pr(labels, score),
+        "roc_auc": roc_auc(labels, score),
         "event_precision": ev.precision, "event_recall": ev.recall, "event_f1": ev.f1,
         "segments": ev.segments, "found": ev.found, "alarms": ev.alarms,
         "false_alarms": ev.false_alarms, "mean_delay_s": ev.mean_delay,
@@ -36,23 +42,31 @@ def key_metrics(labels: np.ndarray, score: np.ndarray, anomaly: np.ndarray, ts: 
         "label_rate": float(np.mean(labels != 0)),
         # an alarm that never closes "finds" everything: this share exposes it
         "alarm_time_share": float(np.mean(anomaly != 0)),
+        **extra,
     }
 
 
 def evaluate(frame: Frame, score: np.ndarray, anomaly: np.ndarray, mask: np.ndarray,
-             early: float = 0.0, late: float = 0.0) -> dict[str, Any]:
-    """Per-key metrics on the rows in ``mask`` and their macro average (nan-skipping)."""
+             early: float = 0.0, late: float = 0.0, point_adjusted: bool = False,
+             nab_probation: float = 0.15) -> dict[str, Any]:
+    """Per-key metrics on the rows in ``mask``, their macro average (nan-skipping) and
+    the NAB score over all keys (alarm starts as detections; ``nab_probation`` 0 when the
+    mask already leaves out a training head)."""
     assert frame.labels is not None, "evaluation needs labels"
     order = frame.event_time_order()
     keys = frame.keys[order]
-    per_key = {}
+    per_key, series = {}, []
     for key in frame.unique_keys():
         rows = order[(keys == key) & mask[order]]
         if len(rows) == 0:
             continue
-        per_key[key] = key_metrics(frame.labels[rows], score[rows], anomaly[rows],
-                                   frame.timestamps[rows], early, late)
-    return {"per_key": per_key, "macro": macro(per_key)}
+        labels = frame.labels[rows]
+        per_key[key] = key_metrics(labels, score[rows], anomaly[rows], frame.timestamps[rows],
+                                   early, late, point_adjusted)
+        series.append(nab.score_series(labels, nab.detections_from_alarms(anomaly[rows]),
+                                       nab_probation))
+    scores = {NAB_COLUMNS[k]: v for k, v in nab.normalized(series).items()}
+    return {"per_key": per_key, "macro": {**macro(per_key), **scores}, "nab": scores}
 
 
 def macro(per_key: dict[str, dict[str, float]]) -> dict[str, float]:
