@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +34,17 @@ class BacktestResult:
 
 def run_backtest(frame: Frame, detector: Detector, config: Config, batch_rows: int = 4096,
                  on_rows: Callable[[int], None] | None = None,
-                 flush: bool = True) -> BacktestResult:
-    """Stream ``frame`` through a fresh :class:`Pipeline` in event-time order. ``flush``
-    scores what the windows still hold at the end, as a file ends; a daemon never does
-    (its stream goes on), so ``flush=False`` gives exactly the events a daemon emits."""
-    order = frame.event_time_order()
+                 flush: bool = True, sort: bool = True,
+                 speed: float | None = None) -> BacktestResult:
+    """Stream ``frame`` through a fresh :class:`Pipeline` in event-time order (``sort``;
+    otherwise in row order, as a topic arrives). ``flush`` scores what the windows still
+    hold at the end, as a file ends; a daemon never does (its stream goes on), so
+    ``flush=False`` gives exactly the events a daemon emits. ``speed`` paces the replay
+    at that multiple of event time (None: as fast as possible)."""
+    order = frame.event_time_order() if sort else np.arange(len(frame))
+    if speed:
+        batch_rows = min(batch_rows, 256)
+    pace = _Pacer(speed, float(frame.timestamps[order[0]])) if speed and len(order) else None
     clock = EventClock()
     pipeline = Pipeline(detector, config, clock)
     parts: list[Output] = []
@@ -45,6 +52,8 @@ def run_backtest(frame: Frame, detector: Detector, config: Config, batch_rows: i
         idx = order[begin: begin + batch_rows]
         chunk = frame.take(idx)
         clock.advance(float(chunk.timestamps.max()))
+        if pace:
+            pace.wait(float(chunk.timestamps.min()))
         parts.append(pipeline.process(chunk))
         if on_rows:
             on_rows(len(idx))
@@ -60,6 +69,18 @@ def run_backtest(frame: Frame, detector: Detector, config: Config, batch_rows: i
     score[target], threshold[target] = out.score, out.threshold
     anomaly[target], status[target] = out.anomaly, out.status
     return BacktestResult(frame, score, threshold, anomaly, status, out.events, pipeline.counts())
+
+
+class _Pacer:
+    """Sleeps so that event time advances ``speed`` times faster than wall time."""
+
+    def __init__(self, speed: float, t0: float) -> None:
+        self.speed, self.t0, self.start = speed, t0, time.monotonic()
+
+    def wait(self, ts: float) -> None:
+        delay = (ts - self.t0) / self.speed - (time.monotonic() - self.start)
+        if delay > 0:
+            time.sleep(delay)
 
 
 def write_outputs(result: BacktestResult, out_dir: str | Path) -> None:

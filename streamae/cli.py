@@ -107,7 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("backtest", "Stream files through the pipeline in event-time order; write "
                 "scores.csv, events.jsonl and report.json (+ report.md and plots with labels).",
                 _backtest)
-    p.add_argument("--input", nargs="+", required=True, metavar="PATH", help="files to replay")
+    p.add_argument("--input", nargs="+", metavar="PATH", help="files to replay")
+    p.add_argument("--kafka-topic", metavar="TOPIC",
+                   help="replay this topic instead of files (no consumer group, no commits), "
+                   "decoded as the daemon decodes it [config: input.format]")
+    p.add_argument("--from", dest="start", metavar="TIME",
+                   help="with --kafka-topic: first record time (ISO 8601 or epoch s)")
+    p.add_argument("--to", dest="end", metavar="TIME",
+                   help="with --kafka-topic: end of the range, exclusive")
+    p.add_argument("--bootstrap-servers", metavar="HOST:PORT",
+                   default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
+                   help="with --kafka-topic [config: kafka.bootstrap_servers]")
+    p.add_argument("--speed", type=float, metavar="X",
+                   help="replay at X times event time (default: as fast as possible)")
+    p.add_argument("--events-topic", metavar="TOPIC", help="also write the events to this topic")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="MODEL_DIR", help="a trained model")
@@ -219,9 +232,16 @@ def _backtest(args: argparse.Namespace) -> int:
     from streamae.io.files import read_frames
     from streamae.models.detector import Detector
 
+    if bool(args.input) == bool(args.kafka_topic):
+        raise StreamaeError("backtest replays either files (--input PATH...) or a topic "
+                            "(--kafka-topic T), not both or neither")
+    if args.bootstrap_servers:
+        args.set = [f"kafka.bootstrap_servers={args.bootstrap_servers}", *args.set]
     config = _load(args)
     _threads(config)
     progress = _progress(args)
+    if args.kafka_topic:
+        return _backtest_topic(args, config, progress)
     frame = read_frames(args.input, config.data)
     train_frame, mask = None, None
     if args.model:
@@ -243,6 +263,35 @@ def _backtest(args: argparse.Namespace) -> int:
                         parse_duration(args.early), parse_duration(args.late), args.plots, progress,
                         args.point_adjusted)
     _print_summary(job)
+    return 0
+
+
+def _backtest_topic(args: argparse.Namespace, config, progress) -> int:
+    from streamae import jobs
+    from streamae.formats.base import parse_time
+    from streamae.io.files import read_frames
+    from streamae.models.detector import Detector
+    from streamae.replay import publish_events, read_topic
+
+    if args.model:
+        detector = Detector.load(args.model)
+    elif args.train:
+        detector = jobs.train(read_frames(args.train, config.data), config, progress)
+    else:
+        raise StreamaeError("a topic replay needs --model DIR or --train PATH...")
+    start = parse_time(args.start, field="--from") if args.start else None
+    end = parse_time(args.end, field="--to") if args.end else None
+    topic = read_topic(config, detector.channels, args.kafka_topic, start, end,
+                       on_records=progress("reading", 0))
+    if not len(topic.frame):
+        raise StreamaeError(f"no decodable records in {args.kafka_topic} in that range")
+    job = jobs.backtest(topic.frame, detector, config, args.out, plots=0, progress=progress,
+                        sort=False, speed=args.speed)
+    if args.events_topic:
+        publish_events(config, args.events_topic, job.result.events)
+    print(f"{topic.records} records of {args.kafka_topic} -> {len(topic.frame)} points "
+          f"({topic.dead_counts() or 'no'} rejected), {len(job.result.events)} events; "
+          f"outputs in {args.out}/")
     return 0
 
 

@@ -68,11 +68,14 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
              train_frame: Frame | None = None, eval_mask: np.ndarray | None = None,
              baselines: tuple[str, ...] = (), early: float = 0.0, late: float = 0.0,
              plots: int = 6, progress: Progress = silent,
-             point_adjusted: bool = False) -> BacktestJob:
-    """Stream ``frame`` through the pipeline; write scores, events and (with labels) the
-    report with metrics, baselines and plots."""
+             point_adjusted: bool = False, sort: bool = True,
+             speed: float | None = None) -> BacktestJob:
+    """Stream ``frame`` through the pipeline (event-time order, or row order when not
+    ``sort``); write scores, events and (with labels) the report with metrics, baselines
+    and plots."""
     out_dir = Path(out_dir)
-    result = run_backtest(frame, detector, config, on_rows=progress("scoring", len(frame)))
+    result = run_backtest(frame, detector, config, on_rows=progress("scoring", len(frame)),
+                          sort=sort, speed=speed)
     write_outputs(result, out_dir)
     report: dict[str, Any] = {
         "streamae_version": __version__,
