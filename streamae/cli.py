@@ -440,7 +440,7 @@ def _demo(args: argparse.Namespace) -> int:
                   f"({e['severity']}; {chans})")
     print()
     _print_summary(job)
-    print(f"\nreport: {out / 'run' / 'report.md'}")
+    print(f"\nreport: {out / 'run' / 'report.html'} (also report.md)")
     return 0
 
 

@@ -16,6 +16,7 @@ from streamae import __version__
 from streamae.backtest import BacktestResult, run_backtest, status_counts, write_outputs
 from streamae.config import Config, config_to_dict
 from streamae.errors import StreamaeError
+from streamae.evaluate.html import git_sha, write_html
 from streamae.evaluate.report import HEADLINE, evaluate, markdown_table, run_baselines
 from streamae.models.detector import Detector, train_detector
 from streamae.models.train import EpochReport
@@ -82,7 +83,7 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
         "model_version": detector.version,
         "rows": len(frame), "keys": len(frame.unique_keys()), "events": len(result.events),
         "row_status": status_counts(result), "point_policy": result.counts,
-        "config": config_to_dict(config),
+        "config": config_to_dict(config), "git_sha": git_sha(),
     }
     if frame.labels is not None:
         mask = np.ones(len(frame), dtype=bool) if eval_mask is None else eval_mask
@@ -99,10 +100,12 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
         report["detectors"] = {name: evaluate(frame, s, a, mask, early, late, point_adjusted,
                                               probation)
                                for name, (s, a) in detectors.items()}
-        if plots:
-            _plot(result, out_dir, plots)
+    if plots:
+        _plot(result, out_dir, plots)
+    if "detectors" in report:
         _write_markdown(report, out_dir)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    write_html(report, result.events, out_dir)
     return BacktestJob(result, report, out_dir)
 
 
@@ -134,14 +137,14 @@ def _plot(result: BacktestResult, out_dir: Path, limit: int) -> None:
     frame = result.frame
     order = frame.event_time_order()
     keys = frame.keys[order]
-    chosen = sorted(frame.unique_keys(),
-                    key=lambda k: -int(frame.labels[frame.keys == k].sum()))[:limit]
+    weight = frame.labels if frame.labels is not None else result.anomaly
+    chosen = sorted(frame.unique_keys(), key=lambda k: -int(weight[frame.keys == k].sum()))[:limit]
     for key in chosen:
         rows = order[keys == key]
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
         plot_key(out_dir / f"plot_{safe}.png", key, frame.timestamps[rows], frame.values[rows],
                  frame.channels, result.score[rows], result.threshold[rows],
-                 result.anomaly[rows], frame.labels[rows])
+                 result.anomaly[rows], None if frame.labels is None else frame.labels[rows])
 
 
 def _json_default(x: Any) -> Any:
