@@ -208,6 +208,33 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class UpdaterConfig:
+    """Online updates: replay buffer, fine-tuning (transfer-learning settings), gate."""
+
+    recent: int = _opt(20_000, "replay buffer: newest normal windows kept", min=16)
+    reservoir: int = _opt(20_000, "replay buffer: uniform sample of older windows (0: none)",
+                          min=0)
+    quarantine: int = _opt(5_000, "windows from inside alarms held until confirmed normal",
+                           min=1)
+    epochs: int = _opt(3, "fine-tuning epochs per round", min=1)
+    batch_size: int = _opt(256, "windows per fine-tuning step", min=1)
+    lr: float = _opt(1e-4, "fine-tuning learning rate (well below the pretraining one)",
+                     min=0.0)
+    encoder_lr_scale: float = _opt(0.1, "pretrained encoder layers learn this much slower",
+                                   min=0.0, max=1.0)
+    freeze_encoder: bool = _opt(False, "keep the whole encoder fixed (feature extractor)")
+    freeze_layers: int = _opt(0, "keep the first k encoder layers fixed", min=0)
+    time_budget: float = _opt(120.0, "longest fine-tuning round", duration=True, min=1.0)
+    device: Literal["auto", "cpu", "cuda"] = _opt("auto", "auto: CUDA when present")
+    holdout_fraction: float = _opt(0.2, "newest share of the buffer held out for the gate",
+                                   min=0.05, max=0.5)
+    gate_tolerance: float = _opt(0.02, "a candidate's held-out loss may exceed the live "
+                                 "model's by this share at most", min=0.0)
+    gate_alarm_rate: float = _opt(0.002, "largest allowed rise of the alarm rate on recent "
+                                  "normal windows (shadow scoring)", min=0.0)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration."""
 
@@ -221,6 +248,7 @@ class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     input: InputConfig = field(default_factory=InputConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    updater: UpdaterConfig = field(default_factory=UpdaterConfig)
 
     def __post_init__(self) -> None:
         if not self.input.topics:

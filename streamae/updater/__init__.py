@@ -1,0 +1,1 @@
+"""Keeping models current: replay buffer, fine-tuning, validation gate, model store."""

@@ -1,0 +1,142 @@
+"""Replay buffer of normal windows for fine-tuning, bounded in memory.
+
+Two parts: the newest ``recent`` windows (a ring), and a uniform reservoir sample of every
+window that has left the ring, so a fine-tune also sees older regimes and does not forget
+them. Windows that overlap an open alarm are not admitted: they wait in a small
+quarantine ring until an operator confirms them as the new normal (:meth:`admit`) or
+they are pushed out. Keys are kept, so a fine-tune can use one key's windows or all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class _Ring:
+    def __init__(self, capacity: int, window: int, channels: int) -> None:
+        self.data = np.zeros((capacity, window, channels), dtype=np.float32)
+        self.keys = np.full(capacity, "", dtype=object)
+        self.ts = np.zeros(capacity)
+        self.size = self.pos = 0
+
+    @property
+    def capacity(self) -> int:
+        return len(self.data)
+
+    def push(self, data: np.ndarray, keys: np.ndarray, ts: np.ndarray):
+        """Append; returns what fell out, oldest first (data, keys, ts)."""
+        cap = self.capacity
+        over = max(0, len(data) - cap)  # incoming windows that cannot fit at all
+        parts = [(data[:over], keys[:over], ts[:over])]
+        data, keys, ts = data[over:], keys[over:], ts[over:]
+        n = len(data)
+        evict = max(0, self.size + n - cap)
+        if evict:
+            idx = self.ordered()[:evict]
+            parts.insert(0, (self.data[idx].copy(), self.keys[idx].copy(), self.ts[idx].copy()))
+        slots = (self.pos + np.arange(n)) % cap
+        self.data[slots], self.keys[slots], self.ts[slots] = data, keys, ts
+        self.pos = int((self.pos + n) % cap)
+        self.size = min(cap, self.size + n)
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+    def ordered(self) -> slice | np.ndarray:
+        """Indices oldest -> newest."""
+        return (self.pos - self.size + np.arange(self.size)) % self.capacity
+
+
+class ReplayBuffer:
+    def __init__(self, window: int, channels: int, recent: int = 20_000,
+                 reservoir: int = 20_000, quarantine: int = 5_000, seed: int = 0) -> None:
+        self.recent = _Ring(recent, window, channels)
+        self.quarantine = _Ring(quarantine, window, channels)
+        self.reservoir = _Ring(reservoir, window, channels)
+        self.seen = 0  # windows offered to the reservoir so far
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, windows: np.ndarray, keys: np.ndarray, ts: np.ndarray,
+            protected: np.ndarray | None = None) -> None:
+        """Offer scored windows; ``protected`` ones (inside an alarm) go to quarantine."""
+        keys = np.asarray(keys, dtype=object)
+        ts = np.asarray(ts, dtype=np.float64)
+        guard = np.zeros(len(windows), bool) if protected is None else np.asarray(protected)
+        if guard.any():
+            self.quarantine.push(windows[guard], keys[guard], ts[guard])
+        ok = ~guard
+        fell = self.recent.push(windows[ok], keys[ok], ts[ok])
+        self._sample(*fell)
+
+    def _sample(self, data: np.ndarray, keys: np.ndarray, ts: np.ndarray) -> None:
+        """Algorithm R over the stream of windows leaving the recent ring."""
+        res = self.reservoir
+        for i in range(len(data)):
+            self.seen += 1
+            if res.size < res.capacity:
+                slot = res.size
+                res.size += 1
+            else:
+                slot = int(self.rng.integers(0, self.seen))
+                if slot >= res.capacity:
+                    continue
+            res.data[slot], res.keys[slot], res.ts[slot] = data[i], keys[i], ts[i]
+
+    def admit(self, key: str | None = None) -> int:
+        """Operator-confirmed new normal: move quarantined windows (of ``key``, or all)
+        into the buffer. Returns how many."""
+        q = self.quarantine
+        idx = q.ordered()
+        chosen = idx if key is None else idx[q.keys[idx] == key]
+        if not len(chosen):
+            return 0
+        data, keys, ts = q.data[chosen].copy(), q.keys[chosen].copy(), q.ts[chosen].copy()
+        keep = np.setdiff1d(idx, chosen, assume_unique=True)
+        rest = (q.data[keep].copy(), q.keys[keep].copy(), q.ts[keep].copy())
+        q.size = q.pos = 0
+        if len(keep):
+            q.push(*rest)
+        self._sample(*self.recent.push(data, keys, ts))
+        return len(chosen)
+
+    def __len__(self) -> int:
+        return self.recent.size + self.reservoir.size
+
+    def windows(self, keys: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Training windows (reservoir, then recent oldest -> newest) and their times."""
+        r = self.reservoir
+        res_idx = np.arange(r.size)
+        res_idx = res_idx[np.argsort(r.ts[res_idx], kind="stable")]
+        rec_idx = self.recent.ordered()
+        data = np.concatenate([r.data[res_idx], self.recent.data[rec_idx]])
+        ks = np.concatenate([r.keys[res_idx], self.recent.keys[rec_idx]])
+        ts = np.concatenate([r.ts[res_idx], self.recent.ts[rec_idx]])
+        if keys is not None:
+            sel = np.isin(ks, np.asarray(keys, dtype=object))
+            data, ts = data[sel], ts[sel]
+        return data, ts
+
+    def newest(self, n: int) -> np.ndarray:
+        """The newest ``n`` admitted windows (recent normal data, for shadow scoring)."""
+        idx = self.recent.ordered()[-n:]
+        return self.recent.data[idx]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {"seen": np.array(self.seen)}
+        for name in ("recent", "reservoir", "quarantine"):
+            ring = getattr(self, name)
+            idx = ring.ordered() if name != "reservoir" else np.arange(ring.size)
+            out[f"{name}.data"] = ring.data[idx]
+            out[f"{name}.keys"] = ring.keys[idx].astype(str)
+            out[f"{name}.ts"] = ring.ts[idx]
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.seen = int(state["seen"])
+        for name in ("recent", "reservoir", "quarantine"):
+            ring = getattr(self, name)
+            ring.size = ring.pos = 0
+            data = state[f"{name}.data"][-ring.capacity:]
+            n = len(data)
+            ring.data[:n] = data
+            ring.keys[:n] = state[f"{name}.keys"][-ring.capacity:].astype(object)
+            ring.ts[:n] = state[f"{name}.ts"][-ring.capacity:]
+            ring.size, ring.pos = n, n % ring.capacity

@@ -1,0 +1,98 @@
+"""Replay buffer, fine-tuning with transfer-learning settings, the validation gate and
+the model store."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import small_config
+from streamae.config import UpdaterConfig
+from streamae.models.dataset import training_windows
+from streamae.updater.buffer import ReplayBuffer
+from streamae.updater.finetune import fine_tune, parameter_groups
+from streamae.updater.gate import validate
+from streamae.updater.store import ModelStore
+
+
+def test_buffer_keeps_recent_and_a_reservoir_of_older_windows():
+    buf = ReplayBuffer(window=4, channels=1, recent=10, reservoir=20, quarantine=5, seed=0)
+    for step in range(100):
+        w = np.full((1, 4, 1), step, dtype=np.float32)
+        buf.add(w, np.array(["k"]), np.array([float(step)]))
+    data, ts = buf.windows()
+    assert len(buf) == 30 and list(ts[-10:]) == list(range(90, 100))
+    older = ts[:-10]
+    assert len(older) == 20 and older.min() < 45  # the reservoir spans old history
+    np.testing.assert_array_equal(data[:, 0, 0], ts)
+
+
+def test_buffer_quarantines_alarm_windows_until_admitted_and_survives_restore():
+    buf = ReplayBuffer(window=2, channels=1, recent=8, reservoir=4, quarantine=4)
+    w = np.ones((3, 2, 1), dtype=np.float32)
+    buf.add(w, np.array(["a", "b", "a"]), np.arange(3.0), protected=np.array([1, 0, 1], bool))
+    assert len(buf) == 1 and buf.quarantine.size == 2
+    assert buf.admit("a") == 2 and len(buf) == 3 and buf.quarantine.size == 0
+    clone = ReplayBuffer(window=2, channels=1, recent=8, reservoir=4, quarantine=4)
+    clone.load_state_dict(buf.state_dict())
+    for a, b in zip(buf.windows(), clone.windows()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_parameter_groups_freeze_and_slow_the_encoder(trained):
+    detector, _ = trained
+    cfg = UpdaterConfig(freeze_layers=1, encoder_lr_scale=0.1, lr=1e-4)
+    groups = {g["name"]: g for g in parameter_groups(detector.model, cfg)}
+    assert groups["decoder"]["lr"] == 1e-4
+    frozen = [n for n, p in detector.model.named_parameters() if not p.requires_grad]
+    assert frozen and all(n.startswith(("encoder.", "input.", "enc_pos")) for n in frozen)
+    if "encoder" in groups:
+        assert groups["encoder"]["lr"] == pytest.approx(1e-5)
+    parameter_groups(detector.model, UpdaterConfig(freeze_encoder=True))
+    assert not any(p.requires_grad for n, p in detector.model.named_parameters()
+                   if n.startswith(("encoder.", "to_latent.")))
+    for p in detector.model.parameters():
+        p.requires_grad_(True)
+
+
+def test_fine_tune_leaves_live_model_alone_and_gate_rejects_a_broken_candidate(
+        trained, train_frame, synthetic):
+    detector, config = trained
+    before = {k: v.clone() for k, v in detector.model.state_dict().items()}
+    windows = training_windows(train_frame, detector.scaler, detector.window)
+    cfg = dataclasses.replace(config.updater, epochs=2, lr=1e-3, device="cpu")
+    candidate, report = fine_tune(detector, windows, cfg)
+    assert report.windows == len(windows) and report.epochs >= 1
+    for k, v in detector.model.state_dict().items():
+        assert torch.equal(v, before[k])
+    holdout, recent = windows[-300:], windows[-600:]
+    good = validate(detector, candidate, holdout, recent, cfg, config.threshold)
+    assert good.accepted, good.reasons
+    # a candidate trained on anomalous data (noise bursts everywhere) must be refused
+    rng = np.random.default_rng(0)
+    broken_windows = (windows + rng.normal(0, 4, windows.shape)).astype(np.float32)
+    broken, _ = fine_tune(detector, broken_windows, dataclasses.replace(cfg, lr=1e-2), seed=1)
+    verdict = validate(detector, broken, holdout, recent, cfg, config.threshold)
+    assert not verdict.accepted and verdict.reasons
+
+
+def test_store_promote_and_rollback_restore_the_exact_weights(trained, train_frame, tmp_path):
+    detector, config = trained
+    store = ModelStore(tmp_path / "store")
+    store.add(detector, note="pretrained")
+    store.promote(detector.version)
+    windows = training_windows(train_frame, detector.scaler, detector.window)
+    candidate, _ = fine_tune(detector, windows, dataclasses.replace(
+        config.updater, epochs=2, lr=1e-3, device="cpu"))
+    assert candidate.version != detector.version
+    store.add(candidate, parent=detector.version, metrics={"candidate_loss": 0.1})
+    store.promote(candidate.version)
+    assert store.current() == candidate.version
+    assert [v["live"] for v in store.versions()] == [False, True]
+    assert store.rollback() == detector.version
+    restored = store.load()
+    for k, v in detector.model.state_dict().items():
+        assert torch.equal(restored.model.state_dict()[k], v)
+    with pytest.raises(Exception, match="no earlier live version"):
+        store.rollback()
