@@ -83,7 +83,7 @@ def fine_tune(detector: Detector, windows: np.ndarray, cfg: UpdaterConfig,
     torch.manual_seed(seed)
     data = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
     data = data.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else data
-    n_val = max(1, int(len(data) * val_fraction)) if len(data) >= 20 else 0
+    n_val = max(1, int(len(data) * val_fraction)) if len(data) >= 20 and val_fraction > 0 else 0
     train, val = data[: len(data) - n_val], data[len(data) - n_val:]
     bf16 = device.type == "cuda" and detector.model_config.kind == "transformer"
     gen = torch.Generator(device=device).manual_seed(seed)
