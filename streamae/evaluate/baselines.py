@@ -167,6 +167,9 @@ class HalfSpaceTrees(Baseline):
             point = dict(zip(names, row.tolist()))
             out[i] = model.score_one(point)
             model.learn_one(point)
+        # until its first reference window is full the model answers 0 for every point:
+        # that is warm-up, not a score (a threshold learnt on it would be 0)
+        out[: self.window_size] = np.nan
         return out
 
 
