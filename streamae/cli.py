@@ -104,6 +104,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV/CSV.GZ/JSONL/Parquet files of normal history")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="where to write the model")
 
+    p = command("pretrain", "Pretrain an autoencoder on a large source set (many sensors); "
+                "the starting point for `streamae finetune` and for new keys.", _train)
+    p.add_argument("--input", nargs="+", required=True, metavar="PATH", help="source files")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="where to write the model")
+
+    p = command("finetune", "Adapt a pretrained model to a new sensor set (transfer "
+                "learning): new scaling, frozen or slower encoder layers, a small learning "
+                "rate.", _finetune)
+    p.add_argument("--from", dest="source", required=True, metavar="MODEL_DIR",
+                   help="pretrained model")
+    p.add_argument("--input", nargs="+", required=True, metavar="PATH", help="new sensors' data")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="where to write the result")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="keep the encoder fixed [config: updater.freeze_encoder]")
+    p.add_argument("--freeze-layers", type=int, metavar="K",
+                   help="keep the first K encoder layers fixed [config: updater.freeze_layers]")
+    p.add_argument("--lr", type=float, help="learning rate [config: updater.lr]")
+    p.add_argument("--encoder-lr-scale", type=float, metavar="S",
+                   help="encoder learns S times slower [config: updater.encoder_lr_scale]")
+    p.add_argument("--epochs", type=int, help="[config: updater.epochs]")
+
+    p = command("embed", "Write the encoder's latent features, one row per scored window "
+                "(timestamp, key, z0..), for downstream models.", _embed)
+    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    p.add_argument("--input", nargs="+", required=True, metavar="PATH")
+    p.add_argument("--out", required=True, metavar="FILE", help=".csv, .csv.gz or .parquet")
+
+    p = command("models", "List the versions in a model store, add a model directory to it, "
+                "promote a version to live, or roll back to the previous live version.", _models)
+    p.add_argument("action", choices=["list", "add", "promote", "rollback"])
+    p.add_argument("version", nargs="?",
+                   help="add: a model directory; promote: the version to make live")
+    p.add_argument("--store", required=True, metavar="DIR", help="model store directory")
+
     p = command("backtest", "Stream files through the pipeline in event-time order; write "
                 "scores.csv, events.jsonl and report.json (+ report.md and plots with labels).",
                 _backtest)
@@ -292,6 +326,90 @@ def _backtest_topic(args: argparse.Namespace, config, progress) -> int:
     print(f"{topic.records} records of {args.kafka_topic} -> {len(topic.frame)} points "
           f"({topic.dead_counts() or 'no'} rejected), {len(job.result.events)} events; "
           f"outputs in {args.out}/")
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from streamae.io.files import read_frames
+    from streamae.models.detector import Detector
+    from streamae.updater.transfer import finetune_on_frame
+
+    flags = {"updater.freeze_encoder": True if args.freeze_encoder else None,
+             "updater.freeze_layers": args.freeze_layers, "updater.lr": args.lr,
+             "updater.encoder_lr_scale": args.encoder_lr_scale, "updater.epochs": args.epochs}
+    args.set = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
+    config = _load(args)
+    _threads(config)
+    pretrained = Detector.load(args.source)
+    frame = read_frames(args.input, config.data)
+    detector, report = finetune_on_frame(pretrained, frame, config.updater)
+    detector.save(args.out)
+    print(f"model {detector.version} (from {pretrained.version}) saved to {args.out}: "
+          f"{report.windows} windows, {report.epochs} epochs on {report.device} in "
+          f"{report.seconds:.1f} s ({report.stopped}); held-out loss {report.val_loss:.4g}"
+          + ("" if report.improved else " (no epoch beat the pretrained weights: kept them, "
+             "with the new sensors' scaling)") + f"; groups {report.groups}")
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from streamae.io.files import read_frames
+    from streamae.models.detector import Detector
+    from streamae.updater.transfer import embed_frame
+
+    config = _load(args)
+    _threads(config)
+    detector = Detector.load(args.model)
+    frame = _reorder(read_frames(args.input, config.data), detector.channels)
+    ts, keys, z = embed_frame(detector, frame, config.window.hop)
+    columns = {"timestamp": ts, "key": keys.astype(str),
+               **{f"z{j}": z[:, j] for j in range(z.shape[1])}}
+    out = Path(args.out)
+    if out.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table(columns), out)
+    else:
+        import csv
+        import gzip
+
+        opener = gzip.open if out.suffix == ".gz" else open
+        with opener(out, "wt", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(list(columns))
+            for i in range(len(ts)):
+                writer.writerow([f"{ts[i]:.3f}", keys[i], *np.round(z[i], 6).tolist()])
+    print(f"{len(ts)} windows x {z.shape[1]} features -> {out}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from streamae.updater.store import ModelStore
+
+    store = ModelStore(args.store)
+    if args.action == "list":
+        for v in store.versions():
+            print(f"{'*' if v['live'] else ' '} {v['version']:<24} parent {v['parent'] or '-':<24} "
+                  f"{v['created']}  {v['note']}  {json.dumps(v['metrics'])}")
+        if not store.versions():
+            print(f"no versions in {args.store}")
+    elif args.action == "add":
+        from streamae.models.detector import Detector
+
+        if not args.version:
+            raise StreamaeError("add needs a MODEL_DIR")
+        detector = Detector.load(args.version)
+        print(f"added {store.add(detector, parent=detector.info.get('parent'), note=args.version)}")
+    elif args.action == "promote":
+        if not args.version:
+            raise StreamaeError("promote needs a VERSION (see `streamae models list`)")
+        store.promote(args.version)
+        print(f"{args.version} is live")
+    else:
+        print(f"rolled back: {store.rollback()} is live")
     return 0
 
 

@@ -85,3 +85,34 @@ def test_run_without_model_or_with_bad_kafka_config_is_a_clear_error(tmp_path, c
         client_settings(load_config(bad).kafka)
     settings = masked({"sasl_plain_password": "hunter2", "ssl_cafile": "/ca.pem"})
     assert settings == {"sasl_plain_password": "***", "ssl_cafile": "/ca.pem"}
+
+
+def test_pretrain_finetune_embed_and_model_store_commands(tmp_path, capsys):
+    src, new = tmp_path / "source.csv", tmp_path / "new.csv"
+    assert main(["synth", "--out", str(src), "--keys", "3", "--channels", "2", "--points",
+                 "600", "--seed", "1"]) == 0
+    assert main(["synth", "--out", str(new), "--keys", "1", "--channels", "2", "--points",
+                 "400", "--seed", "2"]) == 0
+    assert main(["pretrain", "--input", str(src), "--out", str(tmp_path / "pre"), *SMALL]) == 0
+    assert main(["finetune", "--from", str(tmp_path / "pre"), "--input", str(new), "--out",
+                 str(tmp_path / "tuned"), "--freeze-layers", "1", "--lr", "0.0005",
+                 *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "from lstm-" in out and "'encoder'" in out or "'decoder'" in out
+    emb = tmp_path / "z.csv"
+    assert main(["embed", "--model", str(tmp_path / "tuned"), "--input", str(new), "--out",
+                 str(emb), *SMALL]) == 0
+    rows = list(csv.reader(open(emb)))
+    assert rows[0][:3] == ["timestamp", "key", "z0"] and len(rows) == 1 + (400 - 16) // 4 + 1
+    store = str(tmp_path / "store")
+    for model in ("pre", "tuned"):
+        assert main(["models", "add", str(tmp_path / model), "--store", store]) == 0
+    versions = [line.split()[1] for line in capsys.readouterr().out.splitlines()
+                if line.startswith("added")]
+    for v in versions:
+        assert main(["models", "promote", v, "--store", store]) == 0
+    assert main(["models", "rollback", "--store", store]) == 0
+    assert f"{versions[0]} is live" in capsys.readouterr().out
+    assert main(["models", "list", "--store", store]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].startswith(f"* {versions[0]}")

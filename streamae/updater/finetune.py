@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import math
 import re
@@ -40,6 +41,7 @@ class FinetuneReport:
     train_loss: float
     val_loss: float
     stopped: str
+    improved: bool
     groups: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,7 +90,7 @@ def fine_tune(detector: Detector, windows: np.ndarray, cfg: UpdaterConfig,
     bf16 = device.type == "cuda" and detector.model_config.kind == "transformer"
     gen = torch.Generator(device=device).manual_seed(seed)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    best = _loss(model, val, bf16) if n_val else math.inf
+    best = initial = _loss(model, val, bf16) if n_val else math.inf
     start, seen, stopped, train_loss, epochs = time.perf_counter(), 0, "epochs", math.nan, 0
     for epoch in range(cfg.epochs):
         model.train()
@@ -125,15 +127,17 @@ def fine_tune(detector: Detector, windows: np.ndarray, cfg: UpdaterConfig,
     model = model.to("cpu").eval()
     for p in model.parameters():
         p.requires_grad_(True)
+    # the scaling is part of the model: the same weights on new sensors are a new version
     digest = hashlib.sha256(b"".join(t.detach().numpy().tobytes()
-                                     for t in model.state_dict().values())).hexdigest()[:10]
+                                     for t in model.state_dict().values())
+                            + json.dumps(detector.scaler.to_json()).encode()).hexdigest()[:10]
     candidate = Detector(model, detector.model_config, detector.scaler, detector.window,
                          list(detector.channels), f"{detector.model_config.kind}-{digest}",
                          {**detector.info, "parent": detector.version,
                           "finetune": {"windows": len(windows), "epochs": epochs}})
     report = FinetuneReport(device.type, len(windows), epochs, seconds,
                             seen / seconds if seconds > 0 else math.nan, train_loss, best,
-                            stopped, {g["name"]: {"lr": g["lr"], "tensors": len(g["params"])}
+                            stopped, best < initial, {g["name"]: {"lr": g["lr"], "tensors": len(g["params"])}
                                       for g in groups})
     log.info("fine-tuned %s -> %s on %d windows (%s, %.1f s, %.0f windows/s, %s)",
              detector.version, candidate.version, len(windows), device.type, seconds,
