@@ -30,23 +30,29 @@ class BacktestResult:
     status: np.ndarray
     events: list[dict[str, Any]]
     counts: dict[str, int] = field(default_factory=dict)
+    updates: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_backtest(frame: Frame, detector: Detector, config: Config, batch_rows: int = 4096,
                  on_rows: Callable[[int], None] | None = None,
                  flush: bool = True, sort: bool = True,
-                 speed: float | None = None) -> BacktestResult:
+                 speed: float | None = None, updater: Any = None) -> BacktestResult:
     """Stream ``frame`` through a fresh :class:`Pipeline` in event-time order (``sort``;
     otherwise in row order, as a topic arrives). ``flush`` scores what the windows still
     hold at the end, as a file ends; a daemon never does (its stream goes on), so
     ``flush=False`` gives exactly the events a daemon emits. ``speed`` paces the replay
-    at that multiple of event time (None: as fast as possible)."""
+    at that multiple of event time (None: as fast as possible). An ``updater``
+    (:class:`~streamae.updater.online.OnlineUpdater`) learns from the scored windows and
+    swaps models in between batches, on event time."""
     order = frame.event_time_order() if sort else np.arange(len(frame))
     if speed:
         batch_rows = min(batch_rows, 256)
     pace = _Pacer(speed, float(frame.timestamps[order[0]])) if speed and len(order) else None
     clock = EventClock()
     pipeline = Pipeline(detector, config, clock)
+    if updater is not None:
+        pipeline.on_windows = updater.observe
+        batch_rows = min(batch_rows, 1024)
     parts: list[Output] = []
     for begin in range(0, len(order), batch_rows):
         idx = order[begin: begin + batch_rows]
@@ -55,6 +61,10 @@ def run_backtest(frame: Frame, detector: Detector, config: Config, batch_rows: i
         if pace:
             pace.wait(float(chunk.timestamps.min()))
         parts.append(pipeline.process(chunk))
+        if updater is not None:
+            swap = updater.poll(clock())
+            if swap is not None:
+                pipeline.swap(swap)
         if on_rows:
             on_rows(len(idx))
     if flush:
@@ -68,7 +78,8 @@ def run_backtest(frame: Frame, detector: Detector, config: Config, batch_rows: i
     anomaly, status = np.zeros(n, dtype=np.int8), np.zeros(n, dtype=np.int8)
     score[target], threshold[target] = out.score, out.threshold
     anomaly[target], status[target] = out.anomaly, out.status
-    return BacktestResult(frame, score, threshold, anomaly, status, out.events, pipeline.counts())
+    return BacktestResult(frame, score, threshold, anomaly, status, out.events, pipeline.counts(),
+                          updater.summary() if updater is not None else [])
 
 
 class _Pacer:

@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, metavar="X",
                    help="replay at X times event time (default: as fast as possible)")
     p.add_argument("--events-topic", metavar="TOPIC", help="also write the events to this topic")
+    p.add_argument("--online", action="store_true",
+                   help="run the online updater on event time (replay buffer, triggers, "
+                   "fine-tuning, gate, swaps) as the daemon would [config: updater]")
+    p.add_argument("--store", metavar="DIR", help="with --online: keep accepted versions here")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="MODEL_DIR", help="a trained model")
@@ -295,9 +299,28 @@ def _backtest(args: argparse.Namespace) -> int:
     baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
     job = jobs.backtest(frame, detector, config, args.out, train_frame, mask, baselines,
                         parse_duration(args.early), parse_duration(args.late), args.plots, progress,
-                        args.point_adjusted)
+                        args.point_adjusted, updater=_updater(args, config, detector))
+    for r in job.report.get("updates", []):
+        print(f"update round at {r['at']:.0f} ({r['reason']}): "
+              + (f"accepted {r['candidate']}" if r["accepted"] else
+                 f"rejected: {'; '.join(r['reasons'])}"))
     _print_summary(job)
     return 0
+
+
+def _updater(args: argparse.Namespace, config, detector):
+    if not args.online:
+        return None
+    from streamae.updater.online import OnlineUpdater
+    from streamae.updater.store import ModelStore
+
+    store = None
+    if args.store:
+        store = ModelStore(args.store)
+        if detector.version not in {v["version"] for v in store.versions()}:
+            store.add(detector, note="initial")
+        store.promote(detector.version)
+    return OnlineUpdater(config, detector, store)
 
 
 def _backtest_topic(args: argparse.Namespace, config, progress) -> int:
@@ -320,7 +343,7 @@ def _backtest_topic(args: argparse.Namespace, config, progress) -> int:
     if not len(topic.frame):
         raise StreamaeError(f"no decodable records in {args.kafka_topic} in that range")
     job = jobs.backtest(topic.frame, detector, config, args.out, plots=0, progress=progress,
-                        sort=False, speed=args.speed)
+                        sort=False, speed=args.speed, updater=_updater(args, config, detector))
     if args.events_topic:
         publish_events(config, args.events_topic, job.result.events)
     print(f"{topic.records} records of {args.kafka_topic} -> {len(topic.frame)} points "

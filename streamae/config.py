@@ -232,6 +232,14 @@ class UpdaterConfig:
                                  "model's by this share at most", min=0.0)
     gate_alarm_rate: float = _opt(0.002, "largest allowed rise of the alarm rate on recent "
                                   "normal windows (shadow scoring)", min=0.0)
+    every_points: int = _opt(0, "trigger: a round every N scored windows (0: off)", min=0)
+    every: float = _opt(0.0, "trigger: a round every T of event time (0: off)", duration=True,
+                        min=0.0)
+    drift: Literal["none", "adwin", "page-hinkley", "kswin"] = _opt(
+        "adwin", "trigger: river drift detector on the window-score stream")
+    min_windows: int = _opt(2_000, "no round before the buffer holds this many windows", min=16)
+    cooldown: float = _opt(3600.0, "event time between two rounds, whatever triggers",
+                           duration=True, min=0.0)
 
 
 @dataclass(frozen=True)

@@ -70,13 +70,13 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
              baselines: tuple[str, ...] = (), early: float = 0.0, late: float = 0.0,
              plots: int = 6, progress: Progress = silent,
              point_adjusted: bool = False, sort: bool = True,
-             speed: float | None = None) -> BacktestJob:
+             speed: float | None = None, updater: Any = None) -> BacktestJob:
     """Stream ``frame`` through the pipeline (event-time order, or row order when not
     ``sort``); write scores, events and (with labels) the report with metrics, baselines
     and plots."""
     out_dir = Path(out_dir)
     result = run_backtest(frame, detector, config, on_rows=progress("scoring", len(frame)),
-                          sort=sort, speed=speed)
+                          sort=sort, speed=speed, updater=updater)
     write_outputs(result, out_dir)
     report: dict[str, Any] = {
         "streamae_version": __version__,
@@ -85,6 +85,8 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
         "row_status": status_counts(result), "point_policy": result.counts,
         "config": config_to_dict(config), "git_sha": git_sha(),
     }
+    if updater is not None:
+        report["updates"] = result.updates
     if frame.labels is not None:
         mask = np.ones(len(frame), dtype=bool) if eval_mask is None else eval_mask
         report["evaluated_rows"] = int(mask.sum())

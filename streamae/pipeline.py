@@ -27,6 +27,9 @@ from streamae.windows import DROPPED_FROM, STATUS_NAMES, Closed, Windows
 
 log = logging.getLogger(__name__)
 Locate = Callable[[int], "dict[str, Any] | None"]  # row id -> {topic, partition, offset}
+# scored windows (n, W, C), their keys, end times, mean scores, and whether the key was in
+# an alarm: what an online updater learns from
+WindowHook = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
 
 UNSCORED = len(STATUS_NAMES)  # accepted, but its key never filled a window (warm-up)
 OUTPUT_STATUS = (*STATUS_NAMES, "unscored")
@@ -114,6 +117,7 @@ class Pipeline:
         self.events = EventBuilder(detector.channels, config.scoring.top_channels)
         self.next_row = 0
         self.locate = locate
+        self.on_windows: WindowHook | None = None
 
     def process(self, frame: Frame) -> Output:
         """Push rows (in event-time order per key) and return every row resolved so far."""
@@ -152,6 +156,17 @@ class Pipeline:
     def counts(self) -> dict[str, int]:
         return self.windows.counts()
 
+    def swap(self, detector: Detector) -> None:
+        """Score with ``detector`` from the next batch on (call between batches). Its
+        score scale should already map onto the current model's (see
+        :func:`streamae.updater.gate.calibrate`), so thresholds carry over."""
+        if detector.window != self.detector.window or detector.channels != self.detector.channels:
+            raise InputFormatError(f"cannot swap in model {detector.version}: window/channels "
+                                   f"{detector.window}/{detector.channels} differ from "
+                                   f"{self.detector.window}/{self.detector.channels}")
+        log.info("model swap %s -> %s", self.detector.version, detector.version)
+        self.detector = detector
+
     def state(self) -> PipelineState:
         """Everything a restart needs to carry on where this pipeline stands."""
         arrays = {**{f"windows.{k}": v for k, v in self.windows.state_dict().items()},
@@ -185,6 +200,9 @@ class Pipeline:
         if closed.scorable.any():
             s, c = self.detector.score(closed.data[closed.scorable], self.config.scoring.batch_size)
             step_err[closed.scorable], chan_err[closed.scorable] = s, c
+            window_score = np.full(len(closed.rows), np.nan)
+            window_score[closed.scorable] = s.mean(axis=1)
+
         take = np.arange(w)[None, :] >= (w - closed.new)[:, None]
         slot = np.broadcast_to(closed.slot[:, None], take.shape)[take]
         rows, ts, score = closed.rows[take], closed.ts[take], step_err[take].astype(np.float64)
@@ -208,4 +226,18 @@ class Pipeline:
                         keys[i], EVENT_NAMES[int(alarm.event[j])], ts[i], alarm.event_ts[j],
                         self.detector.version, self.clock(),
                         self.locate(int(rows[i])) if self.locate else None))
+        if self.on_windows is not None and closed.scorable.any():
+            self._feed(closed, take, anomaly, window_score)
         return out
+
+    def _feed(self, closed: Closed, take: np.ndarray, anomaly: np.ndarray,
+              window_score: np.ndarray) -> None:
+        """Hand the scored windows to the hook; a window is protected (kept out of
+        training) when its key is in an alarm or any of its new points is anomalous."""
+        hit = np.zeros(take.shape, dtype=bool)
+        hit[take] = anomaly
+        idx = np.flatnonzero(closed.scorable)
+        names = np.array(self.keys.names, dtype=object)[closed.slot[idx]]
+        protected = hit[idx].any(axis=1) | np.array([k in self.events.open for k in names])
+        self.on_windows(closed.data[idx], names, closed.ts[idx, -1],
+                        window_score[idx], protected)

@@ -26,6 +26,8 @@ class _Ring:
     def push(self, data: np.ndarray, keys: np.ndarray, ts: np.ndarray):
         """Append; returns what fell out, oldest first (data, keys, ts)."""
         cap = self.capacity
+        if cap == 0:
+            return data, keys, ts
         over = max(0, len(data) - cap)  # incoming windows that cannot fit at all
         parts = [(data[:over], keys[:over], ts[:over])]
         data, keys, ts = data[over:], keys[over:], ts[over:]
@@ -69,6 +71,8 @@ class ReplayBuffer:
     def _sample(self, data: np.ndarray, keys: np.ndarray, ts: np.ndarray) -> None:
         """Algorithm R over the stream of windows leaving the recent ring."""
         res = self.reservoir
+        if res.capacity == 0:
+            return
         for i in range(len(data)):
             self.seen += 1
             if res.size < res.capacity:

@@ -27,10 +27,21 @@ class GateResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def window_scores(detector: Detector, windows: np.ndarray) -> np.ndarray:
-    """Mean squared reconstruction error per window."""
+def window_scores(detector: Detector, windows: np.ndarray, raw: bool = True) -> np.ndarray:
+    """Mean squared reconstruction error per window (``raw``: before the score scale)."""
     step, _ = detector.score(windows, batch_size=1024)
-    return step.mean(axis=1)
+    return step.mean(axis=1) / (detector.score_scale if raw else 1.0)
+
+
+def calibrate(live: Detector, candidate: Detector, recent: np.ndarray,
+              q: float = 0.99) -> float:
+    """Set the candidate's score scale so that its scores on recent normal windows match
+    the live model's at quantile ``q``: thresholds learnt on the live scores stay valid
+    after a swap (no alarm storm, no blind period) and keep adapting from there."""
+    live_q = float(np.quantile(window_scores(live, recent, raw=False), q))
+    cand_q = float(np.quantile(window_scores(candidate, recent), q))
+    candidate.score_scale = live_q / cand_q if cand_q > 0 and live_q > 0 else 1.0
+    return candidate.score_scale
 
 
 def alarm_rate(scores: np.ndarray, risk: float) -> float:

@@ -1,0 +1,167 @@
+"""The online updater: learns from the pipeline's scored windows, decides when to
+fine-tune, runs a round (gate included) and hands accepted models over for a swap.
+
+Triggers: a schedule (every N windows, every T of event time), a river drift detector on
+the stream of window scores, and a manual request. After a round, ``cooldown`` of event
+time passes before the next. Rounds run inline (backtests: reproducible on event time) or
+on a background thread (the daemon: scoring never waits); either way the live model is
+only replaced by :meth:`OnlineUpdater.poll`, between batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamae.config import Config
+from streamae.models.detector import Detector
+from streamae.updater.buffer import ReplayBuffer
+from streamae.updater.finetune import fine_tune
+from streamae.updater.gate import calibrate, validate
+from streamae.updater.store import ModelStore
+
+log = logging.getLogger(__name__)
+
+
+def drift_detector(name: str) -> Any:
+    from river import drift
+
+    return {"adwin": lambda: drift.ADWIN(delta=0.002),
+            "page-hinkley": lambda: drift.PageHinkley(),
+            "kswin": lambda: drift.KSWIN(seed=0),
+            "none": lambda: None}[name]()
+
+
+@dataclass
+class Round:
+    """One update round: why it ran and what came of it."""
+
+    at: float
+    reason: str
+    accepted: bool
+    candidate: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class OnlineUpdater:
+    def __init__(self, config: Config, live: Detector, store: ModelStore | None = None,
+                 background: bool = False, seed: int = 0) -> None:
+        self.config, self.cfg, self.live = config, config.updater, live
+        self.store, self.background, self.seed = store, background, seed
+        self.buffer = ReplayBuffer(live.window, len(live.channels), self.cfg.recent,
+                                   self.cfg.reservoir, self.cfg.quarantine, seed)
+        self.detector = drift_detector(self.cfg.drift)
+        self.rounds: list[Round] = []
+        self.windows_seen = 0
+        self._since_round = 0
+        self._last_round_at: float | None = None
+        self._first_ts: float | None = None
+        self._manual = False
+        self._drift = False
+        self._ready: Detector | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- inputs
+    def observe(self, windows: np.ndarray, keys: np.ndarray, ts: np.ndarray,
+                scores: np.ndarray, protected: np.ndarray) -> None:
+        """The pipeline's window hook."""
+        self.buffer.add(windows, keys, ts, protected)
+        self.windows_seen += len(windows)
+        self._since_round += len(windows)
+        if self._first_ts is None and len(ts):
+            self._first_ts = float(ts[0])
+        if self.detector is not None:
+            for value in scores[~protected]:
+                self.detector.update(float(value))
+                if self.detector.drift_detected:
+                    self._drift = True
+
+    def request(self) -> None:
+        """Manual trigger (CLI or control message)."""
+        self._manual = True
+
+    # ---------------------------------------------------------------- rounds
+    def _reason(self, now: float) -> str | None:
+        if len(self.buffer) < self.cfg.min_windows:
+            return None
+        if self._manual:
+            return "manual"
+        if self._last_round_at is not None and now - self._last_round_at < self.cfg.cooldown:
+            return None
+        if self._drift:
+            return "drift"
+        if self.cfg.every_points and self._since_round >= self.cfg.every_points:
+            return "schedule (windows)"
+        start = self._last_round_at if self._last_round_at is not None else self._first_ts
+        if self.cfg.every and start is not None and now - start >= self.cfg.every:
+            return "schedule (time)"
+        return None
+
+    def poll(self, now: float) -> Detector | None:
+        """Between batches: start a round if one is due; return a model to swap in, if a
+        round has produced one (it is then the live model)."""
+        with self._lock:
+            ready, self._ready = self._ready, None
+        if ready is not None:
+            self.live = ready
+        running = self._thread is not None and self._thread.is_alive()
+        reason = None if running else self._reason(now)
+        if reason:
+            self._manual = self._drift = False
+            self._since_round = 0
+            self._last_round_at = now
+            windows, ts = self.buffer.windows()
+            args = (self.live, windows, ts, now, reason)
+            if self.background:
+                self._thread = threading.Thread(target=self._round, args=args,
+                                                name="streamae-updater", daemon=True)
+                self._thread.start()
+            else:
+                self._round(*args)
+                with self._lock:
+                    ready, self._ready = self._ready, None
+                if ready is not None:
+                    self.live = ready
+        return ready
+
+    def _round(self, live: Detector, windows: np.ndarray, ts: np.ndarray, now: float,
+               reason: str) -> None:
+        n_hold = max(1, int(len(windows) * self.cfg.holdout_fraction))
+        train, holdout = windows[:-n_hold], windows[-n_hold:]
+        recent = self.buffer.newest(min(len(self.buffer.recent.ordered()), 4 * n_hold))
+        try:
+            candidate, report = fine_tune(live, train, self.cfg, self.seed + len(self.rounds))
+            verdict = validate(live, candidate, holdout, recent, self.cfg,
+                               self.config.threshold)
+        except Exception as exc:  # a failed round must never stop scoring
+            log.exception("update round failed")
+            self.rounds.append(Round(now, reason, False, reasons=[f"error: {exc}"]))
+            return
+        result = Round(now, reason, verdict.accepted, candidate.version, verdict.reasons,
+                       {**verdict.metrics, "seconds": report.seconds,
+                        "windows_per_s": report.windows_per_s})
+        self.rounds.append(result)
+        if not verdict.accepted:
+            log.warning("candidate %s rejected (%s): %s", candidate.version, reason,
+                        "; ".join(verdict.reasons))
+            return
+        calibrate(live, candidate, recent)
+        candidate.info = {**candidate.info, "parent": live.version, "trigger": reason,
+                          "data_range": [float(ts.min()), float(ts.max())]}
+        if self.store is not None:
+            self.store.add(candidate, live.version, result.metrics, [float(ts.min()),
+                                                                    float(ts.max())], reason)
+            self.store.promote(candidate.version)
+        log.info("candidate %s accepted (%s); swapping in", candidate.version, reason)
+        with self._lock:
+            self._ready = candidate
+
+    def summary(self) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(r) for r in self.rounds]
