@@ -52,7 +52,7 @@ def run_backtest(frame: Frame, detector: Detector, config: Config, batch_rows: i
     pipeline = Pipeline(detector, config, clock)
     if updater is not None:
         pipeline.on_windows = updater.observe
-        batch_rows = min(batch_rows, 1024)
+        batch_rows = min(batch_rows, 256)
     parts: list[Output] = []
     for begin in range(0, len(order), batch_rows):
         idx = order[begin: begin + batch_rows]
@@ -64,7 +64,7 @@ def run_backtest(frame: Frame, detector: Detector, config: Config, batch_rows: i
         if updater is not None:
             swap = updater.poll(clock())
             if swap is not None:
-                pipeline.swap(swap)
+                pipeline.swap(*swap)
         if on_rows:
             on_rows(len(idx))
     if flush:

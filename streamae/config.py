@@ -240,6 +240,9 @@ class UpdaterConfig:
     min_windows: int = _opt(2_000, "no round before the buffer holds this many windows", min=16)
     cooldown: float = _opt(3600.0, "event time between two rounds, whatever triggers",
                            duration=True, min=0.0)
+    admit_after: float = _opt(21600.0, "a key in alarm this long is taken as a change of "
+                              "normal: its quarantined windows enter the buffer (0: only "
+                              "when an operator admits them)", duration=True, min=0.0)
 
 
 @dataclass(frozen=True)

@@ -156,16 +156,19 @@ class Pipeline:
     def counts(self) -> dict[str, int]:
         return self.windows.counts()
 
-    def swap(self, detector: Detector) -> None:
-        """Score with ``detector`` from the next batch on (call between batches). Its
-        score scale should already map onto the current model's (see
-        :func:`streamae.updater.gate.calibrate`), so thresholds carry over."""
+    def swap(self, detector: Detector, calibration: dict[str, np.ndarray] | None = None) -> None:
+        """Score with ``detector`` from the next batch on (call between batches).
+        ``calibration`` maps keys to their recent scores under ``detector``: those keys'
+        thresholds restart from them (see :meth:`Decision.recalibrate`)."""
         if detector.window != self.detector.window or detector.channels != self.detector.channels:
             raise InputFormatError(f"cannot swap in model {detector.version}: window/channels "
                                    f"{detector.window}/{detector.channels} differ from "
                                    f"{self.detector.window}/{self.detector.channels}")
         log.info("model swap %s -> %s", self.detector.version, detector.version)
         self.detector = detector
+        if calibration:
+            slots = {self.keys.slot[k]: v for k, v in calibration.items() if k in self.keys.slot}
+            self.decision.recalibrate(slots)
 
     def state(self) -> PipelineState:
         """Everything a restart needs to carry on where this pipeline stands."""

@@ -45,7 +45,6 @@ class Detector:
     channels: list[str]
     version: str = ""
     info: dict[str, Any] = field(default_factory=dict)
-    score_scale: float = 1.0  # maps this model's errors onto its predecessor's scale
 
     @torch.no_grad()
     def score(self, windows: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -60,8 +59,6 @@ class Detector:
             x = torch.from_numpy(np.ascontiguousarray(windows[i: i + batch_size]))
             recon, _ = self.model(x)
             err[i: i + len(x)] = ((recon - x) ** 2).numpy()
-        if self.score_scale != 1.0:
-            err *= self.score_scale
         return err.mean(axis=2), err
 
     @torch.no_grad()
@@ -91,7 +88,6 @@ class Detector:
             "channels": self.channels,
             "scaler": self.scaler.to_json(),
             "weights_sha256": _sha256(weights),
-            "score_scale": self.score_scale,
             "info": self.info,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -130,8 +126,7 @@ class Detector:
         model.load_state_dict(load_file(str(weights)))
         model.eval()
         return Detector(model, model_config, Scaler.from_json(meta["scaler"]), meta["window"],
-                        list(meta["channels"]), meta.get("version", ""), meta.get("info", {}),
-                        float(meta.get("score_scale", 1.0)))
+                        list(meta["channels"]), meta.get("version", ""), meta.get("info", {}))
 
 
 def train_detector(frame: Frame, config: Config,

@@ -36,6 +36,16 @@ class Decision:
         thresholds = self.threshold.apply(slots, scores)
         return thresholds, self.alarm.apply(slots, ts, scores, thresholds)
 
+    def recalibrate(self, scores: dict[int, np.ndarray]) -> None:
+        """After a model swap: restart the threshold of each given slot and warm it up at
+        once on that key's recent scores under the new model (in time order), so it is
+        neither blind while re-warming nor judging new scores by the old model's scale.
+        Alarm state is kept: open alarms stay open."""
+        for slot, values in scores.items():
+            self.threshold.reset(np.array([slot]))
+            self.threshold.apply(np.full(len(values), slot, dtype=np.int64),
+                                 np.asarray(values, dtype=np.float64))
+
     def state_dict(self) -> dict[str, np.ndarray]:
         return {**{f"threshold.{k}": v for k, v in self.threshold.state_dict().items()},
                 **{f"alarm.{k}": v for k, v in self.alarm.state_dict().items()}}

@@ -23,6 +23,12 @@ class KeyedState:
                 fill = self._fill if name == "state" else np.zeros(arr.shape[1:])
                 setattr(self, name, np.concatenate([arr, np.tile(fill, (extra, 1))]))
 
+    def reset(self, slots: np.ndarray) -> None:
+        """Forget what the given key slots learnt (they calibrate again)."""
+        for name in self._STATE:
+            arr = getattr(self, name)
+            arr[slots] = self._fill if name == "state" else 0.0
+
     def state_dict(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name).copy() for name in self._STATE}
 

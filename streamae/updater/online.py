@@ -22,7 +22,7 @@ from streamae.config import Config
 from streamae.models.detector import Detector
 from streamae.updater.buffer import ReplayBuffer
 from streamae.updater.finetune import fine_tune
-from streamae.updater.gate import calibrate, validate
+from streamae.updater.gate import validate
 from streamae.updater.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ class OnlineUpdater:
         self._first_ts: float | None = None
         self._manual = False
         self._drift = False
-        self._ready: Detector | None = None
+        self._ready: tuple[Detector, dict[str, np.ndarray]] | None = None
+        self._alarm_since: dict[str, float] = {}
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -73,6 +74,7 @@ class OnlineUpdater:
                 scores: np.ndarray, protected: np.ndarray) -> None:
         """The pipeline's window hook."""
         self.buffer.add(windows, keys, ts, protected)
+        self._persistent_alarms(keys, ts, protected)
         self.windows_seen += len(windows)
         self._since_round += len(windows)
         if self._first_ts is None and len(ts):
@@ -82,6 +84,23 @@ class OnlineUpdater:
                 self.detector.update(float(value))
                 if self.detector.drift_detected:
                     self._drift = True
+
+    def _persistent_alarms(self, keys: np.ndarray, ts: np.ndarray,
+                           protected: np.ndarray) -> None:
+        """A key whose windows stay protected for ``admit_after`` has a new normal, not an
+        anomaly: admit its quarantined windows and ask for a round."""
+        for key, t, guard in zip(keys, ts, protected):
+            if not guard:
+                self._alarm_since.pop(key, None)
+            else:
+                self._alarm_since.setdefault(key, float(t))
+        if not self.cfg.admit_after:
+            return
+        for key, since in self._alarm_since.items():
+            if ts.max() - since >= self.cfg.admit_after and self.buffer.admit(key):
+                if not self._drift:
+                    log.info("key %s in alarm since %.0f: taking it as a new normal", key, since)
+                self._drift = True
 
     def request(self) -> None:
         """Manual trigger (CLI or control message)."""
@@ -104,13 +123,13 @@ class OnlineUpdater:
             return "schedule (time)"
         return None
 
-    def poll(self, now: float) -> Detector | None:
-        """Between batches: start a round if one is due; return a model to swap in, if a
-        round has produced one (it is then the live model)."""
+    def poll(self, now: float) -> tuple[Detector, dict[str, np.ndarray]] | None:
+        """Between batches: start a round if one is due; return ``(model, calibration)``
+        to swap in (see :meth:`Pipeline.swap`) when a round has produced one."""
         with self._lock:
             ready, self._ready = self._ready, None
         if ready is not None:
-            self.live = ready
+            self.live = ready[0]
         running = self._thread is not None and self._thread.is_alive()
         reason = None if running else self._reason(now)
         if reason:
@@ -128,7 +147,7 @@ class OnlineUpdater:
                 with self._lock:
                     ready, self._ready = self._ready, None
                 if ready is not None:
-                    self.live = ready
+                    self.live = ready[0]
         return ready
 
     def _round(self, live: Detector, windows: np.ndarray, ts: np.ndarray, now: float,
@@ -152,7 +171,7 @@ class OnlineUpdater:
             log.warning("candidate %s rejected (%s): %s", candidate.version, reason,
                         "; ".join(verdict.reasons))
             return
-        calibrate(live, candidate, recent)
+        calibration = self._calibration(candidate)
         candidate.info = {**candidate.info, "parent": live.version, "trigger": reason,
                           "data_range": [float(ts.min()), float(ts.max())]}
         if self.store is not None:
@@ -161,7 +180,23 @@ class OnlineUpdater:
             self.store.promote(candidate.version)
         log.info("candidate %s accepted (%s); swapping in", candidate.version, reason)
         with self._lock:
-            self._ready = candidate
+            self._ready = (candidate, calibration)
+
+    def _calibration(self, candidate: Detector) -> dict[str, np.ndarray]:
+        """Each key's recent point scores under the candidate, oldest first: enough to
+        warm a threshold (``threshold.init_points``)."""
+        hop = self.config.window.hop
+        per_key = -(-self.config.threshold.init_points // hop) + 1
+        ring = self.buffer.recent
+        idx = ring.ordered()
+        out = {}
+        for key in np.unique(ring.keys[idx]):
+            mine = idx[ring.keys[idx] == key][-per_key:]
+            if len(mine) * hop < self.config.threshold.init_points:
+                continue
+            step, _ = candidate.score(ring.data[mine], batch_size=1024)
+            out[str(key)] = step[:, -hop:].ravel()
+        return out
 
     def summary(self) -> list[dict[str, Any]]:
         return [dataclasses.asdict(r) for r in self.rounds]
