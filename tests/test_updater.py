@@ -96,3 +96,39 @@ def test_store_promote_and_rollback_restore_the_exact_weights(trained, train_fra
         assert torch.equal(restored.model.state_dict()[k], v)
     with pytest.raises(Exception, match="no earlier live version"):
         store.rollback()
+
+
+def test_online_backtest_runs_rounds_swaps_models_and_recalibrates(trained, synthetic):
+    from streamae.backtest import run_backtest
+    from streamae.updater.online import OnlineUpdater
+
+    detector, config = trained
+    config = dataclasses.replace(config, updater=dataclasses.replace(
+        config.updater, min_windows=20, every_points=40, cooldown=0.0, drift="none",
+        epochs=1, device="cpu", gate_tolerance=1.0, gate_alarm_rate=1.0, admit_after=0.0))
+    live = synthetic.take(synthetic.timestamps >= np.median(synthetic.timestamps))
+    updater = OnlineUpdater(config, detector)
+    result = run_backtest(live, detector, config, updater=updater)
+    assert result.updates and all(r["reason"] == "schedule (windows)" for r in result.updates)
+    accepted = [r["candidate"] for r in result.updates if r["accepted"]]
+    assert accepted and updater.live.version == accepted[-1]
+    # the live model is never trained in place, and scoring went on throughout
+    assert np.isfinite(result.score).sum() > 0.8 * len(live)
+    versions = {e["model_version"] for e in result.events}
+    assert versions <= {detector.version, *accepted}
+
+
+def test_swap_recalibrates_thresholds_from_the_new_models_scores(trained, synthetic):
+    from streamae.pipeline import Pipeline
+
+    detector, config = trained
+    pipeline = Pipeline(detector, config)
+    pipeline.process(synthetic.take(slice(0, 800)))
+    slot = pipeline.keys.slot["sensor-0"]
+    before = pipeline.decision.threshold.state[slot].copy()
+    scaled = np.abs(np.random.default_rng(0).normal(0, 10, 400))  # a model 10x louder
+    pipeline.swap(detector, {"sensor-0": scaled})
+    after = pipeline.decision.threshold.state[slot]
+    assert not np.array_equal(before, after)
+    thresholds = pipeline.decision.threshold.apply(np.array([slot]), np.array([1.0]))
+    assert thresholds[0] > np.quantile(scaled, 0.9)  # judged on the new scale at once
