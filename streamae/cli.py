@@ -92,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=["text", "json"], default="text",
                    help="log lines as text or one JSON object each")
 
+    p = command("control", "Send a command to running daemons through the control topic: "
+                "update (start an update round now) or admit (take a key's quarantined "
+                "windows as the new normal).", _control)
+    p.add_argument("action", choices=["update", "admit"])
+    p.add_argument("--key", help="admit: the key (default: every key)")
+    p.add_argument("--bootstrap-servers", metavar="HOST:PORT",
+                   default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
+                   help="[config: kafka.bootstrap_servers; env: STREAMAE_BOOTSTRAP_SERVERS]")
+
     p = command("dev-broker", "Run a single-node Kafka broker (KRaft) on 127.0.0.1 in the "
                 "foreground until Ctrl-C; fetches the broker jars with Maven on first use.",
                 _dev_broker)
@@ -502,6 +511,22 @@ def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stop())
     daemon.run()
+    return 0
+
+
+def _control(args: argparse.Namespace) -> int:
+    from kafka import KafkaProducer
+
+    from streamae.daemon.clients import client_settings
+
+    if args.bootstrap_servers:
+        args.set = [f"kafka.bootstrap_servers={args.bootstrap_servers}", *args.set]
+    config = _load(args)
+    command = {"command": args.action, **({"key": args.key} if args.key else {})}
+    producer = KafkaProducer(**client_settings(config.kafka), acks="all")
+    producer.send(config.daemon.control_topic, json.dumps(command).encode()).get(30)
+    producer.close()
+    print(f"sent {command} to {config.daemon.control_topic}")
     return 0
 
 

@@ -202,6 +202,8 @@ class DaemonConfig:
                                min=0.0)
     auto_offset_reset: Literal["earliest", "latest"] = _opt(
         "earliest", "where a new consumer group starts reading")
+    control_topic: str = _opt("streamae.control", "commands for running daemons: "
+                              '{"command": "update"} or {"command": "admit", "key": K}')
     http_host: str = _opt("127.0.0.1", "address for /metrics, /healthz, /readyz")
     http_port: int = _opt(9108, "port for /metrics, /healthz, /readyz (0: off)", min=0,
                           max=65535)
@@ -211,6 +213,9 @@ class DaemonConfig:
 class UpdaterConfig:
     """Online updates: replay buffer, fine-tuning (transfer-learning settings), gate."""
 
+    enabled: bool = _opt(False, "run the online updater inside `streamae run`")
+    store: str | None = _opt(None, "model store directory for accepted versions (the daemon "
+                             "starts from its live version when it has one)")
     recent: int = _opt(20_000, "replay buffer: newest normal windows kept", min=16)
     reservoir: int = _opt(20_000, "replay buffer: uniform sample of older windows (0: none)",
                           min=0)

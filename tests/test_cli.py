@@ -16,7 +16,8 @@ def test_version_and_help(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert __version__ in capsys.readouterr().out
-    for command in ("run", "dev-broker", "train", "backtest", "demo", "synth", "config"):
+    for command in ("run", "dev-broker", "control", "train", "pretrain", "finetune", "embed",
+                    "models", "backtest", "evaluate", "demo", "synth", "config"):
         with pytest.raises(SystemExit) as done:
             main([command, "--help"])
         assert done.value.code == 0

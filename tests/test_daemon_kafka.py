@@ -356,3 +356,50 @@ def test_kafka_range_replay_equals_the_file_backtest(kafka, model, live, tmp_pat
     assert replayed == expected  # event-time clock: every field equal, emitted_at included
     scores = (out / "scores.csv").read_text().splitlines()
     assert len(scores) == len(live) + 1 and "outside" not in "".join(scores)
+
+
+# ---------------------------------------------------------------- online updates
+def test_daemon_online_updates_obey_control_swap_and_survive_restart(kafka, model, live,
+                                                                     tmp_path):
+    from kafka import KafkaProducer
+
+    from streamae.updater.store import ModelStore
+
+    detector, _, config = model
+    cfg = daemon_config(config, kafka, tmp_path)
+    control = kafka.topic("control")
+    cfg = dataclasses.replace(
+        cfg, daemon=dataclasses.replace(cfg.daemon, control_topic=control),
+        updater=dataclasses.replace(
+            cfg.updater, enabled=True, store=str(tmp_path / "store"), min_windows=20,
+            drift="none", cooldown=0.0, epochs=1, device="cpu", gate_tolerance=1.0,
+            gate_alarm_rate=1.0, admit_after=0.0))
+    messages = frame_messages(live)
+    half = len(messages) // 2
+    kafka.produce(cfg.input.topics[0], messages[:half])
+    run = InProcess(cfg, detector)
+    run.wait_consumed(half)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    producer.send(control, b'{"command": "update"}').get(10)
+    producer.close()
+    store = ModelStore(tmp_path / "store")
+    deadline = time.monotonic() + 120
+    sent = half
+    while store.current() == detector.version and time.monotonic() < deadline:
+        if sent < len(messages):  # keep batches flowing: the updater acts between them
+            kafka.produce(cfg.input.topics[0], messages[sent: sent + 50])
+            sent += 50
+        time.sleep(0.3)
+    kafka.produce(cfg.input.topics[0], messages[sent:])
+    run.wait_consumed(len(messages))
+    rounds = run.daemon.updates.updater.rounds
+    buffered = len(run.daemon.updates.updater.buffer)
+    run.stop()
+    assert rounds and rounds[0].reason == "manual" and rounds[0].accepted
+    assert store.current() != detector.version and store.current() == rounds[-1].candidate
+    # a restart goes on with the accepted model and the checkpointed replay buffer
+    again = InProcess(cfg, detector)
+    again.wait_consumed(len(messages))
+    assert again.daemon.pipeline.detector.version == store.current()
+    assert len(again.daemon.updates.updater.buffer) == buffered
+    again.stop()

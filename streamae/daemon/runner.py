@@ -27,6 +27,7 @@ from streamae.daemon import clients
 from streamae.daemon.checkpoint import CheckpointStore, Offsets
 from streamae.daemon.decode import BatchDecoder, DeadLetter, Provenance
 from streamae.daemon.metrics import DaemonMetrics, serve
+from streamae.daemon.updates import DaemonUpdates, starting_model
 from streamae.formats import build_decoder
 from streamae.models.detector import Detector
 from streamae.pipeline import Pipeline
@@ -44,7 +45,9 @@ class Daemon:
     """Long-running scorer for the topics in ``config.input``."""
 
     def __init__(self, config: Config, detector: Detector) -> None:
+        detector = starting_model(config, detector)
         self.config, self.detector = config, detector
+        self.updates = DaemonUpdates(config, detector) if config.updater.enabled else None
         self.exactly_once = config.daemon.delivery == "exactly-once"
         self.store = CheckpointStore(config.daemon.state_dir)
         self.metrics = DaemonMetrics()
@@ -69,7 +72,10 @@ class Daemon:
 
     def _fresh_state(self) -> None:
         self.provenance = Provenance()
-        self.pipeline = Pipeline(self.detector, self.config, wall_clock, locate=self.provenance)
+        live = self.updates.updater.live if self.updates else self.detector
+        self.pipeline = Pipeline(live, self.config, wall_clock, locate=self.provenance)
+        if self.updates:
+            self.updates.attach(self.pipeline)
         self.decoder = build_decoder(self.config.input, self.detector.channels,
                                      self.config.data.default_key)
         self.batches = BatchDecoder(self.decoder, self.detector.channels,
@@ -89,7 +95,8 @@ class Daemon:
         http = serve(self.metrics, d.http_host, d.http_port) if d.http_port else None
         try:
             try:
-                clients.ensure_topics(k, [d.output_topic, d.dead_letter_topic])
+                clients.ensure_topics(k, [d.output_topic, d.dead_letter_topic]
+                                      + ([d.control_topic] if self.updates else []))
             except Exception as exc:  # clusters may forbid creation: the topics may exist
                 log.warning("could not check/create the output topics: %s", exc)
             self.pipeline.warm_up()
@@ -105,6 +112,8 @@ class Daemon:
             self.consumer = clients.consumer(k, d, self.exactly_once,
                                              group_instance_id=self.instance_id)
             self.consumer.subscribe(self.config.input.topics, listener=_Rebalance(self))
+            if self.updates:
+                self.updates.open_control()
             log.info("consuming %s as group %s (%s), events -> %s, dead letters -> %s",
                      ",".join(self.config.input.topics), d.group_id, d.delivery,
                      d.output_topic, d.dead_letter_topic)
@@ -148,6 +157,8 @@ class Daemon:
             self.consumer.close(autocommit=False)
         if self.producer is not None:
             self.producer.close(timeout=10)
+        if self.updates:
+            self.updates.close()
         self.metrics.ready = False
         gc.unfreeze()
         log.info("stopped")
@@ -168,6 +179,8 @@ class Daemon:
         cp = self.store.resume_point(committed)
         if cp is not None:
             self.pipeline.restore(cp.pipeline)
+            if self.updates:
+                self.updates.restore(cp.pipeline.arrays)
             if cp.decoder is not None and hasattr(self.decoder, "restore"):
                 self.decoder.restore(cp.decoder)
             self.positions = dict(cp.offsets)
@@ -205,6 +218,12 @@ class Daemon:
         first = self.pipeline.next_row
         self.provenance.record(first, batch)
         out = self.pipeline.process(batch.frame)
+        if self.updates and len(batch.frame):
+            before = self.pipeline.detector.version
+            self.updates.step(self.pipeline, float(batch.frame.timestamps.max()))
+            if self.pipeline.detector.version != before:
+                self.metrics.model.clear()
+                self.metrics.model.labels(self.pipeline.detector.version).set(1)
         send = self.producer.send
         for event in out.events:
             self.pending.append(send(self.config.daemon.output_topic, value=orjson.dumps(event),
@@ -250,7 +269,7 @@ class Daemon:
                    for (t, p), o in self.positions.items()}
         try:
             if self.exactly_once:
-                self.store.save(self.positions, self.pipeline.state(), self._decoder_state())
+                self.store.save(self.positions, self._state(), self._decoder_state())
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
                 self.producer.commit_transaction()
                 self.in_transaction = False
@@ -259,7 +278,7 @@ class Daemon:
                 failed = [f for f in self.pending if f.failed()]
                 if failed:
                     raise DeliveryError(f"{len(failed)} sends failed: {failed[0].exception}")
-                self.store.save(self.positions, self.pipeline.state(), self._decoder_state())
+                self.store.save(self.positions, self._state(), self._decoder_state())
                 self.consumer.commit(offsets)
         except KafkaError as exc:
             self.metrics.commit_failures.inc()
@@ -289,6 +308,12 @@ class Daemon:
             self.in_transaction = False
         time.sleep(1.0)
         self.restore(list(self.consumer.assignment()), rewind=True)
+
+    def _state(self):
+        state = self.pipeline.state()
+        if self.updates:
+            state.arrays.update(self.updates.state_arrays())
+        return state
 
     def _decoder_state(self) -> dict[str, Any] | None:
         return self.decoder.state() if hasattr(self.decoder, "state") else None

@@ -1,0 +1,101 @@
+"""Online updates inside the daemon: the updater learns from the pipeline on a background
+thread, accepted models are swapped in between batches, and operators steer it through
+the control topic (``{"command": "update"}``, ``{"command": "admit", "key": K}``).
+The replay buffer is checkpointed with the rest of the state."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import numpy as np
+from kafka import KafkaConsumer, TopicPartition
+
+from streamae.config import Config
+from streamae.daemon.clients import client_settings
+from streamae.models.detector import Detector
+from streamae.pipeline import Pipeline
+from streamae.updater.online import OnlineUpdater
+from streamae.updater.store import ModelStore
+
+log = logging.getLogger(__name__)
+PREFIX = "updater."
+
+
+def starting_model(config: Config, given: Detector) -> Detector:
+    """The store's live version when there is one (a restart goes on with the model the
+    updater last accepted), else the given model."""
+    if config.updater.enabled and config.updater.store:
+        store = ModelStore(config.updater.store)
+        if store.current():
+            return store.load()
+    return given
+
+
+class DaemonUpdates:
+    def __init__(self, config: Config, live: Detector) -> None:
+        self.config = config
+        store = ModelStore(config.updater.store) if config.updater.store else None
+        if store is not None and live.version not in {v["version"] for v in store.versions()}:
+            store.add(live, note="daemon start")
+            store.promote(live.version)
+        self.updater = OnlineUpdater(config, live, store, background=True)
+        self.control: KafkaConsumer | None = None
+        self.swaps = 0
+
+    def attach(self, pipeline: Pipeline) -> None:
+        pipeline.on_windows = self.updater.observe
+
+    def open_control(self) -> None:
+        """Follow the control topic from its end (commands are for daemons running now)."""
+        topic = self.config.daemon.control_topic
+        try:
+            self.control = KafkaConsumer(**client_settings(self.config.kafka), group_id=None,
+                                         enable_auto_commit=False)
+            tp = TopicPartition(topic, 0)
+            self.control.assign([tp])
+            self.control.seek_to_end(tp)
+        except Exception as exc:  # no control topic: updates still run on their triggers
+            log.warning("control topic %s unavailable (%s); manual triggers disabled", topic, exc)
+            self.control = None
+
+    def step(self, pipeline: Pipeline, now: float) -> None:
+        """Between batches: obey control commands, then swap in an accepted model."""
+        if self.control is not None:
+            for records in self.control.poll(timeout_ms=0).values():
+                for rec in records:
+                    self._command(rec.value)
+        swap = self.updater.poll(now)
+        if swap is not None:
+            pipeline.swap(*swap)
+            self.swaps += 1
+
+    def _command(self, raw: bytes) -> None:
+        try:
+            doc = json.loads(raw)
+            command = doc["command"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed control message %r", raw[:200])
+            return
+        if command == "update":
+            log.info("manual update requested")
+            self.updater.request()
+        elif command == "admit":
+            key = doc.get("key")
+            n = self.updater.buffer.admit(key)
+            log.info("operator admitted %d quarantined windows of %s as normal", n, key or "all")
+        else:
+            log.warning("unknown control command %r", command)
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {PREFIX + k: v for k, v in self.updater.buffer.state_dict().items()}
+
+    def restore(self, arrays: dict[str, Any]) -> None:
+        section = {k[len(PREFIX):]: v for k, v in arrays.items() if k.startswith(PREFIX)}
+        if section:
+            self.updater.buffer.load_state_dict(section)
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
