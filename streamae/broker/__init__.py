@@ -155,8 +155,10 @@ class DevBroker:
                 "-cp", classpath]
         if not (self.data_dir / "logs" / "meta.properties").exists():
             cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            result = subprocess.run(java + ["kafka.tools.StorageTool", "format", "-t", cluster,
-                                            "-c", str(config)], capture_output=True, text=True)
+            # "=" keeps an id that starts with "-" from reading as an option
+            result = subprocess.run(java + ["kafka.tools.StorageTool", "format",
+                                            f"--cluster-id={cluster}", f"--config={config}"],
+                                    capture_output=True, text=True)
             if result.returncode != 0:
                 raise BrokerError(f"formatting {self.data_dir} failed:\n{result.stdout}"
                                   f"{result.stderr}")

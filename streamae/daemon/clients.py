@@ -52,10 +52,7 @@ def consumer(config: KafkaConfig, daemon: DaemonConfig, exactly_once: bool,
                 "enable_auto_commit": False, "auto_offset_reset": daemon.auto_offset_reset,
                 "max_poll_records": daemon.poll_records,
                 "isolation_level": "read_committed" if exactly_once else "read_uncommitted",
-                "fetch_max_wait_ms": 100,
-                # find new topics/partitions within seconds: a group that joined before a
-                # just-created topic was in its metadata would otherwise wait minutes
-                "metadata_max_age_ms": 5000, **overrides}
+                "fetch_max_wait_ms": 100, **overrides}
     log.debug("consumer settings %s", masked(settings))
     return KafkaConsumer(**settings)
 

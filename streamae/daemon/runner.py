@@ -58,6 +58,7 @@ class Daemon:
         self.restored = False
         self.in_transaction = False
         self.assigned: list[TopicPartition] | None = None
+        self.owned: set[tuple[str, int]] = set()
 
     @property
     def instance_id(self) -> str:
@@ -111,6 +112,12 @@ class Daemon:
                 self.producer.init_transactions()
             self.consumer = clients.consumer(k, d, self.exactly_once,
                                              group_instance_id=self.instance_id)
+            for topic in self.config.input.topics:
+                # have the topic in the client's metadata before joining the group: a
+                # leader that joins without it assigns nothing to anyone
+                if not self.consumer.partitions_for_topic(topic):
+                    log.warning("input topic %s does not exist (yet); it is picked up when "
+                                "it appears", topic)
             self.consumer.subscribe(self.config.input.topics, listener=_Rebalance(self))
             if self.updates:
                 self.updates.open_control()
@@ -131,7 +138,7 @@ class Daemon:
                                         max_records=d.poll_records)
             self.metrics.beat()
             if self.assigned is not None:  # set by the rebalance listener during poll
-                moved = self.restore(self.assigned)
+                moved = self._on_assigned(self.assigned)
                 self.assigned = None
                 polled = {tp: recs for tp, recs in polled.items()
                           if (tp.topic, tp.partition) not in moved}
@@ -164,18 +171,33 @@ class Daemon:
         log.info("stopped")
 
     # ------------------------------------------------------------------ state
-    def restore(self, assigned: list[TopicPartition],
-                rewind: bool = False) -> set[tuple[str, int]]:
-        """Resume from the checkpoint that matches the group's committed offsets; returns
-        the partitions the consumer was moved on (records already fetched for them are
-        stale)."""
+    def _on_assigned(self, assigned: list[TopicPartition]) -> set[tuple[str, int]]:
+        """After a rebalance: partitions this daemon already holds state for keep it (the
+        consumer is moved back to where that state stands, since a rejoin may reset it to
+        the committed offsets); anything new means restoring from the checkpoint."""
+        current = {(tp.topic, tp.partition) for tp in assigned}
+        if self.restored and current <= self.owned:
+            for tp in assigned:
+                offset = self.positions.get((tp.topic, tp.partition))
+                if offset is not None:
+                    self.consumer.seek(tp, offset)
+            self.owned = current
+            return current
+        moved = self.restore(assigned)
+        self.owned = current
+        return moved
+
+    def restore(self, assigned: list[TopicPartition]) -> set[tuple[str, int]]:
+        """Resume from the checkpoint that matches the group's committed offsets and move
+        the consumer to the offsets that state corresponds to. Returns those partitions:
+        records already fetched for them are stale. Runs at start, after every
+        (re)assignment and after a failed delivery, so state and positions always agree."""
         committed = {}
         for tp in assigned:
             offset = self.consumer.committed(tp)
             if offset is not None:
                 committed[(tp.topic, tp.partition)] = offset
         self._fresh_state()
-        moved: set[tuple[str, int]] = set()
         cp = self.store.resume_point(committed)
         if cp is not None:
             self.pipeline.restore(cp.pipeline)
@@ -184,10 +206,6 @@ class Daemon:
             if cp.decoder is not None and hasattr(self.decoder, "restore"):
                 self.decoder.restore(cp.decoder)
             self.positions = dict(cp.offsets)
-            for (topic, partition), offset in cp.offsets.items():
-                if committed.get((topic, partition)) != offset:
-                    self.consumer.seek(TopicPartition(topic, partition), offset)
-                    moved.add((topic, partition))
             self.counted = self.pipeline.counts()
             log.info("resumed from %s: %d keys, %d open alarms, offsets %s", cp.path.name,
                      len(self.pipeline.keys.names), len(self.pipeline.events.open), cp.offsets)
@@ -195,18 +213,17 @@ class Daemon:
             self.positions = committed
             log.info("no checkpoint to resume from: fresh state at offsets %s",
                      committed or "(group start)")
-        if rewind:  # the consumer has read past the state: move every partition back
-            for tp in assigned:
-                offset = self.positions.get((tp.topic, tp.partition))
-                if offset is not None:
-                    self.consumer.seek(tp, offset)
-                elif self.config.daemon.auto_offset_reset == "earliest":
-                    self.consumer.seek_to_beginning(tp)
-                else:
-                    self.consumer.seek_to_end(tp)
+        for tp in assigned:
+            offset = self.positions.get((tp.topic, tp.partition))
+            if offset is not None:
+                self.consumer.seek(tp, offset)
+            elif self.config.daemon.auto_offset_reset == "earliest":
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek_to_end(tp)
         self.restored = True
         self.metrics.ready = True
-        return moved
+        return {(tp.topic, tp.partition) for tp in assigned}
 
     # ------------------------------------------------------------------ one poll
     def _handle(self, records: list[Any], polled: dict[TopicPartition, list[Any]]) -> None:
@@ -307,7 +324,7 @@ class Daemon:
                 self.producer.init_transactions()
             self.in_transaction = False
         time.sleep(1.0)
-        self.restore(list(self.consumer.assignment()), rewind=True)
+        self.restore(list(self.consumer.assignment()))
 
     def _state(self):
         state = self.pipeline.state()
