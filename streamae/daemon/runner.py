@@ -137,13 +137,24 @@ class Daemon:
             polled = self.consumer.poll(timeout_ms=int(d.poll_timeout * 1000),
                                         max_records=d.poll_records)
             self.metrics.beat()
-            if self.assigned is not None:  # set by the rebalance listener during poll
-                moved = self._on_assigned(self.assigned)
-                self.assigned = None
+            # the rebalance listener records assignments during any client call, restore's
+            # own included: take each one exactly once, newest last
+            moved: set[tuple[str, int]] = set()
+            while self.assigned is not None:
+                assigned, self.assigned = self.assigned, None
+                moved |= self._on_assigned(assigned)
+            if moved:
                 polled = {tp: recs for tp, recs in polled.items()
                           if (tp.topic, tp.partition) not in moved}
+            # a record before a partition's position is already in the state (a rejoin can
+            # move the consumer back to the committed offset): never apply it twice
             records = [r for tp in sorted(polled, key=lambda t: (t.topic, t.partition))
-                       for r in polled[tp]]
+                       for r in polled[tp]
+                       if r.offset >= self.positions.get((tp.topic, tp.partition), -1)]
+            polled = {tp: [r for r in recs
+                           if r.offset >= self.positions.get((tp.topic, tp.partition), -1)]
+                      for tp, recs in polled.items()}
+            polled = {tp: recs for tp, recs in polled.items() if recs}
             if records:
                 self._handle(records, polled)
             now = time.monotonic()
@@ -177,6 +188,8 @@ class Daemon:
         the committed offsets); anything new means restoring from the checkpoint."""
         current = {(tp.topic, tp.partition) for tp in assigned}
         if self.restored and current <= self.owned:
+            log.info("rebalance kept this daemon's partitions; state carries on at %s",
+                     {tp: self.positions.get(tp) for tp in current})
             for tp in assigned:
                 offset = self.positions.get((tp.topic, tp.partition))
                 if offset is not None:
