@@ -263,8 +263,8 @@ def test_broker_restart_mid_stream(kafka, model, live, expected, tmp_path):
     got = {e["event_id"] for e in events_of(kafka, cfg.daemon.output_topic)}
     want = {e["event_id"] for e in expected}
     assert want <= got, f"{len(want - got)} events lost across the broker restart"
-    # extra events can only come from input the restart duplicated (the test's producer
-    # retrying into a broker that was still loading); they are reported, not hidden
+    # rarely (about 1 run in 10 here) a few events appear that the backtest does not have;
+    # their cause is not established yet: they are reported, not hidden
     print(f"broker restart: {len(got - want)} events beyond the file backtest's")
 
 
