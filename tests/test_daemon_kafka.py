@@ -110,6 +110,17 @@ class InProcess:
         assert not self.thread.is_alive()
 
 
+def first_half(kafka, cfg, detector, live):
+    """Stream the first half of ``live`` through a new in-process daemon; returns the
+    messages, their half-way index and the running daemon."""
+    messages = frame_messages(live)
+    half = len(messages) // 2
+    kafka.produce(cfg.input.topics[0], messages[:half])
+    run = InProcess(cfg, detector)
+    run.wait_consumed(half)
+    return messages, half, run
+
+
 def events_of(kafka, topic, read_committed=False):
     return [orjson.loads(r.value) for r in kafka.consume(topic, read_committed)]
 
@@ -134,11 +145,7 @@ def test_end_to_end_events_match_the_file_backtest(kafka, model, live, expected,
 def test_restart_resumes_state_without_rewarming(kafka, model, live, expected, tmp_path):
     detector, _, config = model
     cfg = daemon_config(config, kafka, tmp_path)
-    messages = frame_messages(live)
-    half = len(messages) // 2
-    kafka.produce(cfg.input.topics[0], messages[:half])
-    first = InProcess(cfg, detector)
-    first.wait_consumed(half)
+    messages, half, first = first_half(kafka, cfg, detector, live)
     keys_before = list(first.daemon.pipeline.keys.names)
     first.stop()
     kafka.produce(cfg.input.topics[0], messages[half:])
@@ -249,11 +256,7 @@ def test_broker_restart_mid_stream(kafka, model, live, expected, tmp_path):
         pytest.skip("an external cluster cannot be restarted by the suite")
     detector, _, config = model
     cfg = daemon_config(config, kafka, tmp_path)
-    messages = frame_messages(live)
-    half = len(messages) // 2
-    kafka.produce(cfg.input.topics[0], messages[:half])
-    run = InProcess(cfg, detector)
-    run.wait_consumed(half)
+    messages, half, run = first_half(kafka, cfg, detector, live)
     kafka.broker.stop()
     time.sleep(3)
     kafka.broker.start()
@@ -377,11 +380,7 @@ def test_daemon_online_updates_obey_control_swap_and_survive_restart(kafka, mode
             cfg.updater, enabled=True, store=str(tmp_path / "store"), min_windows=20,
             drift="none", cooldown=0.0, epochs=1, device="cpu", gate_tolerance=1.0,
             gate_alarm_rate=1.0, admit_after=0.0))
-    messages = frame_messages(live)
-    half = len(messages) // 2
-    kafka.produce(cfg.input.topics[0], messages[:half])
-    run = InProcess(cfg, detector)
-    run.wait_consumed(half)
+    messages, half, run = first_half(kafka, cfg, detector, live)
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
     producer.send(control, b'{"command": "update"}').get(10)
     producer.close()

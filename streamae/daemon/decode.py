@@ -18,6 +18,11 @@ from streamae.types import Frame
 from streamae.windows import DROPPED_FROM, STATUS_NAMES
 
 
+REJECTED = {"late": "older than the key's newest point",
+            "duplicate": "same timestamp as the key's previous point",
+            "nan_dropped": "non-finite value (window.nan_policy: drop)"}
+
+
 @dataclass
 class DeadLetter:
     """A rejected input message and why: raw bytes go out unchanged, the rest in headers."""
@@ -48,17 +53,11 @@ class DecodedBatch:
     def rejected(self, first_row: int, rows: np.ndarray, status: np.ndarray) -> list[DeadLetter]:
         """Dead letters for rows the windows dropped (``rows`` are pipeline row ids)."""
         out = []
-        for row, st in zip(rows, status):
-            if st < DROPPED_FROM:
-                continue
-            i = int(row) - first_row
-            rec = self.records[self.message[i]]
-            ts = self.frame.timestamps[i]
-            reason = {"late": "older than the key's newest point",
-                      "duplicate": "same timestamp as the key's previous point",
-                      "nan_dropped": "non-finite value (window.nan_policy: drop)"}[STATUS_NAMES[st]]
-            out.append(dead_letter(rec, f"{STATUS_NAMES[st]}: key {self.frame.keys[i]!r} at "
-                                   f"{ts:.3f}: {reason}", STATUS_NAMES[st]))
+        for j in np.flatnonzero(status >= DROPPED_FROM):
+            i, name = int(rows[j]) - first_row, STATUS_NAMES[status[j]]
+            out.append(dead_letter(self.records[self.message[i]],
+                                   f"{name}: key {self.frame.keys[i]!r} at "
+                                   f"{self.frame.timestamps[i]:.3f}: {REJECTED[name]}", name))
         return out
 
 

@@ -143,20 +143,9 @@ class Daemon:
             while self.assigned is not None:
                 assigned, self.assigned = self.assigned, None
                 moved |= self._on_assigned(assigned)
-            if moved:
-                polled = {tp: recs for tp, recs in polled.items()
-                          if (tp.topic, tp.partition) not in moved}
-            # a record before a partition's position is already in the state (a rejoin can
-            # move the consumer back to the committed offset): never apply it twice
-            records = [r for tp in sorted(polled, key=lambda t: (t.topic, t.partition))
-                       for r in polled[tp]
-                       if r.offset >= self.positions.get((tp.topic, tp.partition), -1)]
-            polled = {tp: [r for r in recs
-                           if r.offset >= self.positions.get((tp.topic, tp.partition), -1)]
-                      for tp, recs in polled.items()}
-            polled = {tp: recs for tp, recs in polled.items() if recs}
-            if records:
-                self._handle(records, polled)
+            polled = self._unapplied(polled, moved)
+            if polled:
+                self._handle(polled)
             now = time.monotonic()
             if now - last_commit >= d.commit_every:
                 self._commit()
@@ -164,6 +153,23 @@ class Daemon:
             if now - last_lag >= 5.0:
                 self._update_lag()
                 last_lag = now
+
+    def _unapplied(self, polled: dict[TopicPartition, list[Any]],
+                   moved: set[tuple[str, int]]) -> dict[TopicPartition, list[Any]]:
+        """The polled records still to apply, by partition in a stable order: none from
+        partitions the consumer was just moved on, none below a partition's position
+        (a rejoin can move the consumer back to the committed offset: a record already in
+        the state must never be applied twice)."""
+        out = {}
+        for tp in sorted(polled, key=lambda t: (t.topic, t.partition)):
+            key = (tp.topic, tp.partition)
+            if key in moved:
+                continue
+            start = self.positions.get(key, -1)
+            recs = [r for r in polled[tp] if r.offset >= start]
+            if recs:
+                out[tp] = recs
+        return out
 
     def _shutdown(self) -> None:
         if self.consumer is not None:
@@ -239,8 +245,9 @@ class Daemon:
         return {(tp.topic, tp.partition) for tp in assigned}
 
     # ------------------------------------------------------------------ one poll
-    def _handle(self, records: list[Any], polled: dict[TopicPartition, list[Any]]) -> None:
+    def _handle(self, polled: dict[TopicPartition, list[Any]]) -> None:
         start = time.perf_counter()
+        records = [r for recs in polled.values() for r in recs]
         if self.exactly_once and not self.in_transaction:
             self.producer.begin_transaction()
             self.in_transaction = True

@@ -78,10 +78,7 @@ class InfluxDecoder:
                 points += self._line(line, record_ts)
             except BadMessage as exc:
                 raise BadMessage(f"line {n}: {exc}", exc.kind) from None
-        if not points:
-            raise BadMessage("no numeric field matches the model's channels "
-                             f"{self.rows.channels}", "missing_field")
-        return points
+        return self.rows.require(points)
 
     def _line(self, line: str, record_ts: float | None) -> list[Point]:
         parts = _SPACE.split(line)

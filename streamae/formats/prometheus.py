@@ -28,10 +28,7 @@ class PrometheusDecoder:
         points: list[Point] = []
         for n, item in enumerate(doc if isinstance(doc, list) else [doc]):
             points += self._item(item, n)
-        if not points:
-            raise BadMessage("no sample matches the model's channels "
-                             f"{self.rows.channels}", "missing_field")
-        return points
+        return self.rows.require(points, "sample")
 
     def _item(self, item: Any, n: int) -> list[Point]:
         if not isinstance(item, dict):

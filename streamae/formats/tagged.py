@@ -23,6 +23,13 @@ class TaggedRows:
         self.config, self.channels = config, channels
         self.index = {c: i for i, c in enumerate(channels)}
 
+    def require(self, points: list[Point], what: str = "numeric field") -> list[Point]:
+        """A message must yield at least one point for the model."""
+        if not points:
+            raise BadMessage(f"no {what} matches the model's channels {self.channels}",
+                             "missing_field")
+        return points
+
     def key(self, measurement: str, tags: dict[str, str]) -> str:
         if self.config.key_fields is None:
             return ",".join([measurement, *(f"{k}={tags[k]}" for k in sorted(tags))])

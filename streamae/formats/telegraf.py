@@ -22,10 +22,7 @@ class TelegrafDecoder:
         points: list[Point] = []
         for n, metric in enumerate(metrics):
             points += self._metric(metric, n)
-        if not points:
-            raise BadMessage("no numeric field matches the model's channels "
-                             f"{self.rows.channels}", "missing_field")
-        return points
+        return self.rows.require(points)
 
     def _metric(self, m: Any, n: int) -> list[Point]:
         if not isinstance(m, dict):
