@@ -51,20 +51,32 @@ class KafkaHarness:
         finally:
             consumer.close()
 
-    def consume(self, topic: str, read_committed: bool = False, idle: float = 2.0,
-                timeout: float = 60.0) -> list[Any]:
-        """Every record of ``topic`` from the start, once nothing new came for ``idle`` s."""
-        consumer = KafkaConsumer(topic, bootstrap_servers=self.bootstrap_servers, group_id=None,
-                                 auto_offset_reset="earliest", enable_auto_commit=False,
+    def consume(self, topic: str, read_committed: bool = False,
+                timeout: float = 120.0) -> list[Any]:
+        """Every record of ``topic`` up to its end offsets as they stand now (the last
+        stable offsets when ``read_committed``); fails rather than return a partial read."""
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
+                                 enable_auto_commit=False,
                                  isolation_level="read_committed" if read_committed
                                  else "read_uncommitted")
         out: list[Any] = []
-        start = last = time.monotonic()
+        deadline = time.monotonic() + timeout
         try:
-            while time.monotonic() - last < idle and time.monotonic() - start < timeout:
+            partitions = None
+            while not partitions and time.monotonic() < deadline:
+                partitions = consumer.partitions_for_topic(topic)
+                if not partitions:
+                    time.sleep(0.2)
+            assert partitions, f"topic {topic} has no partitions"
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            while any(consumer.position(tp) < ends[tp] for tp in tps):
+                assert time.monotonic() < deadline, f"read {len(out)} records of {topic} " \
+                    f"before the timeout; end offsets {ends}"
                 for records in consumer.poll(timeout_ms=200).values():
                     out += records
-                    last = time.monotonic()
         finally:
             consumer.close()
         return out

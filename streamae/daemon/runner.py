@@ -196,10 +196,7 @@ class Daemon:
         if self.restored and current <= self.owned:
             log.info("rebalance kept this daemon's partitions; state carries on at %s",
                      {tp: self.positions.get(tp) for tp in current})
-            for tp in assigned:
-                offset = self.positions.get((tp.topic, tp.partition))
-                if offset is not None:
-                    self.consumer.seek(tp, offset)
+            self._seek_to_state(assigned)
             self.owned = current
             return current
         moved = self.restore(assigned)
@@ -232,17 +229,28 @@ class Daemon:
             self.positions = committed
             log.info("no checkpoint to resume from: fresh state at offsets %s",
                      committed or "(group start)")
-        for tp in assigned:
-            offset = self.positions.get((tp.topic, tp.partition))
-            if offset is not None:
-                self.consumer.seek(tp, offset)
-            elif self.config.daemon.auto_offset_reset == "earliest":
-                self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek_to_end(tp)
+        self._seek_to_state(assigned)
         self.restored = True
         self.metrics.ready = True
         return {(tp.topic, tp.partition) for tp in assigned}
+
+    def _seek_to_state(self, assigned: list[TopicPartition]) -> None:
+        """Move the consumer to where the state stands for each partition. Always seek: the
+        records of the poll that reported the assignment are dropped, so a partition with
+        nothing applied yet must go back to its start too, or those records are skipped.
+        A start chosen by ``auto_offset_reset`` is resolved and kept as the position, so
+        a later rebalance returns to the same offset."""
+        for tp in assigned:
+            key = (tp.topic, tp.partition)
+            offset = self.positions.get(key)
+            if offset is not None:
+                self.consumer.seek(tp, offset)
+                continue
+            if self.config.daemon.auto_offset_reset == "earliest":
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek_to_end(tp)
+            self.positions[key] = self.consumer.position(tp)
 
     # ------------------------------------------------------------------ one poll
     def _handle(self, polled: dict[TopicPartition, list[Any]]) -> None:
