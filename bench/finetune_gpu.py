@@ -26,7 +26,8 @@ from streamae.config import load_config
 from streamae.models.detector import Detector
 from streamae.models.registry import build_model
 from streamae.models.scaler import Scaler
-from streamae.updater.finetune import fine_tune, pick_device
+from streamae.models.train import pick_device
+from streamae.updater.finetune import fine_tune
 
 
 def plain_loop(model: torch.nn.Module, data: torch.Tensor, batch: int, steps: int,

@@ -103,6 +103,7 @@ class TrainConfig:
     mask_ratio: float = _opt(0.0, "denoising: share of time steps zeroed in the input", min=0.0,
                              max=0.9)
     seed: int = _opt(0, "seed for weights, shuffling and noise")
+    device: Literal["auto", "cpu", "cuda"] = _opt("auto", "auto: CUDA when present")
 
 
 @dataclass(frozen=True)

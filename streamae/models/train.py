@@ -17,6 +17,13 @@ from streamae.models.base import SequenceAutoencoder
 log = logging.getLogger(__name__)
 
 
+def pick_device(setting: str) -> torch.device:
+    """``auto``: CUDA when present, else CPU."""
+    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
 @dataclass
 class EpochReport:
     """One epoch: mean training loss, validation loss (nan without a split), seconds."""
@@ -44,13 +51,18 @@ def fit(model: SequenceAutoencoder, windows: np.ndarray, config: TrainConfig,
     """Train ``model`` in place on ``windows`` (``(n, W, C)`` float32, scaled).
 
     The newest ``val_fraction`` of windows is held out (a temporal split); training stops
-    after ``patience`` epochs without validation gain and restores the best weights.
+    after ``patience`` epochs without validation gain and restores the best weights. Runs
+    on ``config.device`` (CUDA when present by default); the model ends on the CPU.
     """
     if len(windows) < 2:
         raise ValueError("need at least 2 training windows")
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
+    device = pick_device(config.device)
     data = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+    if device.type == "cuda":
+        data = data.pin_memory().to(device, non_blocking=True)
+    model.to(device)
     n_val = int(len(data) * config.val_fraction) if len(data) >= 20 else 0
     train, val = data[: len(data) - n_val], data[len(data) - n_val:]
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -60,8 +72,8 @@ def fit(model: SequenceAutoencoder, windows: np.ndarray, config: TrainConfig,
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         model.train()
-        order = torch.randperm(len(train), generator=gen)
-        total = 0.0
+        order = torch.randperm(len(train), generator=gen).to(device)
+        total = torch.zeros((), device=device)
         for i in range(0, len(train), config.batch_size):
             batch = train[order[i: i + config.batch_size]]
             recon, reg = model(corrupt(batch, config, gen))
@@ -70,11 +82,11 @@ def fit(model: SequenceAutoencoder, windows: np.ndarray, config: TrainConfig,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
-            total += loss.item() * len(batch)
+            total += loss.detach() * len(batch)
             if on_step:
                 on_step(len(batch))
         val_loss = reconstruction_loss(model, val) if n_val else math.nan
-        report = EpochReport(epoch, total / len(train), val_loss, time.perf_counter() - start)
+        report = EpochReport(epoch, float(total) / len(train), val_loss, time.perf_counter() - start)
         result.epochs.append(report)
         if on_epoch:
             on_epoch(report)
@@ -91,6 +103,7 @@ def fit(model: SequenceAutoencoder, windows: np.ndarray, config: TrainConfig,
                 result.stopped_early = True
                 break
     model.load_state_dict(best_state)
+    model.to("cpu")
     model.eval()
     return result
 
@@ -98,9 +111,9 @@ def fit(model: SequenceAutoencoder, windows: np.ndarray, config: TrainConfig,
 def corrupt(batch: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     """Denoising input: Gaussian noise and/or zeroed time steps (the target stays clean)."""
     if config.noise_std > 0:
-        batch = batch + torch.randn(batch.shape, generator=gen) * config.noise_std
+        batch = batch + torch.randn(batch.shape, generator=gen).to(batch.device) * config.noise_std
     if config.mask_ratio > 0:
-        keep = torch.rand(batch.shape[:2], generator=gen) >= config.mask_ratio
+        keep = (torch.rand(batch.shape[:2], generator=gen) >= config.mask_ratio).to(batch.device)
         batch = batch * keep.unsqueeze(-1)
     return batch
 

@@ -25,6 +25,7 @@ import torch
 
 from streamae.config import UpdaterConfig
 from streamae.models.detector import Detector
+from streamae.models.train import pick_device
 
 log = logging.getLogger(__name__)
 _ENCODER = re.compile(r"^(input\.|enc_pos$|encoder\.|to_latent\.)")
@@ -43,12 +44,6 @@ class FinetuneReport:
     stopped: str
     improved: bool
     groups: dict[str, Any] = field(default_factory=dict)
-
-
-def pick_device(setting: str) -> torch.device:
-    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def parameter_groups(model: torch.nn.Module, cfg: UpdaterConfig) -> list[dict[str, Any]]:
