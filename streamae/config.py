@@ -8,6 +8,7 @@ of range fail at start-up with the field path, the bad value and what is allowed
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ import yaml
 
 from streamae.durations import parse_duration
 from streamae.errors import ConfigError
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _opt(default: Any, help: str, **checks: Any) -> Any:
@@ -390,6 +393,8 @@ def _coerce(hint: Any, value: Any, path: str, meta: Any) -> Any:
             raise ConfigError(f"config field '{path}': got {value!r}; must be an integer")
         return _check_range(value, path, meta)
     if hint is float:
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config field '{path}': got {value!r}; must be a number")
         return _check_range(float(value), path, meta)

@@ -44,6 +44,16 @@ def test_durations_accept_units(tmp_path):
     assert (config.alarm.resolve_after, config.alarm.suppress, config.window.max_gap) == (300, 3600, 90)
 
 
+def test_numbers_in_exponent_form_without_a_dot(tmp_path):
+    # YAML 1.1 reads 1e-3 as text; a learning rate written that way must still work
+    path = tmp_path / "c.yaml"
+    path.write_text("updater:\n  lr: 1e-3\ntrain:\n  lr: 5E-4\n")
+    config = load_config(path)
+    assert (config.updater.lr, config.train.lr) == (1e-3, 5e-4)
+    with pytest.raises(ConfigError, match="'train.lr': got '1e-3x'; must be a number"):
+        load_config(overrides={"train.lr": "1e-3x"})
+
+
 def test_yaml_is_loaded_safely(tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text("window: !!python/object/apply:os.system ['true']\n")
