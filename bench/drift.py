@@ -24,20 +24,22 @@ import yaml
 
 from streamae.backtest import run_backtest
 from streamae.config import load_config
-from streamae.evaluate.metrics import segments
+from streamae.evaluate.metrics import average_precision, segments
 from streamae.models.detector import train_detector
 from streamae.synth import Regime, generate
 from streamae.updater.online import OnlineUpdater
 
 
-def phase_metrics(frame, anomaly, bounds, names, settle):
+def phase_metrics(frame, anomaly, score, bounds, names, settle):
     """Per phase: false alarms per 10k points in its first ``settle`` points and after
-    them, flagged normal points (%), and recall of the injected anomalies."""
+    them, flagged normal points (%), recall of the injected anomalies, and AUC-PR of the
+    scores (ranking, whatever the threshold)."""
     out = {}
     for name, (lo, hi) in zip(names, bounds):
         fa = [0, 0]
         points = [0, 0]
         flagged, normal, found, total = 0, 0, 0, 0
+        aps = []
         for key in frame.unique_keys():
             rows = np.flatnonzero(frame.keys == key)[lo:hi]
             y, a = frame.labels[rows] != 0, anomaly[rows] != 0
@@ -52,8 +54,11 @@ def phase_metrics(frame, anomaly, bounds, names, settle):
             segs = segments(y)
             total += len(segs)
             found += sum(1 for s, e in segs if a[s: e + 30].any())  # 30-point tolerance
+            if y.any():
+                aps.append(average_precision(y, score[rows]))
         out[name] = (1e4 * fa[0] / max(points[0], 1), 1e4 * fa[1] / max(points[1], 1),
-                     100 * flagged / max(normal, 1), found, total)
+                     100 * flagged / max(normal, 1), found, total,
+                     float(np.mean(aps)) if aps else float("nan"))
     return out
 
 
@@ -103,15 +108,16 @@ def main() -> None:
         start = time.perf_counter()
         updater = OnlineUpdater(cfg, detector) if cfg is not None else None
         result = run_backtest(live, detector, cfg or config, updater=updater)
-        m = phase_metrics(live, result.anomaly, bounds, names, args.settle)
+        m = phase_metrics(live, result.anomaly, result.score, bounds, names, args.settle)
         rounds = result.updates
         accepted = sum(r["accepted"] for r in rounds)
         print(f"\n{name} ({time.perf_counter() - start:.0f} s; {len(rounds)} rounds, "
               f"{accepted} accepted):")
         print(f"  {'phase':<18} {'FA/10k first ' + str(args.settle):>18} {'FA/10k after':>13}"
-              f" {'normal flagged':>15} {'recall':>8}")
-        for phase, (fa0, fa1, fp, found, total) in m.items():
-            print(f"  {phase:<18} {fa0:18.1f} {fa1:13.1f} {fp:14.2f}% {found:>4}/{total}")
+              f" {'normal flagged':>15} {'recall':>8} {'AUC-PR':>7}")
+        for phase, (fa0, fa1, fp, found, total, ap) in m.items():
+            print(f"  {phase:<18} {fa0:18.1f} {fa1:13.1f} {fp:14.2f}% {found:>4}/{total:<3}"
+                  f" {ap:7.3f}")
         for r in rounds:
             when = (r["at"] - live.timestamps.min()) / 60
             print(f"    round at point {when:6.0f} ({r['reason']}): "

@@ -238,7 +238,9 @@ class UpdaterConfig:
     holdout_fraction: float = _opt(0.2, "newest share of the buffer held out for the gate",
                                    min=0.05, max=0.5)
     gate_tolerance: float = _opt(0.02, "a candidate's held-out loss may exceed the live "
-                                 "model's by this share at most", min=0.0)
+                                 "model's by this share at most (negative: must beat it "
+                                 "by that share, so marginal candidates cause no swap)",
+                                 min=-0.99)
     gate_alarm_rate: float = _opt(0.002, "largest allowed rise of the alarm rate on recent "
                                   "normal windows (shadow scoring)", min=0.0)
     every_points: int = _opt(0, "trigger: a round every N scored windows (0: off)", min=0)

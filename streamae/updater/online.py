@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 def drift_detector(name: str) -> Any:
     from river import drift
 
-    return {"adwin": lambda: drift.ADWIN(delta=0.002),
+    return {"adwin": lambda: drift.ADWIN(delta=1e-4),
             "page-hinkley": lambda: drift.PageHinkley(),
             "kswin": lambda: drift.KSWIN(seed=0),
             "none": lambda: None}[name]()
@@ -80,7 +80,9 @@ class OnlineUpdater:
         if self._first_ts is None and len(ts):
             self._first_ts = float(ts[0])
         if self.detector is not None:
-            for value in scores[~protected]:
+            # on log scores: reconstruction errors are heavy-tailed, and a detector fed
+            # raw ones mistakes single large windows for a change of level
+            for value in np.log(np.maximum(scores[~protected], 1e-12)):
                 self.detector.update(float(value))
                 if self.detector.drift_detected:
                     self._drift = True
