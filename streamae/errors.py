@@ -15,3 +15,7 @@ class InputFormatError(StreamaeError):
 
 class ModelError(StreamaeError):
     """A model checkpoint is missing, corrupt or does not fit the data."""
+
+
+class KafkaAccessError(StreamaeError):
+    """Kafka refused this client: wrong credentials, an untrusted certificate."""

@@ -101,12 +101,14 @@ class DevBroker:
 
     def __init__(self, port: int = 9092, data_dir: str | Path | None = None,
                  controller_port: int | None = None, heap: str = "768m",
-                 log_level: str = "INFO", extra: dict[str, str] | None = None) -> None:
+                 log_level: str = "INFO", extra: dict[str, str] | None = None,
+                 format_args: list[str] | None = None) -> None:
         self.port = port
         self.controller_port = controller_port or free_port()
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="streamae-kafka-")
         self.data_dir = Path(data_dir or self._tmp.name).resolve()
         self.heap, self.log_level, self.extra = heap, log_level, extra or {}
+        self.format_args = format_args or []  # e.g. --add-scram for SCRAM users
         self.process: subprocess.Popen | None = None
 
     @property
@@ -157,7 +159,8 @@ class DevBroker:
             cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             # "=" keeps an id that starts with "-" from reading as an option
             result = subprocess.run(java + ["kafka.tools.StorageTool", "format",
-                                            f"--cluster-id={cluster}", f"--config={config}"],
+                                            f"--cluster-id={cluster}", f"--config={config}",
+                                            *self.format_args],
                                     capture_output=True, text=True)
             if result.returncode != 0:
                 raise BrokerError(f"formatting {self.data_dir} failed:\n{result.stdout}"

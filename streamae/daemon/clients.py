@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
+import ssl
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streamae.config import DaemonConfig, KafkaConfig
-from streamae.errors import ConfigError
+from streamae.errors import ConfigError, KafkaAccessError
 
 log = logging.getLogger(__name__)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -39,6 +41,88 @@ def client_settings(config: KafkaConfig) -> dict[str, Any]:
                 "client_id": config.client_id, "security_protocol": config.security_protocol}
     settings.update({k: _expand(k, v) for k, v in config.client.items()})
     return settings
+
+
+class _Causes(logging.Handler):
+    """Collects why kafka-python's bootstrap connections failed (it logs, then retries)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(record.getMessage())
+
+
+def check_access(config: KafkaConfig, timeout: float = 15.0) -> None:
+    """Connect once with the configured security settings. A certificate this client does
+    not trust, and a SASL login the brokers refuse, raise :class:`KafkaAccessError` naming
+    the setting to fix (the clients would otherwise retry them forever); brokers that are
+    merely unreachable are logged, and the clients keep retrying."""
+    settings = client_settings(config)
+    where = config.bootstrap_servers
+    host, port = _first_server(settings)
+    if config.security_protocol in ("SSL", "SASL_SSL"):
+        untrusted = _untrusted_certificate(settings, host, port)
+        if untrusted:
+            raise KafkaAccessError(
+                f"the TLS certificate of Kafka at {where} is not trusted ({untrusted}): set "
+                "kafka.client.ssl_cafile to the CA that signed the brokers' certificates")
+    causes = _Causes()
+    net = logging.getLogger("kafka.net")
+    level = net.level
+    net.addHandler(causes)
+    net.setLevel(min(net.getEffectiveLevel(), logging.WARNING))
+    try:
+        KafkaAdminClient(**settings, bootstrap_timeout_ms=int(timeout * 1000)).close()
+        return
+    except KafkaError as exc:
+        last = next((m.split("failed: ", 1)[1] for m in reversed(causes.seen)
+                     if "connection to" in m and "failed: " in m), str(exc))
+    finally:
+        net.removeHandler(causes)
+        net.setLevel(level)
+    if config.security_protocol.startswith("SASL") and _reachable(host, port):
+        # the brokers answer and (with SSL) TLS is fine, yet no session: the login failed
+        mechanism = settings.get("sasl_mechanism", "PLAIN")
+        raise KafkaAccessError(
+            f"Kafka at {where} refused the SASL login of user "
+            f"{settings.get('sasl_plain_username')!r} ({mechanism}; last error: {last}): "
+            "check kafka.client.sasl_plain_username and sasl_plain_password, and that the "
+            f"brokers enable {mechanism}")
+    log.warning("Kafka at %s is not reachable yet (%s); the clients keep retrying", where, last)
+
+
+def _first_server(settings: dict[str, Any]) -> tuple[str, int]:
+    host, _, port = settings["bootstrap_servers"][0].strip().rpartition(":")
+    return host.strip("[]"), int(port or 9092)
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _untrusted_certificate(settings: dict[str, Any], host: str, port: int) -> str | None:
+    """Why this client rejects the broker's certificate, or None (trusted, or no answer:
+    not a certificate problem)."""
+    context = ssl.create_default_context(cafile=settings.get("ssl_cafile"))
+    if settings.get("ssl_check_hostname", True) is False:
+        context.check_hostname = False
+    if settings.get("ssl_certfile"):
+        context.load_cert_chain(settings["ssl_certfile"], settings.get("ssl_keyfile"),
+                                settings.get("ssl_password"))
+    try:
+        with socket.create_connection((host, port), timeout=5) as sock, \
+                context.wrap_socket(sock, server_hostname=host):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        return exc.verify_message or str(exc)
+    except (OSError, ssl.SSLError):
+        return None
 
 
 def masked(settings: dict[str, Any]) -> dict[str, Any]:

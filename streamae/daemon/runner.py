@@ -95,6 +95,7 @@ class Daemon:
         d, k = self.config.daemon, self.config.kafka
         http = serve(self.metrics, d.http_host, d.http_port) if d.http_port else None
         try:
+            clients.check_access(k)
             try:
                 clients.ensure_topics(k, [d.output_topic, d.dead_letter_topic]
                                       + ([d.control_topic] if self.updates else []))
