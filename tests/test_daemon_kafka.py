@@ -142,6 +142,41 @@ def test_end_to_end_events_match_the_file_backtest(kafka, model, live, expected,
     assert kafka.committed(cfg.daemon.group_id, cfg.input.topics[0]) == len(live)
 
 
+def test_partitions_given_up_in_a_rebalance_are_left_alone(kafka, model, live, tmp_path):
+    """A second member takes a partition: the daemon carries on with the other and never
+    commits, nor watches the lag of, the one it gave up."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    detector, _, config = model
+    cfg = daemon_config(config, kafka, tmp_path)
+    topic = kafka.topic("in2", partitions=2)
+    cfg = dataclasses.replace(cfg, input=dataclasses.replace(cfg.input, topics=[topic]))
+    messages = frame_messages(live)
+    kafka.produce(topic, messages)
+    run = InProcess(cfg, detector)
+    run.wait_consumed(len(messages))
+    other = KafkaConsumer(topic, bootstrap_servers=kafka.bootstrap_servers,
+                          group_id=cfg.daemon.group_id, enable_auto_commit=False)
+    try:
+        deadline = time.monotonic() + 60
+        while not other.assignment() and time.monotonic() < deadline:
+            other.poll(timeout_ms=200)
+        (taken,) = other.assignment()
+        before = kafka.committed(cfg.daemon.group_id, topic, taken.partition)
+        while (topic, taken.partition) in run.daemon.positions:
+            assert time.monotonic() < deadline, "the daemon kept the partition it gave up"
+            other.poll(timeout_ms=200)  # stay in the group
+            time.sleep(0.1)
+        for _ in range(35):  # past a lag update (every 5 s) and several commits
+            other.poll(timeout_ms=200)
+        assert run.thread.is_alive(), "the daemon died after the rebalance"
+        assert set(run.daemon.positions) == {(topic, 1 - taken.partition)}
+        assert kafka.committed(cfg.daemon.group_id, topic, taken.partition) == before
+    finally:
+        other.close()
+        run.stop()
+
+
 def test_restart_resumes_state_without_rewarming(kafka, model, live, expected, tmp_path):
     detector, _, config = model
     cfg = daemon_config(config, kafka, tmp_path)

@@ -194,9 +194,12 @@ class Daemon:
         consumer is moved back to where that state stands, since a rejoin may reset it to
         the committed offsets); anything new means restoring from the checkpoint."""
         current = {(tp.topic, tp.partition) for tp in assigned}
+        self.metrics.lag.clear()  # partitions given up keep no stale lag
         if self.restored and current <= self.owned:
             log.info("rebalance kept this daemon's partitions; state carries on at %s",
                      {tp: self.positions.get(tp) for tp in current})
+            # partitions given up are not ours to commit or watch any more
+            self.positions = {tp: o for tp, o in self.positions.items() if tp in current}
             self._seek_to_state(assigned)
             self.owned = current
             return current
@@ -222,7 +225,8 @@ class Daemon:
                 self.updates.restore(cp.pipeline.arrays)
             if cp.decoder is not None and hasattr(self.decoder, "restore"):
                 self.decoder.restore(cp.decoder)
-            self.positions = dict(cp.offsets)
+            mine = {(tp.topic, tp.partition) for tp in assigned}
+            self.positions = {tp: o for tp, o in cp.offsets.items() if tp in mine}
             self.counted = self.pipeline.counts()
             log.info("resumed from %s: %d keys, %d open alarms, offsets %s", cp.path.name,
                      len(self.pipeline.keys.names), len(self.pipeline.events.open), cp.offsets)
