@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("version", nargs="?",
                    help="add: a model directory; promote: the version to make live")
     p.add_argument("--store", required=True, metavar="DIR", help="model store directory")
+    p.add_argument("--announce", nargs="?", const="", metavar="TOPIC",
+                   help="promote/rollback: announce the new live version to running daemons "
+                   "on TOPIC [default: config daemon.models_topic, else streamae.models]")
+    p.add_argument("--bootstrap-servers", metavar="HOST:PORT",
+                   default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
+                   help="with --announce [config: kafka.bootstrap_servers; "
+                   "env: STREAMAE_BOOTSTRAP_SERVERS]")
 
     p = command("backtest", "Stream files through the pipeline in event-time order; write "
                 "scores.csv, events.jsonl and report.json (+ report.md and plots with labels).",
@@ -442,6 +449,16 @@ def _models(args: argparse.Namespace) -> int:
         print(f"{args.version} is live")
     else:
         print(f"rolled back: {store.rollback()} is live")
+    if args.announce is not None and args.action in ("promote", "rollback"):
+        from streamae.daemon import announce
+
+        if args.bootstrap_servers:
+            args.set = [f"kafka.bootstrap_servers={args.bootstrap_servers}", *args.set]
+        config = _load(args)
+        topic = args.announce or config.daemon.models_topic or "streamae.models"
+        doc = announce.announcement(store.root / "versions" / store.current())
+        announce.publish(config.kafka, topic, doc)
+        print(f"announced {doc['version']} on {topic} ({doc['path']})")
     return 0
 
 

@@ -208,6 +208,9 @@ class DaemonConfig:
         "earliest", "where a new consumer group starts reading")
     control_topic: str = _opt("streamae.control", "commands for running daemons: "
                               '{"command": "update"} or {"command": "admit", "key": K}')
+    models_topic: str | None = _opt(None, "follow model announcements on this compacted "
+                                    "topic (streamae models promote --announce) and swap "
+                                    "in each verified version; null: off")
     http_host: str = _opt("127.0.0.1", "address for /metrics, /healthz, /readyz")
     http_port: int = _opt(9108, "port for /metrics, /healthz, /readyz (0: off)", min=0,
                           max=65535)

@@ -170,6 +170,11 @@ class Pipeline:
             slots = {self.keys.slot[k]: v for k, v in calibration.items() if k in self.keys.slot}
             self.decision.recalibrate(slots)
 
+    def rewarm_thresholds(self) -> None:
+        """Every key's threshold calibrates again on its next scores (after a model whose
+        scores live on another scale was swapped in without calibration data)."""
+        self.decision.threshold.reset(np.arange(len(self.keys.names)))
+
     def state(self) -> PipelineState:
         """Everything a restart needs to carry on where this pipeline stands."""
         arrays = {**{f"windows.{k}": v for k, v in self.windows.state_dict().items()},

@@ -23,11 +23,12 @@ from kafka.structs import OffsetAndMetadata
 
 from streamae.clock import wall_clock
 from streamae.config import Config
-from streamae.daemon import clients
+from streamae.daemon import announce, clients
 from streamae.daemon.checkpoint import CheckpointStore, Offsets
 from streamae.daemon.decode import BatchDecoder, DeadLetter, Provenance
 from streamae.daemon.metrics import DaemonMetrics, serve
 from streamae.daemon.updates import DaemonUpdates, starting_model
+from streamae.errors import InputFormatError, ModelError
 from streamae.formats import build_decoder
 from streamae.models.detector import Detector
 from streamae.pipeline import Pipeline
@@ -59,6 +60,7 @@ class Daemon:
         self.in_transaction = False
         self.assigned: list[TopicPartition] | None = None
         self.owned: set[tuple[str, int]] = set()
+        self.feed: announce.Follower | None = None
 
     @property
     def instance_id(self) -> str:
@@ -122,6 +124,8 @@ class Daemon:
             self.consumer.subscribe(self.config.input.topics, listener=_Rebalance(self))
             if self.updates:
                 self.updates.open_control()
+            if d.models_topic:
+                self.feed = announce.Follower(k, d.models_topic)
             log.info("consuming %s as group %s (%s), events -> %s, dead letters -> %s",
                      ",".join(self.config.input.topics), d.group_id, d.delivery,
                      d.output_topic, d.dead_letter_topic)
@@ -133,7 +137,7 @@ class Daemon:
 
     def _loop(self) -> None:
         d = self.config.daemon
-        last_commit = last_lag = time.monotonic()
+        last_commit = last_lag = last_models = time.monotonic()
         while not self.stopping.is_set():
             polled = self.consumer.poll(timeout_ms=int(d.poll_timeout * 1000),
                                         max_records=d.poll_records)
@@ -145,6 +149,9 @@ class Daemon:
                 assigned, self.assigned = self.assigned, None
                 moved |= self._on_assigned(assigned)
             polled = self._unapplied(polled, moved)
+            if self.feed is not None and time.monotonic() - last_models >= 1.0:
+                self._follow_models()
+                last_models = time.monotonic()
             if polled:
                 self._handle(polled)
             now = time.monotonic()
@@ -172,6 +179,29 @@ class Daemon:
                 out[tp] = recs
         return out
 
+    def _follow_models(self) -> None:
+        """Swap in each newly announced model once its files match the announcement; a
+        model that does not is refused and scoring goes on with the current one."""
+        for doc in self.feed.poll():
+            version, current = doc.get("version"), self.pipeline.detector.version
+            if version == current:
+                continue
+            try:
+                detector = announce.verified(doc)
+                self.pipeline.swap(detector)
+            except (ModelError, InputFormatError, OSError, KeyError, TypeError) as exc:
+                self.metrics.models_refused.inc()
+                log.error("announced model %s refused: %s; still scoring with %s", version,
+                          exc, current)
+                continue
+            self.pipeline.rewarm_thresholds()  # its scores live on another scale
+            self.detector = detector
+            if self.updates:
+                self.updates.updater.live = detector
+            self.metrics.model.clear()
+            self.metrics.model.labels(detector.version).set(1)
+            log.info("announced model %s verified and swapped in (was %s)", version, current)
+
     def _shutdown(self) -> None:
         if self.consumer is not None:
             try:
@@ -184,6 +214,8 @@ class Daemon:
             self.producer.close(timeout=10)
         if self.updates:
             self.updates.close()
+        if self.feed is not None:
+            self.feed.close()
         self.metrics.ready = False
         gc.unfreeze()
         log.info("stopped")

@@ -1,0 +1,92 @@
+"""Model distribution on a real broker: a version announced on the models topic (with its
+files' checksums) reaches every running daemon; a tampered one is refused and the daemons
+keep the model they have."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from streamae.cli import main
+from streamae.daemon import announce
+from streamae.demo import frame_messages
+from streamae.models.detector import train_detector
+from streamae.updater.store import ModelStore
+from test_daemon_kafka import InProcess, daemon_config, live, model  # noqa: F401
+
+pytestmark = pytest.mark.kafka
+
+
+def wait_for(condition, timeout: float = 60.0) -> float:
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, "timed out"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_announced_model_reaches_every_daemon_and_a_tampered_one_is_refused(
+        kafka, model, live, train_frame, tmp_path, capsys):
+    detector, _, config = model
+    store = ModelStore(tmp_path / "store")
+    store.add(detector)
+    store.promote(detector.version)
+    newer = train_detector(train_frame, dataclasses.replace(
+        config, train=dataclasses.replace(config.train, seed=7)))
+    store.add(newer, parent=detector.version)
+    topic = kafka.topic("models")
+    runs = []
+    for i in range(2):
+        cfg = daemon_config(config, kafka, tmp_path / f"d{i}", models_topic=topic)
+        kafka.produce(cfg.input.topics[0], frame_messages(live)[:300])
+        runs.append(InProcess(cfg, detector))
+    try:
+        for run in runs:
+            run.wait_consumed(300)
+        assert main(["models", "promote", newer.version, "--store", str(store.root),
+                     "--announce", topic, "--bootstrap-servers", kafka.bootstrap_servers]) == 0
+        assert f"announced {newer.version}" in capsys.readouterr().out
+        took = wait_for(lambda: all(r.daemon.pipeline.detector.version == newer.version
+                                    for r in runs))
+        print(f"announced model picked up by both daemons in {took:.2f} s")
+        for run in runs:
+            assert run.thread.is_alive()
+            assert run.daemon.metrics.model.labels(newer.version)._value.get() == 1
+
+        # a third version, changed on disk after it was announced
+        third = train_detector(train_frame, dataclasses.replace(
+            config, train=dataclasses.replace(config.train, seed=8)))
+        store.add(third, parent=newer.version)
+        path = store.root / "versions" / third.version
+        doc = announce.announcement(path)
+        weights = path / "model.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0xFF
+        weights.write_bytes(bytes(data))
+        announce.publish(kafka.config, topic, doc)
+        wait_for(lambda: all(r.daemon.metrics.models_refused._value.get() == 1 for r in runs))
+        for run in runs:
+            assert run.daemon.pipeline.detector.version == newer.version
+            assert run.thread.is_alive()
+    finally:
+        for run in runs:
+            run.stop()
+
+
+def test_a_model_announced_before_a_daemon_starts_is_adopted_at_start(
+        kafka, model, live, train_frame, tmp_path):
+    detector, path, config = model
+    newer = train_detector(train_frame, dataclasses.replace(
+        config, train=dataclasses.replace(config.train, seed=9)))
+    newer.save(tmp_path / "newer")
+    topic = kafka.topic("models")
+    announce.publish(kafka.config, topic, announce.announcement(tmp_path / "newer"))
+    cfg = daemon_config(config, kafka, tmp_path / "d", models_topic=topic)
+    kafka.produce(cfg.input.topics[0], frame_messages(live)[:100])
+    run = InProcess(cfg, detector)
+    try:
+        wait_for(lambda: run.daemon.pipeline.detector.version == newer.version)
+    finally:
+        run.stop()
