@@ -223,6 +223,8 @@ class UpdaterConfig:
     enabled: bool = _opt(False, "run the online updater inside `streamae run`")
     store: str | None = _opt(None, "model store directory for accepted versions (the daemon "
                              "starts from its live version when it has one)")
+    buffer: Literal["global", "per-key"] = _opt(
+        "global", "replay buffer over all keys, or one per key (capacities then per key)")
     recent: int = _opt(20_000, "replay buffer: newest normal windows kept", min=16)
     reservoir: int = _opt(20_000, "replay buffer: uniform sample of older windows (0: none)",
                           min=0)

@@ -132,3 +132,39 @@ def test_swap_recalibrates_thresholds_from_the_new_models_scores(trained, synthe
     assert not np.array_equal(before, after)
     thresholds = pipeline.decision.threshold.apply(np.array([slot]), np.array([1.0]))
     assert thresholds[0] > np.quantile(scaled, 0.9)  # judged on the new scale at once
+
+
+def test_per_key_buffer_keeps_each_keys_capacity_and_survives_restore():
+    from streamae.updater.buffer import KeyedReplayBuffer
+
+    buf = KeyedReplayBuffer(window=2, channels=1, recent=4, reservoir=2, quarantine=2)
+    busy = np.ones((50, 2, 1), np.float32)
+    buf.add(busy, np.array(["busy"] * 50), np.arange(50.0))
+    buf.add(np.zeros((3, 2, 1), np.float32), np.array(["quiet"] * 3), np.arange(100.0, 103.0),
+            protected=np.array([0, 1, 0], bool))
+    assert len(buf) == 6 + 2  # busy: 4 recent + 2 reservoir; quiet: 2 admitted, 1 held
+    assert buf.keys() == ["busy", "quiet"] and len(buf.newest_of("quiet", 10)) == 2
+    data, ts = buf.windows()
+    assert len(data) == 8 and np.all(np.diff(ts) >= 0)  # merged in time order
+    assert buf.admit("quiet") == 1 and len(buf) == 9
+    assert np.array_equal(buf.newest(3)[:, 0, 0], [0, 0, 0])  # the newest are quiet's
+    clone = KeyedReplayBuffer(window=2, channels=1, recent=4, reservoir=2, quarantine=2)
+    clone.load_state_dict(buf.state_dict())
+    for a, b in zip(buf.windows(), clone.windows()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_online_updater_runs_with_a_per_key_buffer(trained, synthetic):
+    from streamae.backtest import run_backtest
+    from streamae.updater.online import OnlineUpdater
+
+    detector, config = trained
+    config = dataclasses.replace(config, updater=dataclasses.replace(
+        config.updater, buffer="per-key", min_windows=20, every_points=40, cooldown=0.0,
+        drift="none", epochs=1, device="cpu", gate_tolerance=1.0, gate_alarm_rate=1.0,
+        admit_after=0.0))
+    live = synthetic.take(synthetic.timestamps >= np.median(synthetic.timestamps))
+    updater = OnlineUpdater(config, detector)
+    result = run_backtest(live, detector, config, updater=updater)
+    assert any(r["accepted"] for r in result.updates)
+    assert set(updater.buffer.keys()) == set(live.unique_keys())

@@ -94,7 +94,12 @@ class DaemonUpdates:
     def restore(self, arrays: dict[str, Any]) -> None:
         section = {k[len(PREFIX):]: v for k, v in arrays.items() if k.startswith(PREFIX)}
         if section:
-            self.updater.buffer.load_state_dict(section)
+            try:
+                self.updater.buffer.load_state_dict(section)
+            except (KeyError, ValueError) as exc:  # updater.buffer changed between runs
+                log.warning("replay buffer in the checkpoint does not fit updater.buffer=%s "
+                            "(%s); starting with an empty buffer", self.config.updater.buffer,
+                            exc)
 
     def close(self) -> None:
         if self.control is not None:

@@ -120,8 +120,18 @@ class ReplayBuffer:
 
     def newest(self, n: int) -> np.ndarray:
         """The newest ``n`` admitted windows (recent normal data, for shadow scoring)."""
-        idx = self.recent.ordered()[-n:]
+        idx = self.recent.ordered()[-n:] if n > 0 else self.recent.ordered()[:0]
         return self.recent.data[idx]
+
+    def keys(self) -> list[str]:
+        """Keys with recent admitted windows."""
+        idx = self.recent.ordered()
+        return [str(k) for k in np.unique(self.recent.keys[idx].astype(str))]
+
+    def newest_of(self, key: str, n: int) -> np.ndarray:
+        """A key's newest ``n`` admitted windows, oldest first."""
+        idx = self.recent.ordered()
+        return self.recent.data[idx[self.recent.keys[idx] == key][-n:]]
 
     def state_dict(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {"seen": np.array(self.seen)}
@@ -144,3 +154,76 @@ class ReplayBuffer:
             ring.keys[:n] = state[f"{name}.keys"][-ring.capacity:].astype(object)
             ring.ts[:n] = state[f"{name}.ts"][-ring.capacity:]
             ring.size, ring.pos = n, n % ring.capacity
+
+
+class KeyedReplayBuffer:
+    """The same buffer kept per key (``updater.buffer: per-key``): every key has its own
+    ``recent`` / ``reservoir`` / ``quarantine`` capacities, so a few busy or long-lived
+    keys cannot crowd the others out of the fine-tuning data. Memory grows with keys."""
+
+    def __init__(self, window: int, channels: int, recent: int = 20_000,
+                 reservoir: int = 20_000, quarantine: int = 5_000, seed: int = 0) -> None:
+        self.shape = (window, channels, recent, reservoir, quarantine)
+        self.seed = seed
+        self.parts: dict[str, ReplayBuffer] = {}
+
+    def _part(self, key: str) -> ReplayBuffer:
+        part = self.parts.get(key)
+        if part is None:
+            part = self.parts[key] = ReplayBuffer(*self.shape, seed=self.seed + len(self.parts))
+        return part
+
+    def add(self, windows: np.ndarray, keys: np.ndarray, ts: np.ndarray,
+            protected: np.ndarray | None = None) -> None:
+        keys = np.asarray(keys, dtype=object)
+        guard = np.zeros(len(windows), bool) if protected is None else np.asarray(protected)
+        for key in np.unique(keys.astype(str)):
+            sel = keys.astype(str) == key
+            self._part(key).add(windows[sel], keys[sel], np.asarray(ts)[sel], guard[sel])
+
+    def admit(self, key: str | None = None) -> int:
+        if key is not None:
+            return self.parts[key].admit(key) if key in self.parts else 0
+        return sum(part.admit() for part in self.parts.values())
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts.values())
+
+    def windows(self, keys: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every key's training windows, merged in time order (oldest first)."""
+        chosen = [p for k, p in self.parts.items() if keys is None or k in keys]
+        if not chosen:
+            w, c = self.shape[:2]
+            return np.zeros((0, w, c), np.float32), np.zeros(0)
+        data, ts = zip(*(p.windows() for p in chosen))
+        data, ts = np.concatenate(data), np.concatenate(ts)
+        order = np.argsort(ts, kind="stable")
+        return data[order], ts[order]
+
+    def newest(self, n: int) -> np.ndarray:
+        if n <= 0 or not self.parts:
+            return np.zeros((0, *self.shape[:2]), np.float32)
+        rings = [p.recent for p in self.parts.values()]
+        data = np.concatenate([r.data[r.ordered()] for r in rings])
+        ts = np.concatenate([r.ts[r.ordered()] for r in rings])
+        return data[np.argsort(ts, kind="stable")][-n:]
+
+    def keys(self) -> list[str]:
+        return [k for k, p in self.parts.items() if p.recent.size]
+
+    def newest_of(self, key: str, n: int) -> np.ndarray:
+        return self.parts[key].newest_of(key, n) if key in self.parts else \
+            np.zeros((0, *self.shape[:2]), np.float32)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {"keys": np.array(list(self.parts), dtype=str)}
+        for i, part in enumerate(self.parts.values()):
+            out.update({f"{i}.{k}": v for k, v in part.state_dict().items()})
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.parts = {}
+        for i, key in enumerate(state["keys"].tolist()):
+            prefix = f"{i}."
+            self._part(str(key)).load_state_dict(
+                {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})

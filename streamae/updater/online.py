@@ -20,7 +20,7 @@ import numpy as np
 
 from streamae.config import Config
 from streamae.models.detector import Detector
-from streamae.updater.buffer import ReplayBuffer
+from streamae.updater.buffer import KeyedReplayBuffer, ReplayBuffer
 from streamae.updater.finetune import fine_tune
 from streamae.updater.gate import validate
 from streamae.updater.store import ModelStore
@@ -54,8 +54,9 @@ class OnlineUpdater:
                  background: bool = False, seed: int = 0) -> None:
         self.config, self.cfg, self.live = config, config.updater, live
         self.store, self.background, self.seed = store, background, seed
-        self.buffer = ReplayBuffer(live.window, len(live.channels), self.cfg.recent,
-                                   self.cfg.reservoir, self.cfg.quarantine, seed)
+        kind = KeyedReplayBuffer if self.cfg.buffer == "per-key" else ReplayBuffer
+        self.buffer = kind(live.window, len(live.channels), self.cfg.recent,
+                           self.cfg.reservoir, self.cfg.quarantine, seed)
         self.detector = drift_detector(self.cfg.drift)
         self.rounds: list[Round] = []
         self.windows_seen = 0
@@ -156,7 +157,7 @@ class OnlineUpdater:
                reason: str) -> None:
         n_hold = max(1, int(len(windows) * self.cfg.holdout_fraction))
         train, holdout = windows[:-n_hold], windows[-n_hold:]
-        recent = self.buffer.newest(min(len(self.buffer.recent.ordered()), 4 * n_hold))
+        recent = self.buffer.newest(4 * n_hold)
         try:
             candidate, report = fine_tune(live, train, self.cfg, self.seed + len(self.rounds))
             verdict = validate(live, candidate, holdout, recent, self.cfg,
@@ -189,15 +190,13 @@ class OnlineUpdater:
         warm a threshold (``threshold.init_points``)."""
         hop = self.config.window.hop
         per_key = -(-self.config.threshold.init_points // hop) + 1
-        ring = self.buffer.recent
-        idx = ring.ordered()
         out = {}
-        for key in np.unique(ring.keys[idx]):
-            mine = idx[ring.keys[idx] == key][-per_key:]
+        for key in self.buffer.keys():
+            mine = self.buffer.newest_of(key, per_key)
             if len(mine) * hop < self.config.threshold.init_points:
                 continue
-            step, _ = candidate.score(ring.data[mine], batch_size=1024)
-            out[str(key)] = step[:, -hop:].ravel()
+            step, _ = candidate.score(mine, batch_size=1024)
+            out[key] = step[:, -hop:].ravel()
         return out
 
     def summary(self) -> list[dict[str, Any]]:
