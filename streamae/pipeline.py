@@ -88,10 +88,11 @@ class KeyIndex:
 
     def slots_for(self, keys: np.ndarray) -> np.ndarray:
         uniq, inverse = np.unique(keys.astype(str), return_inverse=True)
-        ids = np.array([self._slot(k) for k in uniq], dtype=np.int64)
+        ids = np.array([self.slot_of(k) for k in uniq], dtype=np.int64)
         return ids[inverse.reshape(-1)]
 
-    def _slot(self, key: str) -> int:
+    def slot_of(self, key: str) -> int:
+        """The key's slot, numbering a new key next."""
         slot = self.slot.get(key)
         if slot is None:
             slot = self.slot[key] = len(self.names)
@@ -187,7 +188,8 @@ class Pipeline:
         """Load a :meth:`state`. Windows and alarms always carry over; threshold state only
         when the model version is the same (another model's scores live on another scale)."""
         meta = state.meta
-        self.keys.slots_for(np.array(meta["keys"], dtype=object))
+        for key in meta["keys"]:  # slots in the saved order (not sorted)
+            self.keys.slot_of(key)
         assert self.keys.names == meta["keys"], "restore into a fresh pipeline"
         self.windows.load_state_dict(_section(state.arrays, "windows."))
         decision = _section(state.arrays, "decision.")

@@ -144,15 +144,20 @@ def test_end_to_end_events_match_the_file_backtest(kafka, model, live, expected,
 
 def test_partitions_given_up_in_a_rebalance_are_left_alone(kafka, model, live, tmp_path):
     """A second member takes a partition: the daemon carries on with the other and never
-    commits, nor watches the lag of, the one it gave up."""
-    from kafka import KafkaConsumer, TopicPartition
+    commits, nor watches the lag of, the one it gave up; when the member leaves, the daemon
+    takes the partition back at the group's committed offset."""
+    from kafka import KafkaConsumer, KafkaProducer
 
     detector, _, config = model
     cfg = daemon_config(config, kafka, tmp_path)
     topic = kafka.topic("in2", partitions=2)
     cfg = dataclasses.replace(cfg, input=dataclasses.replace(cfg.input, topics=[topic]))
     messages = frame_messages(live)
-    kafka.produce(topic, messages)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    for key, value in messages:  # one sensor per partition, so both hold records
+        producer.send(topic, key=key, value=value, partition=int(key == b"sensor-1"))
+    producer.flush()
+    producer.close()
     run = InProcess(cfg, detector)
     run.wait_consumed(len(messages))
     other = KafkaConsumer(topic, bootstrap_servers=kafka.bootstrap_servers,
@@ -163,6 +168,7 @@ def test_partitions_given_up_in_a_rebalance_are_left_alone(kafka, model, live, t
             other.poll(timeout_ms=200)
         (taken,) = other.assignment()
         before = kafka.committed(cfg.daemon.group_id, topic, taken.partition)
+        assert before > 0
         while (topic, taken.partition) in run.daemon.positions:
             assert time.monotonic() < deadline, "the daemon kept the partition it gave up"
             other.poll(timeout_ms=200)  # stay in the group
@@ -172,8 +178,34 @@ def test_partitions_given_up_in_a_rebalance_are_left_alone(kafka, model, live, t
         assert run.thread.is_alive(), "the daemon died after the rebalance"
         assert set(run.daemon.positions) == {(topic, 1 - taken.partition)}
         assert kafka.committed(cfg.daemon.group_id, topic, taken.partition) == before
-    finally:
+        # more input on the daemon's own partition: it checkpoints without the given-up one
+        mine = (topic, 1 - taken.partition)
+        end = run.daemon.positions[mine] + 10
+        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+        last = float(live.timestamps.max())
+        for i in range(1, 11):
+            doc = {"timestamp": last + 600 * i, "key": f"sensor-{mine[1]}",
+                   "values": {c: 0.0 for c in live.channels}}
+            producer.send(topic, value=orjson.dumps(doc), partition=mine[1])
+        producer.flush()
+        producer.close()
+        while run.daemon.positions[mine] < end or run.daemon.dirty:
+            assert time.monotonic() < deadline + 30, "the daemon did not read its partition"
+            other.poll(timeout_ms=100)
+        # the other member leaves: the daemon takes the partition back at the group's
+        # committed offset, not from the start of the topic
+        consumed = run.daemon.metrics.consumed.labels(topic)._value.get()
         other.close()
+        other = None
+        while (topic, taken.partition) not in run.daemon.positions:
+            assert time.monotonic() < deadline + 60, "the daemon never took it back"
+            time.sleep(0.1)
+        time.sleep(2)
+        assert run.daemon.positions[(topic, taken.partition)] == before
+        assert run.daemon.metrics.consumed.labels(topic)._value.get() == consumed
+    finally:
+        if other is not None:
+            other.close()
         run.stop()
 
 

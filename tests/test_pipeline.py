@@ -80,3 +80,24 @@ def test_new_key_uses_global_scaling(trained, synthetic):
     frame.keys = np.full(len(frame), "brand-new", dtype=object)
     result = run_backtest(frame, detector, config)
     assert np.isfinite(result.score).mean() > 0.9
+
+
+def test_state_restores_with_keys_first_seen_in_any_order(trained, synthetic):
+    # keys are numbered as they arrive; a restart must keep that numbering (it once
+    # re-numbered them in sorted order and refused the state)
+    detector, config = trained
+    frame = synthetic.take(synthetic.event_time_order())
+    first = np.flatnonzero(frame.keys == "sensor-1")[0]
+    order = np.r_[first, np.delete(np.arange(len(frame)), first)]
+    frame = frame.take(order)
+    half = len(frame) // 2
+    whole = Pipeline(detector, config, EventClock())
+    expected = whole.process(frame).score
+    before = Pipeline(detector, config, EventClock())
+    head = np.r_[before.process(frame.take(slice(0, 1))).score,  # sensor-1 arrives alone
+                 before.process(frame.take(slice(1, half))).score]
+    assert before.keys.names[:2] == ["sensor-1", "sensor-0"]
+    after = Pipeline(detector, config, EventClock())
+    after.restore(before.state())
+    tail = after.process(frame.take(slice(half, len(frame)))).score
+    np.testing.assert_allclose(np.r_[head, tail], expected, rtol=1e-5, equal_nan=True)

@@ -257,8 +257,11 @@ class Daemon:
                 self.updates.restore(cp.pipeline.arrays)
             if cp.decoder is not None and hasattr(self.decoder, "restore"):
                 self.decoder.restore(cp.decoder)
+            # partitions the checkpoint does not cover (received from another member)
+            # start where the group committed them; the rest where the state stands
             mine = {(tp.topic, tp.partition) for tp in assigned}
-            self.positions = {tp: o for tp, o in cp.offsets.items() if tp in mine}
+            self.positions = {**committed,
+                              **{tp: o for tp, o in cp.offsets.items() if tp in mine}}
             self.counted = self.pipeline.counts()
             log.info("resumed from %s: %d keys, %d open alarms, offsets %s", cp.path.name,
                      len(self.pipeline.keys.names), len(self.pipeline.events.open), cp.offsets)
