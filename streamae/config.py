@@ -242,9 +242,10 @@ class UpdaterConfig:
     device: Literal["auto", "cpu", "cuda"] = _opt("auto", "auto: CUDA when present")
     holdout_fraction: float = _opt(0.2, "newest share of the buffer held out for the gate",
                                    min=0.05, max=0.5)
-    gate_tolerance: float = _opt(0.02, "a candidate's held-out loss may exceed the live "
-                                 "model's by this share at most (negative: must beat it "
-                                 "by that share, so marginal candidates cause no swap)",
+    gate_tolerance: float = _opt(-0.1, "a candidate's held-out loss may exceed the live "
+                                 "model's by this share at most; negative: it must beat it "
+                                 "by that share (a swap restarts thresholds, which costs "
+                                 "false alarms: marginal gains are not worth one)",
                                  min=-0.99)
     gate_alarm_rate: float = _opt(0.002, "largest allowed rise of the alarm rate on recent "
                                   "normal windows (shadow scoring)", min=0.0)

@@ -61,7 +61,9 @@ def test_fine_tune_leaves_live_model_alone_and_gate_rejects_a_broken_candidate(
     detector, config = trained
     before = {k: v.clone() for k, v in detector.model.state_dict().items()}
     windows = training_windows(train_frame, detector.scaler, detector.window)
-    cfg = dataclasses.replace(config.updater, epochs=2, lr=1e-3, device="cpu")
+    # gate_tolerance 0.02: a candidate that matches the live model passes
+    cfg = dataclasses.replace(config.updater, epochs=2, lr=1e-3, device="cpu",
+                              gate_tolerance=0.02)
     candidate, report = fine_tune(detector, windows, cfg)
     assert report.windows == len(windows) and report.epochs >= 1
     for k, v in detector.model.state_dict().items():
