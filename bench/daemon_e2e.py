@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import multiprocessing as mp
 import os
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -63,13 +65,27 @@ def training_frame(keys: int = 8, points: int = 3000) -> Frame:
                  np.array([[d["value"]] for d in docs], dtype=np.float32), ["value"])
 
 
-def fill(bootstrap: str, topic: str, payloads: list[bytes]) -> None:
+def fill(bootstrap: str, topic: str, payloads: list[bytes], keyed: bool = False) -> None:
+    """Write ``payloads`` to partition 0, or (``keyed``) keyed by sensor over all partitions."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20,
                              batch_size=256 * 1024)
     for p in payloads:
-        producer.send(topic, value=p, partition=0)
+        if keyed:
+            producer.send(topic, key=orjson.loads(p)["key"].encode(), value=p)
+        else:
+            producer.send(topic, value=p, partition=0)
     producer.flush()
     producer.close()
+
+
+@contextlib.contextmanager
+def kafka_for(bootstrap: str | None, work: Path) -> Iterator[str]:
+    """The given cluster's address, or a local broker in ``work`` while the block runs."""
+    if bootstrap:
+        yield bootstrap
+        return
+    with DevBroker(port=free_port(), data_dir=work / "broker") as broker:
+        yield broker.bootstrap_servers
 
 
 def do_nothing(bootstrap: str, topic: str, total: int) -> float:
@@ -206,12 +222,7 @@ def main() -> None:
 
     torch.set_num_threads(config.scoring.threads)
     work = Path(tempfile.mkdtemp(prefix="streamae-bench-"))
-    broker = None
-    bootstrap = args.bootstrap_servers
-    if not bootstrap:
-        broker = DevBroker(port=free_port(), data_dir=work / "broker").start()
-        bootstrap = broker.bootstrap_servers
-    try:
+    with kafka_for(args.bootstrap_servers, work) as bootstrap:
         config = dataclasses.replace(
             config, kafka=dataclasses.replace(config.kafka, bootstrap_servers=bootstrap))
         detector = train_detector(training_frame(), config)
@@ -225,9 +236,6 @@ def main() -> None:
             print(f"\nproduce-to-event latency at {args.rate:,} points/s for "
                   f"{args.seconds:.0f} s ({lat['events']} events): p50 {lat['p50_ms']:.0f} ms, "
                   f"p95 {lat['p95_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms")
-    finally:
-        if broker:
-            broker.close()
 
 
 def throughput(args, config, detector, bootstrap: str, work: Path) -> None:

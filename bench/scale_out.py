@@ -25,24 +25,14 @@ from pathlib import Path
 
 import orjson
 import yaml
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
-from streamae.broker import DevBroker, free_port
 from streamae.config import config_to_dict, load_config
 from streamae.daemon import clients
 from streamae.models.detector import train_detector
 
 sys.path.insert(0, str(Path(__file__).parent))
-from daemon_e2e import messages, training_frame  # noqa: E402
-
-
-def fill(bootstrap: str, topic: str, payloads: list[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20,
-                             batch_size=256 * 1024)
-    for p in payloads:
-        producer.send(topic, key=orjson.loads(p)["key"].encode(), value=p)
-    producer.flush()
-    producer.close()
+from daemon_e2e import fill, kafka_for, messages, training_frame  # noqa: E402
 
 
 def committed_total(bootstrap: str, group: str, partitions: list[TopicPartition]) -> int:
@@ -89,12 +79,7 @@ def main() -> None:
     parser.add_argument("--bootstrap-servers")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="streamae-scale-"))
-    broker = None
-    bootstrap = args.bootstrap_servers
-    if not bootstrap:
-        broker = DevBroker(port=free_port(), data_dir=work / "broker").start()
-        bootstrap = broker.bootstrap_servers
-    try:
+    with kafka_for(args.bootstrap_servers, work) as bootstrap:
         config = load_config(overrides={"train.epochs": 2, "train.max_windows": 5000,
                                         "scoring.threads": 1})
         config = dataclasses.replace(config, kafka=dataclasses.replace(
@@ -103,7 +88,7 @@ def main() -> None:
         train_detector(training_frame(), config).save(model_dir)
         topic = "bench.scale-in"
         clients.ensure_topics(config.kafka, [topic], args.partitions)
-        fill(bootstrap, topic, messages(args.points, args.keys))
+        fill(bootstrap, topic, messages(args.points, args.keys), keyed=True)
         raw = config_to_dict(config)
         raw["daemon"].update(model=str(model_dir), http_port=0, output_topic="bench.scale-events",
                              commit_every=1.0)
@@ -124,9 +109,6 @@ def main() -> None:
         if base:
             print("  speed-up over one daemon: " + ", ".join(
                 f"{n}: {base / s:.2f}x" for n, s in results.items()))
-    finally:
-        if broker:
-            broker.close()
 
 
 if __name__ == "__main__":

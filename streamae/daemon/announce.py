@@ -15,7 +15,6 @@ the model it has.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -27,7 +26,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from streamae.config import KafkaConfig
 from streamae.daemon.clients import client_settings, ensure_topics
 from streamae.errors import ModelError
-from streamae.models.detector import Detector
+from streamae.models.detector import Detector, file_sha256
 
 log = logging.getLogger(__name__)
 SCHEMA = "streamae.model-announcement/1"
@@ -35,20 +34,12 @@ FILES = ("meta.json", "model.safetensors")
 KEY = b"live"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def announcement(model_dir: str | Path) -> dict[str, Any]:
     """The announcement of the model in ``model_dir`` (its files' checksums as they are)."""
     path = Path(model_dir).resolve()
     version = Detector.load(path).version  # only a model that loads is announced
     return {"schema": SCHEMA, "version": version, "path": str(path),
-            "files": {name: _sha256(path / name) for name in FILES},
+            "files": {name: file_sha256(path / name) for name in FILES},
             "announced_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
@@ -71,7 +62,7 @@ def verified(doc: dict[str, Any]) -> Detector:
         want = doc["files"].get(name)
         if not (path / name).is_file():
             raise ModelError(f"{path / name} is missing")
-        if _sha256(path / name) != want:
+        if file_sha256(path / name) != want:
             raise ModelError(f"{path / name} does not match the announced checksum "
                              "(changed or tampered with since it was announced)")
     detector = Detector.load(path)

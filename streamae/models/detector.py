@@ -87,7 +87,7 @@ class Detector:
             "window": self.window,
             "channels": self.channels,
             "scaler": self.scaler.to_json(),
-            "weights_sha256": _sha256(weights),
+            "weights_sha256": file_sha256(weights),
             "info": self.info,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -116,7 +116,7 @@ class Detector:
         if meta.get("format") != FORMAT:
             raise ModelError(f"{directory}: unsupported model format {meta.get('format')!r}; "
                              f"this streamae reads {FORMAT}")
-        if _sha256(weights) != meta.get("weights_sha256"):
+        if file_sha256(weights) != meta.get("weights_sha256"):
             raise ModelError(f"{weights}: checksum does not match meta.json; refusing to load")
         kind = meta["model"].get("kind")
         if kind not in MODEL_CONFIGS:
@@ -154,7 +154,8 @@ def train_detector(frame: Frame, config: Config,
                     f"{config.model.kind}-{digest}", info)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
