@@ -208,6 +208,16 @@ class DaemonConfig:
         "earliest", "where a new consumer group starts reading")
     control_topic: str = _opt("streamae.control", "commands for running daemons: "
                               '{"command": "update"} or {"command": "admit", "key": K}')
+    state_topic: str | None = _opt(
+        "streamae.state", "compacted topic holding each input partition's key state, so a "
+        "daemon that receives a partition in a rebalance carries its keys on without "
+        "warming up; null: off (a single daemon needs only state_dir)")
+    rebalance: Literal["cooperative", "eager"] = _opt(
+        "cooperative", "cooperative: only partitions that move pause | eager: every "
+        "rebalance revokes and reassigns all")
+    session_timeout: float = _opt(45.0, "a daemon silent this long (crashed, cut off) loses "
+                                  "its partitions to the rest of the group", duration=True,
+                                  min=6.0, max=1800.0)
     models_topic: str | None = _opt(None, "follow model announcements on this compacted "
                                     "topic (streamae models promote --announce) and swap "
                                     "in each verified version; null: off")

@@ -15,7 +15,6 @@ import numpy as np
 from streamae import __version__
 from streamae.backtest import BacktestResult, run_backtest, status_counts, write_outputs
 from streamae.config import Config, config_to_dict
-from streamae.errors import StreamaeError
 from streamae.evaluate.html import git_sha, write_html
 from streamae.evaluate.report import HEADLINE, evaluate, markdown_table, run_baselines
 from streamae.models.detector import Detector, train_detector

@@ -203,6 +203,53 @@ class Pipeline:
         self.events.open = {k: dict(v) for k, v in meta["open_alarms"].items()}
         self.next_row = int(meta["next_row"])
 
+    def export_keys(self, names: list[str]) -> PipelineState:
+        """The state of just these keys (known to this pipeline), for another pipeline to
+        :meth:`import_keys`: how a partition's keys move between daemons."""
+        slots = np.array([self.keys.slot[k] for k in names], dtype=np.int64)
+        arrays = {**{f"windows.{k}": v for k, v in self.windows.take(slots).items()},
+                  **{f"decision.{k}": v for k, v in self.decision.take(slots).items()}}
+        del arrays["windows.ring_rows"]  # row ids are numbered per pipeline
+        meta = {"keys": list(names), "model_version": self.detector.version,
+                "window": self.windows.size, "channels": list(self.detector.channels),
+                "open_alarms": {k: self.events.open[k] for k in names if k in self.events.open}}
+        return PipelineState(arrays, meta)
+
+    def import_keys(self, state: PipelineState) -> None:
+        """Take over keys exported by another pipeline: their windows, alarms and (same
+        model version only) thresholds carry on from where that pipeline left them."""
+        meta = state.meta
+        if meta["window"] != self.windows.size or meta["channels"] != self.detector.channels:
+            raise InputFormatError(
+                f"state of window {meta['window']} over {meta['channels']} does not fit this "
+                f"model's window {self.windows.size} over {self.detector.channels}")
+        names = meta["keys"]
+        slots = np.array([self.keys.slot_of(k) for k in names], dtype=np.int64)
+        self.windows.ensure(len(self.keys.names))
+        self.decision.ensure(len(self.keys.names))
+        windows = _section(state.arrays, "windows.")
+        windows["ring_rows"] = np.full(windows["ring_ts"].shape, -1, dtype=np.int64)
+        self.windows.put(slots, windows)
+        self.decision.put(slots, _section(state.arrays, "decision."))
+        if meta["model_version"] != self.detector.version:
+            log.warning("%d keys arrive with state of model %s, scoring with %s: their "
+                        "thresholds re-warm", len(names), meta["model_version"],
+                        self.detector.version)
+            self.decision.threshold.reset(slots)
+        for key in names:
+            self.events.open.pop(key, None)
+        self.events.open.update({k: dict(v) for k, v in meta["open_alarms"].items()})
+
+    def forget_keys(self, names: list[str]) -> None:
+        """Drop what these keys hold (they moved to another pipeline); if they come back,
+        they start over or are imported again."""
+        slots = np.array([self.keys.slot[k] for k in names if k in self.keys.slot],
+                         dtype=np.int64)
+        self.windows.reset(slots)
+        self.decision.reset(slots)
+        for key in names:
+            self.events.open.pop(key, None)
+
     def _score(self, closed: Closed) -> Output:
         w = self.windows.size
         step_err = np.full(closed.rows.shape, np.nan, dtype=np.float32)

@@ -81,7 +81,7 @@ class Windows:
             old = getattr(self, name)
             grown = np.empty((new, *old.shape[1:]), dtype=old.dtype)
             grown[: len(old)] = old
-            grown[len(old):] = {"ring_rows": -1, "last_ts": -np.inf}.get(name, 0)
+            grown[len(old):] = self._EMPTY.get(name, 0)
             setattr(self, name, grown)
 
     def push(self, slots: np.ndarray, ts: np.ndarray, values: np.ndarray,
@@ -125,8 +125,25 @@ class Windows:
         """How many points each policy decision applied to."""
         return dict(zip(STATUS_NAMES, map(int, self.counters)))
 
-    _STATE = ("ring", "ring_rows", "ring_ts", "pos", "count", "pending", "last_ts", "last_val",
-              "counters")
+    _PER_KEY = ("ring", "ring_rows", "ring_ts", "pos", "count", "pending", "last_ts",
+                "last_val")
+    _STATE = (*_PER_KEY, "counters")
+    _EMPTY = {"ring_rows": -1, "last_ts": -np.inf}  # a slot nobody has pushed to; else 0
+
+    def take(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        """The given slots' windows (to hand those keys to another pipeline)."""
+        return {name: getattr(self, name)[slots] for name in self._PER_KEY}
+
+    def put(self, slots: np.ndarray, rows: dict[str, np.ndarray]) -> None:
+        """Write windows from :meth:`take` into the given slots (grown to fit)."""
+        self.ensure(int(slots.max()) + 1 if len(slots) else 0)
+        for name in self._PER_KEY:
+            getattr(self, name)[slots] = rows[name]
+
+    def reset(self, slots: np.ndarray) -> None:
+        """Empty the given slots' windows (their keys warm up again)."""
+        for name in self._PER_KEY:
+            getattr(self, name)[slots] = self._EMPTY.get(name, 0)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name).copy() for name in self._STATE}

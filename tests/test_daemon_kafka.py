@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -21,20 +17,19 @@ import jsonschema
 import numpy as np
 import orjson
 import pytest
-import yaml
 
 from conftest import SMALL
+from daemon_helpers import (by_key, daemon_config, events_of, same_events, start_process,
+                            wait_committed, wait_ready)
 from streamae.backtest import run_backtest
 from streamae.broker import free_port
-from streamae.config import config_to_dict, load_config
+from streamae.config import load_config
 from streamae.daemon.runner import Daemon
 from streamae.demo import frame_messages
 from streamae.models.detector import Detector, train_detector
 
 pytestmark = pytest.mark.kafka
 SCHEMA = json.loads((Path(__file__).parents[1] / "streamae/schemas/event-v1.json").read_text())
-STABLE = ("event_id", "alarm_id", "key", "status", "start", "end", "at", "severity",
-          "model_version")
 
 
 @pytest.fixture(scope="module")
@@ -58,33 +53,6 @@ def expected(model, live):
     events = run_backtest(live, detector, config, flush=False).events
     assert len(events) >= 4, "the scenario must produce events to compare"
     return events
-
-
-def daemon_config(config, kafka, tmp_path, delivery="at-least-once", **daemon):
-    topic, out, dlq = kafka.topic("in"), kafka.topic("events"), kafka.topic("dlq")
-    return dataclasses.replace(
-        config, kafka=kafka.config,
-        input=dataclasses.replace(config.input, topics=[topic]),
-        daemon=dataclasses.replace(
-            config.daemon, group_id=f"g-{topic}", output_topic=out, dead_letter_topic=dlq,
-            delivery=delivery, state_dir=str(tmp_path / "state"), commit_every=0.2,
-            poll_records=50, http_port=0, **daemon))
-
-
-def same_events(got, want):
-    assert [tuple(e[k] for k in STABLE) for e in got] == [tuple(e[k] for k in STABLE)
-                                                          for e in want]
-    for g, w in zip(got, want):
-        assert g["score"] == pytest.approx(w["score"], rel=1e-4)
-        assert g["threshold"] == pytest.approx(w["threshold"], rel=1e-4)
-
-
-def by_key(events):
-    """Events grouped per key, in order (the output topic is ordered per key)."""
-    out: dict[str, list] = {}
-    for e in events:
-        out.setdefault(e["key"], []).append(e)
-    return out
 
 
 class InProcess:
@@ -121,10 +89,6 @@ def first_half(kafka, cfg, detector, live):
     return messages, half, run
 
 
-def events_of(kafka, topic, read_committed=False):
-    return [orjson.loads(r.value) for r in kafka.consume(topic, read_committed)]
-
-
 def test_end_to_end_events_match_the_file_backtest(kafka, model, live, expected, tmp_path):
     detector, _, config = model
     cfg = daemon_config(config, kafka, tmp_path)
@@ -147,6 +111,7 @@ def test_partitions_given_up_in_a_rebalance_are_left_alone(kafka, model, live, t
     commits, nor watches the lag of, the one it gave up; when the member leaves, the daemon
     takes the partition back at the group's committed offset."""
     from kafka import KafkaConsumer, KafkaProducer
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 
     detector, _, config = model
     cfg = daemon_config(config, kafka, tmp_path)
@@ -161,7 +126,8 @@ def test_partitions_given_up_in_a_rebalance_are_left_alone(kafka, model, live, t
     run = InProcess(cfg, detector)
     run.wait_consumed(len(messages))
     other = KafkaConsumer(topic, bootstrap_servers=kafka.bootstrap_servers,
-                          group_id=cfg.daemon.group_id, enable_auto_commit=False)
+                          group_id=cfg.daemon.group_id, enable_auto_commit=False,
+                          partition_assignment_strategy=(CooperativeStickyAssignor,))
     try:
         deadline = time.monotonic() + 60
         while not other.assignment() and time.monotonic() < deadline:
@@ -226,42 +192,6 @@ def test_restart_resumes_state_without_rewarming(kafka, model, live, expected, t
 
 
 # ---------------------------------------------------------------- kill -9, subprocesses
-def start_process(cfg, model_path, tmp_path, port):
-    data = config_to_dict(cfg)
-    data["daemon"]["model"] = str(model_path)
-    data["daemon"]["http_port"] = port
-    path = tmp_path / "daemon.yaml"
-    path.write_text(yaml.safe_dump(json.loads(json.dumps(data))))
-    log = open(tmp_path / "daemon.log", "ab")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "streamae", "run", "--config", str(path)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def wait_ready(proc, port, timeout=90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "daemon exited"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("daemon not ready")
-
-
-def wait_committed(kafka, cfg, total, proc, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "daemon exited"
-        if (kafka.committed(cfg.daemon.group_id, cfg.input.topics[0]) or 0) >= total:
-            return
-        time.sleep(0.2)
-    raise AssertionError("daemon did not commit everything")
-
-
 def crash_and_resume(kafka, model, live, tmp_path, delivery, kills=3, seed=0):
     """Stream in chunks, each paced over about a second while the daemon runs, and kill -9
     the daemon at a random moment of each; finish with a clean SIGTERM. Returns the config

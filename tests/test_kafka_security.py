@@ -18,8 +18,9 @@ from streamae.daemon.runner import Daemon
 from streamae.demo import frame_messages
 from kafka_harness import KafkaHarness
 from streamae.errors import KafkaAccessError
+from daemon_helpers import daemon_config, events_of, same_events
 from test_daemon_kafka import (  # noqa: F401  (module fixtures shared with the daemon tests)
-    InProcess, daemon_config, events_of, expected, live, model, same_events)
+    InProcess, expected, live, model)
 
 pytestmark = pytest.mark.kafka
 USERS = {"SCRAM-SHA-512": ("alice", "alice-secret"), "PLAIN": ("bob", "bob-secret")}

@@ -14,7 +14,8 @@ from streamae.daemon import announce
 from streamae.demo import frame_messages
 from streamae.models.detector import train_detector
 from streamae.updater.store import ModelStore
-from test_daemon_kafka import InProcess, daemon_config, live, model  # noqa: F401
+from daemon_helpers import daemon_config
+from test_daemon_kafka import InProcess, live, model  # noqa: F401
 
 pytestmark = pytest.mark.kafka
 

@@ -101,3 +101,50 @@ def test_state_restores_with_keys_first_seen_in_any_order(trained, synthetic):
     after.restore(before.state())
     tail = after.process(frame.take(slice(half, len(frame)))).score
     np.testing.assert_allclose(np.r_[head, tail], expected, rtol=1e-5, equal_nan=True)
+
+
+def test_keys_handed_to_another_pipeline_carry_on_without_rewarming(trained, synthetic):
+    # how a partition moves between daemons: its keys' state goes from one pipeline to
+    # another that already holds other keys; scores, thresholds and events carry on
+    # exactly, and the pipeline they left forgets them
+    detector, config = trained
+    frame = synthetic.take(synthetic.event_time_order())
+    whole = Pipeline(detector, config, EventClock())
+    want = whole.process(frame)
+    half = len(frame) // 2
+    head, tail = frame.take(slice(0, half)), frame.take(slice(half, len(frame)))
+    mover = tail.keys == "sensor-1"
+    first, second = Pipeline(detector, config, EventClock()), Pipeline(detector, config,
+                                                                       EventClock())
+    first.process(head)
+    second.process(head.take(head.keys == "sensor-0"))  # it has a key of its own
+    second.forget_keys(["sensor-0"])
+    second.process(head.take(head.keys == "sensor-0"))  # forgotten: warms up again
+    moved = first.export_keys(["sensor-1"])
+    first.forget_keys(["sensor-1"])
+    second.import_keys(moved)
+    got_tail = second.process(tail.take(mover))
+    stayed = first.process(tail.take(~mover))
+    assert not first.windows.count[first.keys.slot["sensor-1"]], "forgotten where it left"
+    assert len(stayed.score) and not np.isnan(stayed.score).all()
+
+    def by_time(out):
+        keep = out.key == "sensor-1"
+        return {t: (s, h) for t, s, h in zip(out.ts[keep], out.score[keep],
+                                              out.threshold[keep])}
+
+    whole_at, moved_at = by_time(want), by_time(got_tail)
+    assert moved_at and set(moved_at) <= set(whole_at)
+    got_v = np.array([moved_at[t] for t in sorted(moved_at)])
+    want_v = np.array([whole_at[t] for t in sorted(moved_at)])
+    assert not np.isnan(got_v).any(), "the first points after the move are scored and judged"
+    np.testing.assert_allclose(got_v, want_v, rtol=1e-5)
+    later = [e for e in want.events if e["key"] == "sensor-1"
+             and e["at"] > first_ts(tail.take(mover))]
+    assert later, "the scenario must have events after the move"
+    assert [e["event_id"] for e in got_tail.events] == [e["event_id"] for e in later]
+
+
+def first_ts(frame):
+    from streamae.clock import iso
+    return iso(float(frame.timestamps.min()) - 1e-6)

@@ -58,6 +58,7 @@ class Checkpoint:
     pipeline: PipelineState
     decoder: dict[str, Any] | None
     written_at: float
+    owners: dict[str, tuple[str, int]]  # key -> the input partition it arrives on
     path: Path | None = None
 
 
@@ -75,11 +76,13 @@ class CheckpointStore:
         return sorted(p for p in self.dir.iterdir() if _NAME.search(p.name))
 
     def save(self, offsets: Offsets, pipeline: PipelineState,
-             decoder: dict[str, Any] | None = None) -> Path:
+             decoder: dict[str, Any] | None = None,
+             owners: dict[str, tuple[str, int]] | None = None) -> Path:
         self.seq += 1
         meta = {"format": FORMAT, "seq": self.seq, "written_at": time.time(),
                 "offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())],
-                "pipeline": pipeline.meta, "decoder": decoder}
+                "pipeline": pipeline.meta, "decoder": decoder,
+                "owners": [[k, t, p] for k, (t, p) in (owners or {}).items()]}
         buf = io.BytesIO()
         np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
                  **pipeline.arrays)
@@ -106,8 +109,9 @@ class CheckpointStore:
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')}")
         offsets = {(t, p): o for t, p, o in meta["offsets"]}
+        owners = {k: (t, p) for k, t, p in meta.get("owners", [])}
         return Checkpoint(meta["seq"], offsets, PipelineState(arrays, meta["pipeline"]),
-                          meta["decoder"], meta["written_at"], path)
+                          meta["decoder"], meta["written_at"], owners, path)
 
     def checkpoints(self) -> list[Checkpoint]:
         """Every readable checkpoint, newest first (unreadable ones are logged and skipped)."""
@@ -119,15 +123,23 @@ class CheckpointStore:
                 log.warning("skipping unreadable checkpoint %s: %s", path, exc)
         return found
 
-    def resume_point(self, committed: Offsets) -> Checkpoint | None:
+    def resume_point(self, committed: Offsets,
+                     assigned: set[tuple[str, int]] | None = None) -> Checkpoint | None:
         """The checkpoint to resume from, given the group's committed offsets (see module
-        doc): an exact match first, else the newest one not ahead of them."""
+        doc): an exact match first, else the newest one not ahead of them. Only the
+        ``assigned`` partitions count (default: those of ``committed``)."""
+        mine = set(committed) if assigned is None else assigned
         candidates = self.checkpoints()
+
+        def offsets(cp: Checkpoint) -> Offsets:
+            return {tp: o for tp, o in cp.offsets.items() if tp in mine}
+
         for cp in candidates:
-            if cp.offsets == committed:
+            if offsets(cp) == committed and offsets(cp):
                 return cp
         for cp in candidates:
-            if all(committed.get(tp, -1) >= off for tp, off in cp.offsets.items()):
+            if offsets(cp) and all(committed.get(tp, -1) >= off
+                                   for tp, off in offsets(cp).items()):
                 log.warning("no checkpoint matches the committed offsets %s; resuming from "
                             "older checkpoint %s and replaying from its offsets", committed,
                             cp.path)

@@ -11,6 +11,8 @@ import ssl
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streamae.config import DaemonConfig, KafkaConfig
@@ -136,7 +138,13 @@ def consumer(config: KafkaConfig, daemon: DaemonConfig, exactly_once: bool,
                 "enable_auto_commit": False, "auto_offset_reset": daemon.auto_offset_reset,
                 "max_poll_records": daemon.poll_records,
                 "isolation_level": "read_committed" if exactly_once else "read_uncommitted",
-                "fetch_max_wait_ms": 100, **overrides}
+                "fetch_max_wait_ms": 100,
+                "session_timeout_ms": int(daemon.session_timeout * 1000),
+                "heartbeat_interval_ms": int(min(3.0, daemon.session_timeout / 3) * 1000),
+                "partition_assignment_strategy": (
+                    (CooperativeStickyAssignor,) if daemon.rebalance == "cooperative"
+                    else (RangePartitionAssignor,)),
+                **overrides}
     log.debug("consumer settings %s", masked(settings))
     return KafkaConsumer(**settings)
 
@@ -151,13 +159,14 @@ def producer(config: KafkaConfig, transactional_id: str | None = None,
 
 
 def ensure_topics(config: KafkaConfig, names: list[str], partitions: int = 1,
-                  compacted: bool = False) -> None:
+                  compacted: bool = False, configs: dict[str, str] | None = None) -> None:
     """Create missing topics (no-op for existing ones)."""
     admin = KafkaAdminClient(**client_settings(config))
     try:
         existing = set(admin.list_topics())
         options = {"num_partitions": partitions,
-                   "configs": {"cleanup.policy": "compact"} if compacted else {}}
+                   "configs": {**({"cleanup.policy": "compact"} if compacted else {}),
+                               **(configs or {})}}
         new = {n: options for n in names if n not in existing}
         if new:
             try:

@@ -167,7 +167,7 @@ class Provenance:
 
     def __call__(self, row: int) -> dict[str, Any] | None:
         slot = row % self.size
-        if self.row[slot] != row:
+        if row < 0 or self.row[slot] != row:  # negative: a point taken over from elsewhere
             return None
         topic, partition = self.partitions[self.part[slot]]
         return {"topic": topic, "partition": partition, "offset": int(self.offset[slot])}

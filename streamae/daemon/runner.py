@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -24,6 +25,8 @@ from kafka.structs import OffsetAndMetadata
 from streamae.clock import wall_clock
 from streamae.config import Config
 from streamae.daemon import announce, clients
+from streamae.daemon.changelog import MAX_RECORD_BYTES, Changelog, Partition, Snapshot, \
+    topic_options
 from streamae.daemon.checkpoint import CheckpointStore, Offsets
 from streamae.daemon.decode import BatchDecoder, DeadLetter, Provenance
 from streamae.daemon.metrics import DaemonMetrics, serve
@@ -59,8 +62,11 @@ class Daemon:
         self.restored = False
         self.in_transaction = False
         self.assigned: list[TopicPartition] | None = None
-        self.owned: set[tuple[str, int]] = set()
+        self.owned: set[Partition] = set()
         self.feed: announce.Follower | None = None
+        self.changelog = (Changelog(config.kafka, config.daemon.state_topic,
+                                    config.daemon.group_id, self.exactly_once)
+                          if config.daemon.state_topic else None)
 
     @property
     def instance_id(self) -> str:
@@ -84,6 +90,8 @@ class Daemon:
         self.batches = BatchDecoder(self.decoder, self.detector.channels,
                                     self.config.input.max_message_bytes)
         self.positions: Offsets = {}
+        self.key_partition: dict[str, Partition] = {}  # key -> input partition it arrives on
+        self.changed: set[Partition] = set()  # partitions moved on since their last snapshot
         self.pending: list[Any] = []
         self.dirty = False
         self.counted = dict.fromkeys(STATUS_NAMES, 0)
@@ -110,17 +118,27 @@ class Daemon:
             gc.collect()
             gc.freeze()
             self.producer = clients.producer(
-                k, self.instance_id if self.exactly_once else None)
+                k, self.instance_id if self.exactly_once else None,
+                **({"max_request_size": MAX_RECORD_BYTES} if self.changelog else {}))
             if self.exactly_once:
                 self.producer.init_transactions()
             self.consumer = clients.consumer(k, d, self.exactly_once,
                                              group_instance_id=self.instance_id)
+            widest = 1
             for topic in self.config.input.topics:
                 # have the topic in the client's metadata before joining the group: a
                 # leader that joins without it assigns nothing to anyone
-                if not self.consumer.partitions_for_topic(topic):
+                partitions = self.consumer.partitions_for_topic(topic)
+                if not partitions:
                     log.warning("input topic %s does not exist (yet); it is picked up when "
                                 "it appears", topic)
+                widest = max(widest, len(partitions or ()))
+            if self.changelog:
+                try:
+                    clients.ensure_topics(k, [d.state_topic], widest, configs=topic_options())
+                except Exception as exc:
+                    log.warning("could not check/create the state topic %s: %s", d.state_topic,
+                                exc)
             self.consumer.subscribe(self.config.input.topics, listener=_Rebalance(self))
             if self.updates:
                 self.updates.open_control()
@@ -216,63 +234,152 @@ class Daemon:
             self.updates.close()
         if self.feed is not None:
             self.feed.close()
+        if self.changelog is not None:
+            self.changelog.close()
         self.metrics.ready = False
         gc.unfreeze()
         log.info("stopped")
 
     # ------------------------------------------------------------------ state
-    def _on_assigned(self, assigned: list[TopicPartition]) -> set[tuple[str, int]]:
-        """After a rebalance: partitions this daemon already holds state for keep it (the
-        consumer is moved back to where that state stands, since a rejoin may reset it to
-        the committed offsets); anything new means restoring from the checkpoint."""
+    def _on_assigned(self, assigned: list[TopicPartition]) -> set[Partition]:
+        """After a rebalance: partitions kept carry on with the state in memory (the
+        consumer is moved back to where it stands, since a rejoin may reset it to the
+        committed offsets); partitions given up are forgotten; partitions received take
+        their keys' state from the state topic. Returns every assigned partition: records
+        already fetched for them are stale."""
         current = {(tp.topic, tp.partition) for tp in assigned}
         self.metrics.lag.clear()  # partitions given up keep no stale lag
-        if self.restored and current <= self.owned:
-            log.info("rebalance kept this daemon's partitions; state carries on at %s",
-                     {tp: self.positions.get(tp) for tp in current})
-            # partitions given up are not ours to commit or watch any more
-            self.positions = {tp: o for tp, o in self.positions.items() if tp in current}
+        if not self.restored:
+            self.restore(assigned)
+        else:
+            gone, new = self.owned - current, current - self.owned
+            if gone:
+                self._release(gone)
+            if new:
+                self._receive(new, self._committed(tp for tp in assigned
+                                                   if (tp.topic, tp.partition) in new))
+            if not gone and not new:
+                log.info("rebalance kept this daemon's partitions; state carries on at %s",
+                         {tp: self.positions.get(tp) for tp in current})
             self._seek_to_state(assigned)
-            self.owned = current
-            return current
-        moved = self.restore(assigned)
         self.owned = current
-        return moved
+        return current
 
-    def restore(self, assigned: list[TopicPartition]) -> set[tuple[str, int]]:
-        """Resume from the checkpoint that matches the group's committed offsets and move
-        the consumer to the offsets that state corresponds to. Returns those partitions:
-        records already fetched for them are stale. Runs at start, after every
-        (re)assignment and after a failed delivery, so state and positions always agree."""
+    def _committed(self, assigned: Any) -> Offsets:
         committed = {}
         for tp in assigned:
             offset = self.consumer.committed(tp)
             if offset is not None:
                 committed[(tp.topic, tp.partition)] = offset
+        return committed
+
+    def restore(self, assigned: list[TopicPartition]) -> set[Partition]:
+        """Resume from the local checkpoint that matches the group's committed offsets,
+        take any partition the state topic holds newer state for from there, and move the
+        consumer to the offsets that state corresponds to. Returns those partitions:
+        records already fetched for them are stale. Runs at start and after a failed
+        delivery, so state and positions always agree."""
+        mine = {(tp.topic, tp.partition) for tp in assigned}
+        committed = self._committed(assigned)
         self._fresh_state()
-        cp = self.store.resume_point(committed)
+        cp = self.store.resume_point(committed, mine)
+        covered: Offsets = {}
         if cp is not None:
             self.pipeline.restore(cp.pipeline)
             if self.updates:
                 self.updates.restore(cp.pipeline.arrays)
             if cp.decoder is not None and hasattr(self.decoder, "restore"):
                 self.decoder.restore(cp.decoder)
-            # partitions the checkpoint does not cover (received from another member)
-            # start where the group committed them; the rest where the state stands
-            mine = {(tp.topic, tp.partition) for tp in assigned}
-            self.positions = {**committed,
-                              **{tp: o for tp, o in cp.offsets.items() if tp in mine}}
+            covered = {tp: o for tp, o in cp.offsets.items() if tp in mine}
+            self.key_partition = dict(cp.owners)
             self.counted = self.pipeline.counts()
             log.info("resumed from %s: %d keys, %d open alarms, offsets %s", cp.path.name,
-                     len(self.pipeline.keys.names), len(self.pipeline.events.open), cp.offsets)
+                     len(self.pipeline.keys.names), len(self.pipeline.events.open), covered)
+            self.metrics.moves.labels("in", "checkpoint").inc(len(covered))
+            elsewhere = set(self.key_partition.values()) - mine
+            if elsewhere:
+                self._release(elsewhere, quiet=True)
         else:
-            self.positions = committed
             log.info("no checkpoint to resume from: fresh state at offsets %s",
                      committed or "(group start)")
+        # partitions the checkpoint does not cover start where the group committed them
+        self.positions = {**committed, **covered}
+        self._receive(mine, committed, covered)
         self._seek_to_state(assigned)
         self.restored = True
         self.metrics.ready = True
-        return {(tp.topic, tp.partition) for tp in assigned}
+        return mine
+
+    def _receive(self, partitions: set[Partition], committed: Offsets,
+                 local: Offsets | None = None) -> None:
+        """Take each partition's keys from the state topic when it holds state newer than
+        what this daemon has (``local``: partitions the checkpoint covered), else start
+        the partition at its committed offset: its keys warm up."""
+        local = local or {}
+        snapshots = self._read_state(partitions)
+        for p in sorted(partitions):
+            snap, have = snapshots.get(p), local.get(p)
+            if snap is not None and have is not None and snap.offset <= have:
+                continue  # the checkpoint is as new: keep it
+            if snap is not None and have is None and snap.offset < committed.get(p, -1):
+                log.warning("state of %s[%d] stops at offset %d, before the committed %d: "
+                            "not used; its keys warm up", *p, snap.offset, committed[p])
+                snap = None
+            if snap is not None and self._take_over(p, snap):
+                self.metrics.moves.labels("in", "state_topic").inc()
+                continue
+            if have is None:
+                self.positions.pop(p, None)
+                if p in committed:
+                    self.positions[p] = committed[p]
+                log.info("received %s[%d] without state: starts at offset %s, its keys warm "
+                         "up", *p, committed.get(p, "(reset)"))
+                self.metrics.moves.labels("in", "none").inc()
+
+    def _read_state(self, partitions: set[Partition]) -> dict[Partition, Snapshot]:
+        if self.changelog is None:
+            return {}
+        try:
+            return self.changelog.read(partitions)
+        except (KafkaError, TimeoutError, RuntimeError) as exc:
+            log.error("could not read the state topic (%s); partitions %s start from their "
+                      "committed offsets", exc, sorted(partitions))
+            return {}
+
+    def _take_over(self, partition: Partition, snap: Snapshot) -> bool:
+        """Load a partition's keys from its snapshot (replacing what this daemon held)."""
+        stale = [k for k, p in self.key_partition.items() if p == partition]
+        try:
+            self.pipeline.forget_keys(stale)
+            self.pipeline.import_keys(snap.state)
+        except InputFormatError as exc:
+            log.error("state of %s[%d] does not fit this model (%s); its keys warm up",
+                      *partition, exc)
+            return False
+        for key in stale:
+            del self.key_partition[key]
+        keys = snap.state.meta["keys"]
+        self.key_partition.update(dict.fromkeys(keys, partition))
+        self.positions[partition] = snap.offset
+        log.info("received %s[%d] with the state of %d keys (%d open alarms) at offset %d",
+                 *partition, len(keys), len(snap.state.meta["open_alarms"]), snap.offset)
+        return True
+
+    def _release(self, partitions: set[Partition], quiet: bool = False) -> None:
+        """Forget the state of partitions this daemon no longer owns: their next owner
+        takes it from the state topic."""
+        keys = [k for k, p in self.key_partition.items() if p in partitions]
+        self.pipeline.forget_keys(keys)
+        for key in keys:
+            del self.key_partition[key]
+        for p in partitions:
+            self.positions.pop(p, None)
+            self.changed.discard(p)
+        if not quiet:
+            self.metrics.moves.labels("out", "state_topic" if self.changelog else "none").inc(
+                len(partitions))
+            log.info("gave up %s (%d keys)", ", ".join(f"{t}[{p}]" for t, p in
+                                                       sorted(partitions)), len(keys))
 
     def _seek_to_state(self, assigned: list[TopicPartition]) -> None:
         """Move the consumer to where the state stands for each partition. Always seek: the
@@ -316,12 +423,33 @@ class Daemon:
             self.metrics.events.labels(event["status"]).inc()
         for dead in batch.dead + batch.rejected(first, out.row, out.status):
             self._dead_letter(dead)
+        self._note_keys(polled, batch)
         for tp, recs in polled.items():
             self.metrics.consumed.labels(tp.topic).inc(len(recs))
             self.positions[(tp.topic, tp.partition)] = recs[-1].offset + 1
         self.dirty = True
         self._count_points()
         self.metrics.latency.observe(time.perf_counter() - start)
+
+    def _note_keys(self, polled: dict[TopicPartition, list[Any]], batch: Any) -> None:
+        """Remember which partition each key arrives on: its state moves with it."""
+        tps = list(polled)
+        if len(tps) == 1:
+            groups = [(tps[0], batch.frame.keys)]
+        else:
+            bounds = np.cumsum([len(recs) for recs in polled.values()])
+            which = np.searchsorted(bounds, batch.message, side="right")
+            groups = [(tp, batch.frame.keys[which == j]) for j, tp in enumerate(tps)]
+        for tp, keys in groups:
+            where = (tp.topic, tp.partition)
+            self.changed.add(where)
+            for key in set(keys.tolist()):
+                was = self.key_partition.get(key)
+                if was != where:
+                    if was is not None:
+                        log.warning("key %r arrives on %s[%d] after %s[%d]: its state now "
+                                    "moves with the newer partition", key, *where, *was)
+                    self.key_partition[key] = where
 
     def _dead_letter(self, dead: DeadLetter) -> None:
         raw, headers = dead.raw, dead.headers()
@@ -344,9 +472,12 @@ class Daemon:
         self.metrics.keys.set(len(self.pipeline.keys.names))
 
     # ------------------------------------------------------------------ durability
-    def _commit(self) -> None:
+    def _commit(self, handing_over: bool = False) -> None:
         """Make everything handled so far durable, in the order the checkpoint module
-        documents; on a delivery failure, replay from the last durable point."""
+        documents; on a delivery failure, replay from the last durable point. While
+        partitions are being handed over (inside the rebalance callback, where the
+        consumer cannot be called) at-least-once leaves the offset commit to the next
+        interval: the state topic already tells the next owner where to start."""
         if not self.restored or not self.dirty:
             return
         start = time.perf_counter()
@@ -354,27 +485,62 @@ class Daemon:
                    for (t, p), o in self.positions.items()}
         try:
             if self.exactly_once:
-                self.store.save(self.positions, self._state(), self._decoder_state())
+                self._save()
+                self.pending += self._write_state()
                 self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
                 self.producer.commit_transaction()
                 self.in_transaction = False
             else:
-                self.producer.flush()
-                failed = [f for f in self.pending if f.failed()]
-                if failed:
-                    raise DeliveryError(f"{len(failed)} sends failed: {failed[0].exception}")
-                self.store.save(self.positions, self._state(), self._decoder_state())
-                self.consumer.commit(offsets)
+                self._flush()
+                self.pending += self._write_state()
+                self._flush()
+                self._save()
+                if not handing_over:
+                    self.consumer.commit(offsets)
         except KafkaError as exc:
             self.metrics.commit_failures.inc()
-            self._recover(exc)
+            self._recover(exc, later=handing_over)
             return
         self.pending.clear()
         self.dirty = False
         self.metrics.commits.inc()
         self.metrics.commit_seconds.observe(time.perf_counter() - start)
 
-    def _recover(self, exc: Exception) -> None:
+    def _flush(self) -> None:
+        self.producer.flush()
+        failed = [f for f in self.pending if f.failed()]
+        if failed:
+            raise DeliveryError(f"{len(failed)} sends failed: {failed[0].exception}")
+
+    def _save(self) -> None:
+        self.store.save(self.positions, self._state(), self._decoder_state(),
+                        self.key_partition)
+
+    def _write_state(self) -> list[Any]:
+        """Snapshot each partition that moved on since its last snapshot to the state
+        topic (sent, not yet acknowledged)."""
+        if self.changelog is None or not self.changed:
+            return []
+        keys: dict[Partition, list[str]] = {p: [] for p in self.changed}
+        for key, p in self.key_partition.items():
+            if p in keys:
+                keys[p].append(key)
+        snapshots = {p: Snapshot(self.positions[p], self.pipeline.export_keys(names))
+                     for p, names in keys.items() if p in self.positions}
+        sent = self.changelog.write(self.producer, snapshots)
+        self.changed.clear()
+        return sent
+
+    def hand_over(self) -> None:
+        """Partitions are about to be revoked: make the work on them durable and their
+        state readable by their next owner before the rebalance goes on."""
+        if self.restored and self.dirty:
+            log.info("handing over: committing state before partitions are revoked")
+            self._commit(handing_over=True)
+
+    def _recover(self, exc: Exception, later: bool = False) -> None:
+        """After a failed commit: abort what is open and restore from the last durable
+        state (``later``: inside the rebalance callback, the loop restores after it)."""
         if not self.exactly_once and not isinstance(exc, DeliveryError):
             # events are durable and the checkpoint written; the next commit carries the
             # offsets (a crash before then is matched to this checkpoint on restart)
@@ -391,6 +557,10 @@ class Daemon:
                 self.producer = clients.producer(self.config.kafka, self.instance_id)
                 self.producer.init_transactions()
             self.in_transaction = False
+        if later:
+            self.restored = False
+            self.assigned = list(self.consumer.assignment())
+            return
         time.sleep(1.0)
         self.restore(list(self.consumer.assignment()))
 
@@ -411,16 +581,30 @@ class Daemon:
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    """Notes assignments for the loop (the listener runs inside the client's event loop,
-    where blocking client calls are not allowed); the loop restores state after poll."""
+    """Hands state over before partitions are revoked and notes assignments for the loop
+    (the listener runs inside the consumer's event loop, where the consumer itself must
+    not be called; the loop restores state after poll)."""
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        if revoked and self.daemon.dirty:
-            log.warning("partitions %s revoked with work since the last commit; it will be "
-                        "replayed by their next owner", sorted(revoked))
+        if not revoked:
+            return
+        log.info("revoking %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in
+                                          sorted(revoked)))
+        self.daemon.hand_over()
+        if self.daemon.config.daemon.rebalance == "cooperative":
+            # only the partitions that move are revoked, and no assignment may follow
+            self.daemon.assigned = sorted(set(self.daemon.consumer.assignment()) - set(revoked))
+
+    def on_partitions_lost(self, lost: list[TopicPartition]) -> None:
+        # evicted from the group: another member may own these already, so nothing of
+        # them is written; uncommitted work on them is replayed by their new owner
+        log.warning("lost %s (this daemon was evicted from the group)",
+                    ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(lost)))
+        self.daemon.dirty = False
+        self.daemon.assigned = []
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned))

@@ -46,6 +46,21 @@ class Decision:
             self.threshold.apply(np.full(len(values), slot, dtype=np.int64),
                                  np.asarray(values, dtype=np.float64))
 
+    def take(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        """The given slots' threshold and alarm rows."""
+        return {**{f"threshold.{k}": v for k, v in self.threshold.take(slots).items()},
+                **{f"alarm.{k}": v for k, v in self.alarm.take(slots).items()}}
+
+    def put(self, slots: np.ndarray, rows: dict[str, np.ndarray]) -> None:
+        for prefix, stage in (("threshold.", self.threshold), ("alarm.", self.alarm)):
+            stage.put(slots, {k[len(prefix):]: v for k, v in rows.items()
+                              if k.startswith(prefix)})
+
+    def reset(self, slots: np.ndarray) -> None:
+        """The given slots start over: thresholds calibrate again, no alarm is open."""
+        self.threshold.reset(slots)
+        self.alarm.reset(slots)
+
     def state_dict(self) -> dict[str, np.ndarray]:
         return {**{f"threshold.{k}": v for k, v in self.threshold.state_dict().items()},
                 **{f"alarm.{k}": v for k, v in self.alarm.state_dict().items()}}

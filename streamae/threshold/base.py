@@ -29,6 +29,16 @@ class KeyedState:
             arr = getattr(self, name)
             arr[slots] = self._fill if name == "state" else 0.0
 
+    def take(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        """The given slots' rows (to hand those keys to another pipeline)."""
+        return {name: getattr(self, name)[slots] for name in self._STATE}
+
+    def put(self, slots: np.ndarray, rows: dict[str, np.ndarray]) -> None:
+        """Write rows from :meth:`take` into the given slots (grown to fit)."""
+        self.ensure(int(slots.max()) + 1 if len(slots) else 0)
+        for name in self._STATE:
+            getattr(self, name)[slots] = rows[name]
+
     def state_dict(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name).copy() for name in self._STATE}
 
