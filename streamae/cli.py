@@ -73,24 +73,36 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         return p
 
-    p = command("run", "The daemon: consume metric topics, score per-sensor windows, produce "
-                "anomaly events; runs until SIGTERM/Ctrl-C, then commits and checkpoints.", _run)
-    p.add_argument("--model", metavar="MODEL_DIR", help="trained model [config: daemon.model]")
-    p.add_argument("--bootstrap-servers", metavar="HOST:PORT",
-                   default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
-                   help="Kafka brokers [config: kafka.bootstrap_servers; "
-                   "env: STREAMAE_BOOTSTRAP_SERVERS]")
-    p.add_argument("--input-topic", action="append", metavar="TOPIC",
-                   help="topic to consume, repeatable [config: input.topics]")
-    p.add_argument("--format", choices=["json", "telegraf", "influx", "prometheus",
-                                        "alertmanager"], help="input layout [config: input.format]")
-    p.add_argument("--output-topic", metavar="TOPIC", help="events [config: daemon.output_topic]")
-    p.add_argument("--group-id", metavar="GROUP", help="consumer group [config: daemon.group_id]")
-    p.add_argument("--delivery", choices=["at-least-once", "exactly-once"],
-                   help="delivery guarantee [config: daemon.delivery]")
-    p.add_argument("--state-dir", metavar="DIR", help="checkpoints [config: daemon.state_dir]")
-    p.add_argument("--log-format", choices=["text", "json"], default="text",
-                   help="log lines as text or one JSON object each")
+    for name, help in (
+            ("run", "The daemon: consume metric topics, score per-sensor windows, produce "
+             "anomaly events; runs until SIGTERM/Ctrl-C, then commits and checkpoints."),
+            ("updater", "The fleet's model updater (one process, on the GPU host when there "
+             "is one): reads the same input in its own consumer group (GROUP.updater), "
+             "fine-tunes on drift and schedule, and announces each accepted version on "
+             "daemon.models_topic for every `streamae run` to verify and swap in. Needs "
+             "updater.store on a volume the daemons can read.")):
+        p = command(name, help, _run)
+        p.set_defaults(role="scorer" if name == "run" else "updater")
+        p.add_argument("--model", metavar="MODEL_DIR",
+                       help="trained model [config: daemon.model]")
+        p.add_argument("--bootstrap-servers", metavar="HOST:PORT",
+                       default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
+                       help="Kafka brokers [config: kafka.bootstrap_servers; "
+                       "env: STREAMAE_BOOTSTRAP_SERVERS]")
+        p.add_argument("--input-topic", action="append", metavar="TOPIC",
+                       help="topic to consume, repeatable [config: input.topics]")
+        p.add_argument("--format", choices=["json", "telegraf", "influx", "prometheus",
+                                            "alertmanager"],
+                       help="input layout [config: input.format]")
+        p.add_argument("--output-topic", metavar="TOPIC",
+                       help="events [config: daemon.output_topic]")
+        p.add_argument("--group-id", metavar="GROUP",
+                       help="consumer group [config: daemon.group_id]")
+        p.add_argument("--delivery", choices=["at-least-once", "exactly-once"],
+                       help="delivery guarantee [config: daemon.delivery]")
+        p.add_argument("--state-dir", metavar="DIR", help="checkpoints [config: daemon.state_dir]")
+        p.add_argument("--log-format", choices=["text", "json"], default="text",
+                       help="log lines as text or one JSON object each")
 
     p = command("control", "Send a command to running daemons through the control topic: "
                 "update (start an update round now) or admit (take a key's quarantined "
@@ -524,7 +536,7 @@ def _run(args: argparse.Namespace) -> int:
                             "(train one with `streamae train`)")
     _threads(config)
     detector = Detector.load(config.daemon.model)
-    daemon = Daemon(config, detector)
+    daemon = Daemon(config, detector, role=args.role)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stop())
     daemon.run()

@@ -66,6 +66,26 @@ def test_kubernetes_objects_validate_against_the_api_schemas():
         kv.validate(obj, "1.33.0", strict=True)
 
 
+def test_updater_runs_the_updater_command_on_a_gpu_with_the_store_writable():
+    (updater,) = [d for d in kustomize_resources() if d["kind"] == "Deployment"]
+    assert updater["spec"]["replicas"] == 1
+    (container,) = updater["spec"]["template"]["spec"]["containers"]
+    parses_as_cli(container["args"])
+    assert container["args"][0] == "updater"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    config = load_config(DEPLOY / "streamae.yaml")
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert config.updater.store.startswith(mounts["models"]["mountPath"])
+    assert not mounts["models"].get("readOnly"), "the updater writes accepted versions"
+    assert config.daemon.models_topic and config.daemon.state_topic
+    assert not config.updater.enabled, "the scoring daemons only follow announcements"
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    service = compose["services"]["updater"]
+    parses_as_cli(service["command"])
+    assert service["command"][0] == "updater"
+    assert not any(v.endswith(":ro") for v in service["volumes"] if v.startswith("./models"))
+
+
 def test_kubernetes_daemon_names_real_commands_files_and_endpoints():
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
     for resource in kustomization["resources"]:

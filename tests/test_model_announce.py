@@ -91,3 +91,58 @@ def test_a_model_announced_before_a_daemon_starts_is_adopted_at_start(
         wait_for(lambda: run.daemon.pipeline.detector.version == newer.version)
     finally:
         run.stop()
+
+
+def test_the_updater_process_announces_what_it_accepts_to_every_daemon(
+        kafka, model, live, tmp_path):
+    # the fleet layout: two scoring daemons share the input; the updater reads it too, in
+    # its own group, sends no events, and announces each version it accepts
+    from kafka import KafkaProducer
+
+    from streamae.daemon.runner import updater_config
+    from streamae.errors import ConfigError
+
+    detector, _, config = model
+    cfg = daemon_config(config, kafka, tmp_path, models_topic=kafka.topic("models"))
+    topic = kafka.topic("in2", partitions=2)
+    cfg = dataclasses.replace(
+        cfg, input=dataclasses.replace(cfg.input, topics=[topic]),
+        daemon=dataclasses.replace(cfg.daemon, control_topic=kafka.topic("control")))
+    with pytest.raises(ConfigError, match="updater.store"):
+        updater_config(cfg)
+    fleet_cfg = dataclasses.replace(cfg, updater=dataclasses.replace(
+        cfg.updater, store=str(tmp_path / "store"), min_windows=20, drift="none",
+        cooldown=0.0, epochs=1, device="cpu", gate_tolerance=1.0, gate_alarm_rate=1.0,
+        admit_after=0.0))
+    messages = frame_messages(live)
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    for key, value in messages[:600]:
+        producer.send(topic, key=key, value=value, partition=int(key == b"sensor-1"))
+    producer.flush()
+    scorers = [InProcess(dataclasses.replace(cfg, daemon=dataclasses.replace(
+        cfg.daemon, state_dir=str(tmp_path / f"s{i}"))), detector) for i in range(2)]
+    updater = InProcess(dataclasses.replace(fleet_cfg, daemon=dataclasses.replace(
+        fleet_cfg.daemon, state_dir=str(tmp_path / "u"))), detector, role="updater")
+    try:
+        updater.wait_consumed(600)
+        producer.send(cfg.daemon.control_topic, b'{"command": "update"}').get(10)
+        store = ModelStore(tmp_path / "store")
+        sent, deadline = 600, time.monotonic() + 120
+        while store.current() == detector.version:  # batches flow: updates act between them
+            assert time.monotonic() < deadline, "the updater accepted no version"
+            for key, value in messages[sent: sent + 20]:
+                producer.send(topic, key=key, value=value, partition=int(key == b"sensor-1"))
+            producer.flush()
+            sent += 20
+            time.sleep(0.2)
+        accepted = store.current()
+        took = wait_for(lambda: all(s.daemon.pipeline.detector.version == accepted
+                                    for s in scorers))
+        print(f"version accepted by the updater process reached both daemons in {took:.2f} s")
+        assert updater.daemon.config.daemon.group_id == cfg.daemon.group_id + ".updater"
+        assert sum(c._value.get() for c in updater.daemon.metrics.events._metrics.values()) == 0
+        assert all(s.daemon.updates is None for s in scorers), "scorers only follow"
+    finally:
+        producer.close()
+        for run in [*scorers, updater]:
+            run.stop()

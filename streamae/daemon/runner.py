@@ -7,6 +7,7 @@ the interval durable (see :mod:`streamae.daemon.checkpoint` for the order of a c
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import logging
@@ -31,7 +32,7 @@ from streamae.daemon.checkpoint import CheckpointStore, Offsets
 from streamae.daemon.decode import BatchDecoder, DeadLetter, Provenance
 from streamae.daemon.metrics import DaemonMetrics, serve
 from streamae.daemon.updates import DaemonUpdates, starting_model
-from streamae.errors import InputFormatError, ModelError
+from streamae.errors import ConfigError, InputFormatError, ModelError
 from streamae.formats import build_decoder
 from streamae.models.detector import Detector
 from streamae.pipeline import Pipeline
@@ -46,9 +47,17 @@ class DeliveryError(KafkaError):
 
 
 class Daemon:
-    """Long-running scorer for the topics in ``config.input``."""
+    """Long-running scorer for the topics in ``config.input``.
 
-    def __init__(self, config: Config, detector: Detector) -> None:
+    ``role="updater"`` runs the same loop as the fleet's model updater: its own consumer
+    group reads the same input, scores it only to learn from it (no events, no dead
+    letters), fine-tunes on its device, and announces each accepted version on
+    ``daemon.models_topic`` for every scoring daemon to verify and swap in."""
+
+    def __init__(self, config: Config, detector: Detector, role: str = "scorer") -> None:
+        self.role = role
+        if role == "updater":
+            config = updater_config(config)
         detector = starting_model(config, detector)
         self.config, self.detector = config, detector
         self.updates = DaemonUpdates(config, detector) if config.updater.enabled else None
@@ -64,6 +73,8 @@ class Daemon:
         self.assigned: list[TopicPartition] | None = None
         self.owned: set[Partition] = set()
         self.feed: announce.Follower | None = None
+        self.unannounced: str | None = None
+        self.event_time = -np.inf  # newest input timestamp seen (the updater's clock)
         self.changelog = (Changelog(config.kafka, config.daemon.state_topic,
                                     config.daemon.group_id, self.exactly_once)
                           if config.daemon.state_topic else None)
@@ -167,8 +178,13 @@ class Daemon:
                 assigned, self.assigned = self.assigned, None
                 moved |= self._on_assigned(assigned)
             polled = self._unapplied(polled, moved)
-            if self.feed is not None and time.monotonic() - last_models >= 1.0:
-                self._follow_models()
+            if time.monotonic() - last_models >= 1.0:
+                if self.feed is not None:
+                    self._follow_models()
+                if self.updates and not polled and self.event_time > -np.inf:
+                    self._step_updates()
+                if self.unannounced:
+                    self._announce()
                 last_models = time.monotonic()
             if polled:
                 self._handle(polled)
@@ -219,6 +235,31 @@ class Daemon:
             self.metrics.model.clear()
             self.metrics.model.labels(detector.version).set(1)
             log.info("announced model %s verified and swapped in (was %s)", version, current)
+
+    def _step_updates(self) -> None:
+        """Between batches (and every second when idle): control commands, then swap in
+        a model the updater accepted; the updater process announces it."""
+        before = self.pipeline.detector.version
+        self.updates.step(self.pipeline, self.event_time)
+        if self.pipeline.detector.version != before:
+            self.metrics.model.clear()
+            self.metrics.model.labels(self.pipeline.detector.version).set(1)
+            if self.role == "updater":
+                self.unannounced = self.pipeline.detector.version
+                self._announce()
+
+    def _announce(self) -> None:
+        """Tell the scoring daemons about the version this updater accepted (retried every
+        second until the brokers take it)."""
+        version = self.unannounced
+        try:
+            doc = announce.announcement(Path(self.config.updater.store) / "versions" / version)
+            announce.publish(self.config.kafka, self.config.daemon.models_topic, doc)
+        except (KafkaError, OSError, ModelError) as exc:
+            log.error("could not announce model %s (%s); retrying", version, exc)
+            return
+        self.unannounced = None
+        log.info("announced model %s on %s", version, self.config.daemon.models_topic)
 
     def _shutdown(self) -> None:
         if self.consumer is not None:
@@ -411,17 +452,17 @@ class Daemon:
         self.provenance.record(first, batch)
         out = self.pipeline.process(batch.frame)
         if self.updates and len(batch.frame):
-            before = self.pipeline.detector.version
-            self.updates.step(self.pipeline, float(batch.frame.timestamps.max()))
-            if self.pipeline.detector.version != before:
-                self.metrics.model.clear()
-                self.metrics.model.labels(self.pipeline.detector.version).set(1)
+            self.event_time = max(self.event_time, float(batch.frame.timestamps.max()))
+            self._step_updates()
+        if self.role == "updater":  # the scoring daemons send events and dead letters
+            out.events, batch.dead = [], []
         send = self.producer.send
         for event in out.events:
             self.pending.append(send(self.config.daemon.output_topic, value=orjson.dumps(event),
                                      key=event["key"].encode()))
             self.metrics.events.labels(event["status"]).inc()
-        for dead in batch.dead + batch.rejected(first, out.row, out.status):
+        for dead in batch.dead + (batch.rejected(first, out.row, out.status)
+                                  if self.role == "scorer" else []):
             self._dead_letter(dead)
         self._note_keys(polled, batch)
         for tp, recs in polled.items():
@@ -578,6 +619,24 @@ class Daemon:
             high = self.consumer.highwater(TopicPartition(topic, partition))
             if high is not None:
                 self.metrics.lag.labels(topic, str(partition)).set(max(0, high - position))
+
+
+def updater_config(config: Config) -> Config:
+    """The config of the fleet's updater process, derived from the scoring daemons' one:
+    its own consumer group and state, updates on, nothing sent but announcements."""
+    d, u = config.daemon, config.updater
+    missing = [name for name, value in (("updater.store", u.store),
+                                        ("daemon.models_topic", d.models_topic)) if not value]
+    if missing:
+        raise ConfigError(f"the updater process needs {' and '.join(missing)}: a model store "
+                          "every daemon can read (shared volume) and the topic announcing "
+                          "its versions")
+    return dataclasses.replace(
+        config, updater=dataclasses.replace(u, enabled=True),
+        daemon=dataclasses.replace(d, group_id=f"{d.group_id}.updater", state_topic=None,
+                                   delivery="at-least-once",
+                                   instance_id=f"{d.instance_id}.updater" if d.instance_id
+                                   else None))
 
 
 class _Rebalance(ConsumerRebalanceListener):
