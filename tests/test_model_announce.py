@@ -99,7 +99,7 @@ def test_the_updater_process_announces_what_it_accepts_to_every_daemon(
     # its own group, sends no events, and announces each version it accepts
     from kafka import KafkaProducer
 
-    from streamae.daemon.runner import updater_config
+    from streamae.daemon.updates import updater_config
     from streamae.errors import ConfigError
 
     detector, _, config = model

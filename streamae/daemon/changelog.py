@@ -106,32 +106,26 @@ class Changelog:
         return sent
 
     def read(self, wanted: set[Partition], timeout: float = 60.0) -> dict[Partition, Snapshot]:
-        """The newest snapshot of each wanted partition that has one, read up to the
-        topic's end as it stands now."""
+        """The newest snapshot of each wanted partition that has one. Reads backwards from
+        the end in growing chunks, so the cost is the distance to the newest record, not
+        the length of a log compaction has not cleaned yet."""
         if not wanted:
             return {}
         reader = self._open()
         count = self._count(reader.partitions_for_topic(self.topic))
-        homes = sorted({TopicPartition(self.topic, self._home(p, count)) for p in wanted})
-        reader.assign(homes)
-        reader.seek_to_beginning(*homes)
-        ends = reader.end_offsets(homes)
         keys = {self._record_key(p): p for p in wanted}
-        newest: dict[Partition, bytes | None] = {}
+        raw: dict[Partition, bytes | None] = {}
         deadline = time.monotonic() + timeout
-        while any(reader.position(tp) < ends[tp] for tp in homes):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading state topic {self.topic} took over {timeout:.0f} s")
-            for records in reader.poll(timeout_ms=200).values():
-                for rec in records:
-                    if rec.key in keys:
-                        newest[keys[rec.key]] = rec.value
+        for home in sorted({self._home(p, count) for p in wanted}):
+            tp = TopicPartition(self.topic, home)
+            here = {k for k, p in keys.items() if self._home(p, count) == home}
+            raw.update(self._newest(reader, tp, here, keys, deadline))
         out = {}
-        for partition, raw in newest.items():
-            if raw is None:
+        for partition, value in raw.items():
+            if value is None:
                 continue
             try:
-                group, where, snap = decode(raw)
+                group, where, snap = decode(value)
             except Exception as exc:  # a foreign or torn record must not stop the daemon
                 log.warning("unreadable state record for %s[%d]: %s; that partition starts "
                             "from its committed offset", *partition, exc)
@@ -139,6 +133,30 @@ class Changelog:
             if group == self.group and where == partition:
                 out[partition] = snap
         return out
+
+    def _newest(self, reader: KafkaConsumer, tp: TopicPartition, wanted: set[bytes],
+                keys: dict[bytes, Partition], deadline: float) -> dict[Partition, bytes | None]:
+        reader.assign([tp])
+        low = reader.beginning_offsets([tp])[tp]
+        high = reader.end_offsets([tp])[tp]
+        found: dict[Partition, bytes | None] = {}
+        step = 256
+        while wanted and high > low:
+            start = max(low, high - step)
+            newest: dict[bytes, bytes | None] = {}
+            reader.seek(tp, start)
+            while reader.position(tp) < high:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading state topic {self.topic} took too long")
+                for records in reader.poll(timeout_ms=200).values():
+                    for rec in records:
+                        if rec.offset < high and rec.key in wanted:
+                            newest[rec.key] = rec.value  # later records overwrite
+            for key, value in newest.items():
+                found[keys[key]] = value
+                wanted.discard(key)
+            high, step = start, step * 4
+        return found
 
     def _open(self) -> KafkaConsumer:
         if self._reader is None:
@@ -156,4 +174,5 @@ class Changelog:
 
 def topic_options() -> dict[str, Any]:
     """Settings of a newly created state topic."""
-    return {"cleanup.policy": "compact", "max.message.bytes": str(MAX_RECORD_BYTES)}
+    return {"cleanup.policy": "compact", "max.message.bytes": str(MAX_RECORD_BYTES),
+            "segment.ms": "3600000"}  # roll hourly, so compaction keeps the log short

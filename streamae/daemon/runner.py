@@ -7,7 +7,6 @@ the interval durable (see :mod:`streamae.daemon.checkpoint` for the order of a c
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import hashlib
 import logging
@@ -31,8 +30,9 @@ from streamae.daemon.changelog import MAX_RECORD_BYTES, Changelog, Partition, Sn
 from streamae.daemon.checkpoint import CheckpointStore, Offsets
 from streamae.daemon.decode import BatchDecoder, DeadLetter, Provenance
 from streamae.daemon.metrics import DaemonMetrics, serve
-from streamae.daemon.updates import DaemonUpdates, starting_model
-from streamae.errors import ConfigError, InputFormatError, ModelError
+from streamae.daemon.ownership import KeyOwners
+from streamae.daemon.updates import DaemonUpdates, starting_model, updater_config
+from streamae.errors import InputFormatError, ModelError
 from streamae.formats import build_decoder
 from streamae.models.detector import Detector
 from streamae.pipeline import Pipeline
@@ -101,8 +101,7 @@ class Daemon:
         self.batches = BatchDecoder(self.decoder, self.detector.channels,
                                     self.config.input.max_message_bytes)
         self.positions: Offsets = {}
-        self.key_partition: dict[str, Partition] = {}  # key -> input partition it arrives on
-        self.changed: set[Partition] = set()  # partitions moved on since their last snapshot
+        self.owners = KeyOwners()
         self.pending: list[Any] = []
         self.dirty = False
         self.counted = dict.fromkeys(STATUS_NAMES, 0)
@@ -332,12 +331,12 @@ class Daemon:
             if cp.decoder is not None and hasattr(self.decoder, "restore"):
                 self.decoder.restore(cp.decoder)
             covered = {tp: o for tp, o in cp.offsets.items() if tp in mine}
-            self.key_partition = dict(cp.owners)
+            self.owners = KeyOwners(cp.owners)
             self.counted = self.pipeline.counts()
             log.info("resumed from %s: %d keys, %d open alarms, offsets %s", cp.path.name,
                      len(self.pipeline.keys.names), len(self.pipeline.events.open), covered)
             self.metrics.moves.labels("in", "checkpoint").inc(len(covered))
-            elsewhere = set(self.key_partition.values()) - mine
+            elsewhere = set(self.owners.of.values()) - mine
             if elsewhere:
                 self._release(elsewhere, quiet=True)
         else:
@@ -389,7 +388,7 @@ class Daemon:
 
     def _take_over(self, partition: Partition, snap: Snapshot) -> bool:
         """Load a partition's keys from its snapshot (replacing what this daemon held)."""
-        stale = [k for k, p in self.key_partition.items() if p == partition]
+        stale = self.owners.keys_in({partition})[partition]
         try:
             self.pipeline.forget_keys(stale)
             self.pipeline.import_keys(snap.state)
@@ -397,10 +396,9 @@ class Daemon:
             log.error("state of %s[%d] does not fit this model (%s); its keys warm up",
                       *partition, exc)
             return False
-        for key in stale:
-            del self.key_partition[key]
+        self.owners.drop({partition})
         keys = snap.state.meta["keys"]
-        self.key_partition.update(dict.fromkeys(keys, partition))
+        self.owners.take(keys, partition)
         self.positions[partition] = snap.offset
         log.info("received %s[%d] with the state of %d keys (%d open alarms) at offset %d",
                  *partition, len(keys), len(snap.state.meta["open_alarms"]), snap.offset)
@@ -409,13 +407,10 @@ class Daemon:
     def _release(self, partitions: set[Partition], quiet: bool = False) -> None:
         """Forget the state of partitions this daemon no longer owns: their next owner
         takes it from the state topic."""
-        keys = [k for k, p in self.key_partition.items() if p in partitions]
+        keys = self.owners.drop(partitions)
         self.pipeline.forget_keys(keys)
-        for key in keys:
-            del self.key_partition[key]
         for p in partitions:
             self.positions.pop(p, None)
-            self.changed.discard(p)
         if not quiet:
             self.metrics.moves.labels("out", "state_topic" if self.changelog else "none").inc(
                 len(partitions))
@@ -464,33 +459,13 @@ class Daemon:
         for dead in batch.dead + (batch.rejected(first, out.row, out.status)
                                   if self.role == "scorer" else []):
             self._dead_letter(dead)
-        self._note_keys(polled, batch)
+        self.owners.note(polled, batch.message, batch.frame.keys)
         for tp, recs in polled.items():
             self.metrics.consumed.labels(tp.topic).inc(len(recs))
             self.positions[(tp.topic, tp.partition)] = recs[-1].offset + 1
         self.dirty = True
         self._count_points()
         self.metrics.latency.observe(time.perf_counter() - start)
-
-    def _note_keys(self, polled: dict[TopicPartition, list[Any]], batch: Any) -> None:
-        """Remember which partition each key arrives on: its state moves with it."""
-        tps = list(polled)
-        if len(tps) == 1:
-            groups = [(tps[0], batch.frame.keys)]
-        else:
-            bounds = np.cumsum([len(recs) for recs in polled.values()])
-            which = np.searchsorted(bounds, batch.message, side="right")
-            groups = [(tp, batch.frame.keys[which == j]) for j, tp in enumerate(tps)]
-        for tp, keys in groups:
-            where = (tp.topic, tp.partition)
-            self.changed.add(where)
-            for key in set(keys.tolist()):
-                was = self.key_partition.get(key)
-                if was != where:
-                    if was is not None:
-                        log.warning("key %r arrives on %s[%d] after %s[%d]: its state now "
-                                    "moves with the newer partition", key, *where, *was)
-                    self.key_partition[key] = where
 
     def _dead_letter(self, dead: DeadLetter) -> None:
         raw, headers = dead.raw, dead.headers()
@@ -555,21 +530,18 @@ class Daemon:
 
     def _save(self) -> None:
         self.store.save(self.positions, self._state(), self._decoder_state(),
-                        self.key_partition)
+                        self.owners.of)
 
     def _write_state(self) -> list[Any]:
         """Snapshot each partition that moved on since its last snapshot to the state
         topic (sent, not yet acknowledged)."""
-        if self.changelog is None or not self.changed:
+        if self.changelog is None or not self.owners.changed:
             return []
-        keys: dict[Partition, list[str]] = {p: [] for p in self.changed}
-        for key, p in self.key_partition.items():
-            if p in keys:
-                keys[p].append(key)
         snapshots = {p: Snapshot(self.positions[p], self.pipeline.export_keys(names))
-                     for p, names in keys.items() if p in self.positions}
+                     for p, names in self.owners.keys_in(self.owners.changed).items()
+                     if p in self.positions}
         sent = self.changelog.write(self.producer, snapshots)
-        self.changed.clear()
+        self.owners.changed.clear()
         return sent
 
     def hand_over(self) -> None:
@@ -619,24 +591,6 @@ class Daemon:
             high = self.consumer.highwater(TopicPartition(topic, partition))
             if high is not None:
                 self.metrics.lag.labels(topic, str(partition)).set(max(0, high - position))
-
-
-def updater_config(config: Config) -> Config:
-    """The config of the fleet's updater process, derived from the scoring daemons' one:
-    its own consumer group and state, updates on, nothing sent but announcements."""
-    d, u = config.daemon, config.updater
-    missing = [name for name, value in (("updater.store", u.store),
-                                        ("daemon.models_topic", d.models_topic)) if not value]
-    if missing:
-        raise ConfigError(f"the updater process needs {' and '.join(missing)}: a model store "
-                          "every daemon can read (shared volume) and the topic announcing "
-                          "its versions")
-    return dataclasses.replace(
-        config, updater=dataclasses.replace(u, enabled=True),
-        daemon=dataclasses.replace(d, group_id=f"{d.group_id}.updater", state_topic=None,
-                                   delivery="at-least-once",
-                                   instance_id=f"{d.instance_id}.updater" if d.instance_id
-                                   else None))
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -5,6 +5,7 @@ The replay buffer is checkpointed with the rest of the state."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -14,6 +15,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from streamae.config import Config
 from streamae.daemon.clients import client_settings
+from streamae.errors import ConfigError
 from streamae.models.detector import Detector
 from streamae.pipeline import Pipeline
 from streamae.updater.online import OnlineUpdater
@@ -21,6 +23,24 @@ from streamae.updater.store import ModelStore
 
 log = logging.getLogger(__name__)
 PREFIX = "updater."
+
+
+def updater_config(config: Config) -> Config:
+    """The config of the fleet's updater process, derived from the scoring daemons' one:
+    its own consumer group and state, updates on, nothing sent but announcements."""
+    d, u = config.daemon, config.updater
+    missing = [name for name, value in (("updater.store", u.store),
+                                        ("daemon.models_topic", d.models_topic)) if not value]
+    if missing:
+        raise ConfigError(f"the updater process needs {' and '.join(missing)}: a model store "
+                          "every daemon can read (shared volume) and the topic announcing "
+                          "its versions")
+    return dataclasses.replace(
+        config, updater=dataclasses.replace(u, enabled=True),
+        daemon=dataclasses.replace(d, group_id=f"{d.group_id}.updater", state_topic=None,
+                                   delivery="at-least-once",
+                                   instance_id=f"{d.instance_id}.updater" if d.instance_id
+                                   else None))
 
 
 def starting_model(config: Config, given: Detector) -> Detector:
