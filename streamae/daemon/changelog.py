@@ -14,19 +14,17 @@ interval's transaction and read with ``read_committed``.
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.producer.future import FutureRecordMetadata
 
 from streamae.config import KafkaConfig
+from streamae.daemon.checkpoint import pack, unpack
 from streamae.daemon.clients import client_settings
 from streamae.pipeline import PipelineState
 
@@ -48,16 +46,11 @@ def encode(group: str, partition: Partition, snap: Snapshot) -> bytes:
     meta = {"format": FORMAT, "group": group, "topic": partition[0],
             "partition": partition[1], "offset": snap.offset, "written_at": time.time(),
             "pipeline": snap.state.meta}
-    buf = io.BytesIO()
-    np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-             **snap.state.arrays)
-    return buf.getvalue()
+    return pack(meta, snap.state.arrays)
 
 
 def decode(raw: bytes) -> tuple[str, Partition, Snapshot]:
-    with np.load(io.BytesIO(raw), allow_pickle=False) as data:
-        meta = json.loads(bytes(data["__meta__"]).decode())
-        arrays = {k: data[k] for k in data.files if k != "__meta__"}
+    meta, arrays = unpack(raw)
     if meta.get("format") != FORMAT:
         raise ValueError(f"unknown state record format {meta.get('format')}")
     return (meta["group"], (meta["topic"], int(meta["partition"])),

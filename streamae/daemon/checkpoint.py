@@ -62,6 +62,21 @@ class Checkpoint:
     path: Path | None = None
 
 
+def pack(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
+    """Arrays plus a JSON document as ``.npz`` bytes (checkpoints and state records)."""
+    buf = io.BytesIO()
+    np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    return buf.getvalue()
+
+
+def unpack(source: bytes | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON document and arrays of :func:`pack`'s output; nothing is unpickled."""
+    with np.load(io.BytesIO(source) if isinstance(source, bytes) else source,
+                 allow_pickle=False) as data:
+        meta = json.loads(bytes(data["__meta__"]).decode())
+        return meta, {k: data[k] for k in data.files if k != "__meta__"}
+
+
 class CheckpointStore:
     """Numbered checkpoint files in one directory; the newest ``keep`` are kept."""
 
@@ -83,13 +98,11 @@ class CheckpointStore:
                 "offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())],
                 "pipeline": pipeline.meta, "decoder": decoder,
                 "owners": [[k, t, p] for k, (t, p) in (owners or {}).items()]}
-        buf = io.BytesIO()
-        np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                 **pipeline.arrays)
+        raw = pack(meta, pipeline.arrays)
         path = self.dir / f"checkpoint-{self.seq:012d}.npz"
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
-            fh.write(buf.getbuffer())
+            fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -103,9 +116,7 @@ class CheckpointStore:
         return path
 
     def load(self, path: Path) -> Checkpoint:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["__meta__"]).decode())
-            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+        meta, arrays = unpack(path)
         if meta.get("format") != FORMAT:
             raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')}")
         offsets = {(t, p): o for t, p, o in meta["offsets"]}
@@ -129,17 +140,13 @@ class CheckpointStore:
         doc): an exact match first, else the newest one not ahead of them. Only the
         ``assigned`` partitions count (default: those of ``committed``)."""
         mine = set(committed) if assigned is None else assigned
-        candidates = self.checkpoints()
-
-        def offsets(cp: Checkpoint) -> Offsets:
-            return {tp: o for tp, o in cp.offsets.items() if tp in mine}
-
-        for cp in candidates:
-            if offsets(cp) == committed and offsets(cp):
+        candidates = [(cp, {tp: o for tp, o in cp.offsets.items() if tp in mine})
+                      for cp in self.checkpoints()]
+        for cp, offsets in candidates:
+            if offsets and offsets == committed:
                 return cp
-        for cp in candidates:
-            if offsets(cp) and all(committed.get(tp, -1) >= off
-                                   for tp, off in offsets(cp).items()):
+        for cp, offsets in candidates:
+            if offsets and all(committed.get(tp, -1) >= off for tp, off in offsets.items()):
                 log.warning("no checkpoint matches the committed offsets %s; resuming from "
                             "older checkpoint %s and replaying from its offsets", committed,
                             cp.path)

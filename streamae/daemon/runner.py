@@ -369,7 +369,6 @@ class Daemon:
                 self.metrics.moves.labels("in", "state_topic").inc()
                 continue
             if have is None:
-                self.positions.pop(p, None)
                 if p in committed:
                     self.positions[p] = committed[p]
                 log.info("received %s[%d] without state: starts at offset %s, its keys warm "
@@ -449,16 +448,14 @@ class Daemon:
         if self.updates and len(batch.frame):
             self.event_time = max(self.event_time, float(batch.frame.timestamps.max()))
             self._step_updates()
-        if self.role == "updater":  # the scoring daemons send events and dead letters
-            out.events, batch.dead = [], []
-        send = self.producer.send
-        for event in out.events:
-            self.pending.append(send(self.config.daemon.output_topic, value=orjson.dumps(event),
-                                     key=event["key"].encode()))
-            self.metrics.events.labels(event["status"]).inc()
-        for dead in batch.dead + (batch.rejected(first, out.row, out.status)
-                                  if self.role == "scorer" else []):
-            self._dead_letter(dead)
+        if self.role == "scorer":  # the updater process sends neither events nor dead letters
+            send = self.producer.send
+            for event in out.events:
+                self.pending.append(send(self.config.daemon.output_topic,
+                                         value=orjson.dumps(event), key=event["key"].encode()))
+                self.metrics.events.labels(event["status"]).inc()
+            for dead in batch.dead + batch.rejected(first, out.row, out.status):
+                self._dead_letter(dead)
         self.owners.note(polled, batch.message, batch.frame.keys)
         for tp, recs in polled.items():
             self.metrics.consumed.labels(tp.topic).inc(len(recs))
@@ -508,8 +505,10 @@ class Daemon:
                 self.in_transaction = False
             else:
                 self._flush()
-                self.pending += self._write_state()
-                self._flush()
+                snapshots = self._write_state()
+                if snapshots:  # sent only once the events they follow are acknowledged
+                    self.pending += snapshots
+                    self._flush()
                 self._save()
                 if not handing_over:
                     self.consumer.commit(offsets)

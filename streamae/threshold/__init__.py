@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from streamae.config import AlarmConfig, ThresholdConfig
@@ -46,15 +48,25 @@ class Decision:
             self.threshold.apply(np.full(len(values), slot, dtype=np.int64),
                                  np.asarray(values, dtype=np.float64))
 
+    def _stages(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "alarm": self.alarm}
+
+    def _joined(self, method: str, *args: Any) -> dict[str, np.ndarray]:
+        return {f"{name}.{k}": v for name, stage in self._stages().items()
+                for k, v in getattr(stage, method)(*args).items()}
+
+    def _split(self, method: str, rows: dict[str, np.ndarray], *args: Any) -> None:
+        for name, stage in self._stages().items():
+            prefix = name + "."
+            getattr(stage, method)(*args, {k[len(prefix):]: v for k, v in rows.items()
+                                           if k.startswith(prefix)})
+
     def take(self, slots: np.ndarray) -> dict[str, np.ndarray]:
         """The given slots' threshold and alarm rows."""
-        return {**{f"threshold.{k}": v for k, v in self.threshold.take(slots).items()},
-                **{f"alarm.{k}": v for k, v in self.alarm.take(slots).items()}}
+        return self._joined("take", slots)
 
     def put(self, slots: np.ndarray, rows: dict[str, np.ndarray]) -> None:
-        for prefix, stage in (("threshold.", self.threshold), ("alarm.", self.alarm)):
-            stage.put(slots, {k[len(prefix):]: v for k, v in rows.items()
-                              if k.startswith(prefix)})
+        self._split("put", rows, slots)
 
     def reset(self, slots: np.ndarray) -> None:
         """The given slots start over: thresholds calibrate again, no alarm is open."""
@@ -62,10 +74,7 @@ class Decision:
         self.alarm.reset(slots)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {**{f"threshold.{k}": v for k, v in self.threshold.state_dict().items()},
-                **{f"alarm.{k}": v for k, v in self.alarm.state_dict().items()}}
+        return self._joined("state_dict")
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        for prefix, stage in (("threshold.", self.threshold), ("alarm.", self.alarm)):
-            stage.load_state_dict({k[len(prefix):]: v for k, v in state.items()
-                                   if k.startswith(prefix)})
+        self._split("load_state_dict", state)
