@@ -32,23 +32,17 @@ from streamae.updater.online import OnlineUpdater
 
 def phase_metrics(frame, anomaly, score, bounds, names, settle):
     """Per phase: false alarms per 10k points in its first ``settle`` points and after
-    them, flagged normal points (%), recall of the injected anomalies, and AUC-PR of the
-    scores (ranking, whatever the threshold)."""
+    them, flagged normal points (%), recall of the injected anomalies, AUC-PR of the
+    scores (ranking, whatever the threshold), and where each false alarm started (points
+    into the phase), for :func:`recovered_after`."""
     out = {}
     for name, (lo, hi) in zip(names, bounds):
-        fa = [0, 0]
-        points = [0, 0]
-        flagged, normal, found, total = 0, 0, 0, 0
-        aps = []
-        for key in frame.unique_keys():
+        starts, flagged, normal, found, total, aps = [], 0, 0, 0, 0, []
+        keys = frame.unique_keys()
+        for key in keys:
             rows = np.flatnonzero(frame.keys == key)[lo:hi]
             y, a = frame.labels[rows] != 0, anomaly[rows] != 0
-            cut = min(settle, len(rows))
-            points[0] += cut
-            points[1] += len(rows) - cut
-            for s, _ in segments(a):
-                if not y[s]:
-                    fa[s >= cut] += 1
+            starts += [s for s, _ in segments(a) if not y[s]]
             flagged += int((a & ~y).sum())
             normal += int((~y).sum())
             segs = segments(y)
@@ -56,10 +50,25 @@ def phase_metrics(frame, anomaly, score, bounds, names, settle):
             found += sum(1 for s, e in segs if a[s: e + 30].any())  # 30-point tolerance
             if y.any():
                 aps.append(average_precision(y, score[rows]))
-        out[name] = (1e4 * fa[0] / max(points[0], 1), 1e4 * fa[1] / max(points[1], 1),
-                     100 * flagged / max(normal, 1), found, total,
-                     float(np.mean(aps)) if aps else float("nan"))
+        length, starts = hi - lo, np.array(starts)
+        cut = min(settle, length)
+        out[name] = {"fa_first": 1e4 * (starts < cut).sum() / max(cut * len(keys), 1),
+                     "fa_after": 1e4 * (starts >= cut).sum() / max((length - cut) * len(keys), 1),
+                     "flagged": 100 * flagged / max(normal, 1), "found": found, "total": total,
+                     "ap": float(np.mean(aps)) if aps else float("nan"),
+                     "starts": starts, "length": length, "keys": len(keys)}
     return out
+
+
+def recovered_after(phase, rate, step=120, judge=720):
+    """Points into the phase from which on its false-alarm rate stays at or below ``rate``
+    (per 10k points), in ``step``s, with at least ``judge`` points left to judge by;
+    None when it never does."""
+    for b in range(0, phase["length"] - judge + 1, step):
+        late = (phase["starts"] >= b).sum()
+        if 1e4 * late / ((phase["length"] - b) * phase["keys"]) <= rate:
+            return b
+    return None
 
 
 def main() -> None:
@@ -71,6 +80,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a config field (YAML value), e.g. updater.cooldown=2h")
+    parser.add_argument("--runs", default="off,replay,recent",
+                        help="which runs, comma-separated: off (no updater), replay (recent + "
+                        "reservoir buffer), recent (recent-only buffer of the same size)")
     parser.add_argument("--settle", type=int, default=720,
                         help="points after each change counted as settling (default: 12 h)")
     args = parser.parse_args()
@@ -83,12 +95,13 @@ def main() -> None:
                     regimes=regimes, clean_head=head, seed=args.seed)
     frame = data.frame
     config = load_config(overrides={
-        # a small buffer (two days of windows per key): the reservoir matters when the
-        # old regime returns; quick reaction: rounds 2 h apart, persistent alarms admitted
-        # as new normal after 2 h
-        "train.epochs": args.epochs, "updater.recent": 300, "updater.reservoir": 300,
-        "updater.min_windows": 200, "updater.cooldown": "2h", "updater.admit_after": "2h",
-        "updater.every": "1d", "updater.epochs": 3, "updater.lr": 3e-4,
+        # a small buffer (150 recent windows per key, 20 h, and as many in the reservoir):
+        # the reservoir matters when the old regime returns; quick reaction: rounds 2 h
+        # apart, persistent alarms admitted as new normal after 2 h
+        "train.epochs": args.epochs, "updater.recent": 150 * args.keys,
+        "updater.reservoir": 150 * args.keys, "updater.min_windows": 200,
+        "updater.cooldown": "2h", "updater.admit_after": "2h", "updater.every": "1d",
+        "updater.epochs": 10, "updater.batch_size": 64, "updater.lr": 3e-4,
         **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}})
     rows_head = np.concatenate([np.flatnonzero(frame.keys == k)[:head]
                                 for k in frame.unique_keys()])
@@ -96,12 +109,13 @@ def main() -> None:
     detector = train_detector(frame.take(np.sort(rows_head)), config)
     names = ["before drift", "level shift", "variance", "new season", "old regime again"]
     bounds = [(c0 - head, c1 - head) for c0, c1 in zip(cuts[:-1], cuts[1:])]
-    runs = {"updater off": None,
-            "updater on (replay buffer)": config,
-            "updater on (recent-only buffer)": dataclasses.replace(
+    runs = {"off": ("updater off", None),
+            "replay": ("updater on (replay buffer)", config),
+            "recent": ("updater on (recent-only buffer)", dataclasses.replace(
                 config, updater=dataclasses.replace(
                     config.updater, reservoir=0,
-                    recent=config.updater.recent + config.updater.reservoir))}
+                    recent=config.updater.recent + config.updater.reservoir)))}
+    runs = dict(runs[name] for name in args.runs.split(","))
     print(f"{args.keys} keys x {n} points (one a minute), {len(data.anomalies)} injected "
           f"anomalies; phases of {', '.join(str(b - a) for a, b in bounds)} points per key")
     for name, cfg in runs.items():
@@ -111,13 +125,17 @@ def main() -> None:
         m = phase_metrics(live, result.anomaly, result.score, bounds, names, args.settle)
         rounds = result.updates
         accepted = sum(r["accepted"] for r in rounds)
+        pre = m[names[0]]["fa_after"]  # the steady rate before any drift, this run
         print(f"\n{name} ({time.perf_counter() - start:.0f} s; {len(rounds)} rounds, "
-              f"{accepted} accepted):")
+              f"{accepted} accepted); pre-drift rate {pre:.1f} false alarms per 10k points:")
         print(f"  {'phase':<18} {'FA/10k first ' + str(args.settle):>18} {'FA/10k after':>13}"
-              f" {'normal flagged':>15} {'recall':>8} {'AUC-PR':>7}")
-        for phase, (fa0, fa1, fp, found, total, ap) in m.items():
-            print(f"  {phase:<18} {fa0:18.1f} {fa1:13.1f} {fp:14.2f}% {found:>4}/{total:<3}"
-                  f" {ap:7.3f}")
+              f" {'normal flagged':>15} {'recall':>8} {'AUC-PR':>7} {'at pre-drift rate from':>23}")
+        for phase, p in m.items():
+            back = recovered_after(p, pre) if phase != names[0] else None
+            since = "-" if phase == names[0] else f"{back} points" if back is not None else "never"
+            print(f"  {phase:<18} {p['fa_first']:18.1f} {p['fa_after']:13.1f} "
+                  f"{p['flagged']:14.2f}% {p['found']:>4}/{p['total']:<3} {p['ap']:7.3f} "
+                  f"{since:>23}")
         for r in rounds:
             when = (r["at"] - live.timestamps.min()) / 60
             print(f"    round at point {when:6.0f} ({r['reason']}): "

@@ -62,9 +62,9 @@ def run_backtest(frame: Frame, detector: Detector, config: Config, batch_rows: i
             pace.wait(float(chunk.timestamps.min()))
         parts.append(pipeline.process(chunk))
         if updater is not None:
-            swap = updater.poll(clock())
-            if swap is not None:
-                pipeline.swap(*swap)
+            update = updater.poll(clock())
+            if update is not None:
+                update.apply(pipeline)
         if on_rows:
             on_rows(len(idx))
     if flush:

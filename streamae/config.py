@@ -241,6 +241,8 @@ class UpdaterConfig:
     quarantine: int = _opt(5_000, "windows from inside alarms held until confirmed normal",
                            min=1)
     epochs: int = _opt(3, "fine-tuning epochs per round", min=1)
+    patience: int = _opt(2, "stop a round after this many epochs without a better "
+                         "validation loss (the best epoch's weights are kept)", min=1)
     batch_size: int = _opt(256, "windows per fine-tuning step", min=1)
     lr: float = _opt(1e-4, "fine-tuning learning rate (well below the pretraining one)",
                      min=0.0)
@@ -264,6 +266,9 @@ class UpdaterConfig:
                         min=0.0)
     drift: Literal["none", "adwin", "page-hinkley", "kswin"] = _opt(
         "adwin", "trigger: river drift detector on the window-score stream")
+    calibration_points: int = _opt(
+        1000, "after a swap, each key's threshold is fitted to this many of its recent "
+        "scores under the new model (at least threshold.init_points are needed)", min=10)
     min_windows: int = _opt(2_000, "no round before the buffer holds this many windows", min=16)
     cooldown: float = _opt(3600.0, "event time between two rounds, whatever triggers",
                            duration=True, min=0.0)

@@ -168,8 +168,13 @@ class Pipeline:
         log.info("model swap %s -> %s", self.detector.version, detector.version)
         self.detector = detector
         if calibration:
-            slots = {self.keys.slot[k]: v for k, v in calibration.items() if k in self.keys.slot}
-            self.decision.recalibrate(slots)
+            self.recalibrate(calibration)
+
+    def recalibrate(self, calibration: dict[str, np.ndarray]) -> None:
+        """Restart the given keys' thresholds from their recent scores under the current
+        model (see :meth:`Decision.recalibrate`); open alarms stay open until calm."""
+        slots = {self.keys.slot[k]: v for k, v in calibration.items() if k in self.keys.slot}
+        self.decision.recalibrate(slots)
 
     def rewarm_thresholds(self) -> None:
         """Every key's threshold calibrates again on its next scores (after a model whose
@@ -268,12 +273,13 @@ class Pipeline:
         status = np.where(np.isnan(score), UNSCORED, 0).astype(np.int8)
         threshold = np.full(len(rows), np.nan)
         anomaly = np.zeros(len(rows), dtype=np.bool_)
+        last_alarm = np.full(len(rows), -np.inf)
         out = Output(rows, keys, ts, score, threshold, anomaly, status)
         scored = ~np.isnan(score)
         if scored.any():
             idx = np.flatnonzero(scored)
             thr, alarm = self.decision.apply(slot[idx], ts[idx], score[idx])
-            threshold[idx], anomaly[idx] = thr, alarm.anomaly
+            threshold[idx], anomaly[idx], last_alarm[idx] = thr, alarm.anomaly, alarm.last_alarm
             for j in np.flatnonzero(alarm.peak | (alarm.event != 0)):
                 i = idx[j]
                 if alarm.peak[j]:
@@ -284,17 +290,18 @@ class Pipeline:
                         self.detector.version, self.clock(),
                         self.locate(int(rows[i])) if self.locate else None))
         if self.on_windows is not None and closed.scorable.any():
-            self._feed(closed, take, anomaly, window_score)
+            self._feed(closed, take, last_alarm, window_score)
         return out
 
-    def _feed(self, closed: Closed, take: np.ndarray, anomaly: np.ndarray,
+    def _feed(self, closed: Closed, take: np.ndarray, last_alarm: np.ndarray,
               window_score: np.ndarray) -> None:
         """Hand the scored windows to the hook; a window is protected (kept out of
-        training) when its key is in an alarm or any of its new points is anomalous."""
-        hit = np.zeros(take.shape, dtype=bool)
-        hit[take] = anomaly
+        training) when any of its points lies in an alarm: its key was last in alarm at
+        or after the window's first point, as of its newest point."""
+        grid = np.full(take.shape, -np.inf)
+        grid[take] = last_alarm
         idx = np.flatnonzero(closed.scorable)
         names = np.array(self.keys.names, dtype=object)[closed.slot[idx]]
-        protected = hit[idx].any(axis=1) | np.array([k in self.events.open for k in names])
+        protected = grid[idx, -1] >= closed.ts[idx, 0]
         self.on_windows(closed.data[idx], names, closed.ts[idx, -1],
                         window_score[idx], protected)

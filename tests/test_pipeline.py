@@ -148,3 +148,27 @@ def test_keys_handed_to_another_pipeline_carry_on_without_rewarming(trained, syn
 def first_ts(frame):
     from streamae.clock import iso
     return iso(float(frame.timestamps.min()) - 1e-6)
+
+
+def test_windows_touching_an_alarm_are_protected_and_others_are_not(trained, synthetic):
+    """The updater's hook learns which windows overlap an alarm window by window, even
+    when the alarm opens late in one large batch."""
+    detector, config = trained
+    pipeline = Pipeline(detector, config)
+    seen = []
+    pipeline.on_windows = lambda data, keys, ts, scores, protected: seen.append(
+        (keys, ts, protected))
+    out = pipeline.process(synthetic)  # one batch: alarms open and close inside it
+    alarm_ts = {k: out.ts[(out.key == k) & out.anomaly] for k in synthetic.unique_keys()}
+    keys = np.concatenate([s[0] for s in seen])
+    ends = np.concatenate([s[1] for s in seen])
+    protected = np.concatenate([s[2] for s in seen])
+    step = np.median(np.diff(np.unique(synthetic.timestamps)))
+    start = ends - (config.window.size - 1) * step
+    touches = np.array([((alarm_ts[k] >= a) & (alarm_ts[k] <= b)).any()
+                        for k, a, b in zip(keys, start, ends)])
+    assert touches.any() and (~touches).any()
+    # the resolving point counts as in alarm: a window may start exactly there
+    resolve_only = protected & ~touches
+    assert resolve_only.sum() <= len(synthetic.unique_keys()) * 20, resolve_only.sum()
+    assert protected[touches].all()

@@ -86,6 +86,25 @@ def test_alarm_hysteresis_story():
     assert out.event.tolist() == [0, 1, 2, 0, 0, 0, 3, 0]
     assert out.anomaly.tolist() == [0, 1, 1, 1, 1, 1, 0, 0]
     assert out.event_ts[6] == 4.0
+    # when the key was last in alarm, as of each point: its own time while open, then the
+    # resolve time
+    assert out.last_alarm.tolist() == [-np.inf, 1, 2, 3, 4, 5, 6, 6]
+
+
+def test_calibrating_on_a_sample_equals_a_streaming_start_on_it():
+    rng = np.random.default_rng(6)
+    sample, later = rng.gamma(2.0, 1.0, 2000), rng.gamma(2.0, 1.0, 500)
+    big = SpotThreshold(ThresholdConfig(risk=1e-3, init_points=2000, init_quantile=0.98))
+    big.apply(np.zeros(2000, dtype=np.int64), sample)
+    small = SpotThreshold(ThresholdConfig(risk=1e-3, init_points=200, init_quantile=0.98))
+    small.ensure(3)
+    small.apply(np.full(300, 2, dtype=np.int64), rng.gamma(9.0, 1.0, 300))  # another scale
+    small.calibrate(2, sample)  # restarts slot 2 as if it had started on all of the sample
+    zeros, twos = np.zeros(500, dtype=np.int64), np.full(500, 2, dtype=np.int64)
+    np.testing.assert_allclose(small.apply(twos, later), big.apply(zeros, later), rtol=1e-12)
+    few = SpotThreshold(ThresholdConfig(init_points=200))
+    few.calibrate(0, sample[:50])  # fewer than init_points: still calibrating
+    assert np.isnan(few.apply(np.zeros(1, dtype=np.int64), later[:1])).all()
 
 
 def test_decision_state_roundtrip():

@@ -170,3 +170,35 @@ def test_online_updater_runs_with_a_per_key_buffer(trained, synthetic):
     result = run_backtest(live, detector, config, updater=updater)
     assert any(r["accepted"] for r in result.updates)
     assert set(updater.buffer.keys()) == set(live.unique_keys())
+
+
+def test_a_key_in_alarm_for_admit_after_relearns_its_threshold_without_a_new_model(
+        trained, synthetic):
+    """A sensor whose level moves for good: with ``admit_after`` its threshold re-learns
+    on the same model (no round runs here) and it is out of alarm most of the time;
+    without it, it never leaves the alarm."""
+    from streamae.backtest import run_backtest
+    from streamae.clock import iso
+    from streamae.updater.online import OnlineUpdater
+
+    detector, config = trained
+    live = synthetic.take(synthetic.timestamps >= np.median(synthetic.timestamps))
+    values = live.values.copy()
+    moved = (live.keys == "sensor-0") & (live.timestamps >= np.median(live.timestamps))
+    values[moved] += 4 * live.values[live.keys == "sensor-0"].std(axis=0)
+    live = dataclasses.replace(live, values=values, labels=np.zeros(len(live), np.int8))
+    in_alarm, resolved = {}, {}  # share of the late shifted points in alarm; resolves
+    for admit_after in (0.0, 4 * 3600.0):
+        cfg = dataclasses.replace(config, updater=dataclasses.replace(
+            config.updater, min_windows=10**6, drift="none", admit_after=admit_after))
+        updater = OnlineUpdater(cfg, detector)
+        result = run_backtest(live, detector, cfg, updater=updater)
+        assert not result.updates and updater.live is detector  # no round, same model
+        late = moved & (live.timestamps >= np.quantile(live.timestamps[moved], 0.5))
+        in_alarm[admit_after] = result.anomaly[late].mean()
+        shift = live.timestamps[moved].min()
+        resolved[admit_after] = sum(e["status"] == "resolved" and e["key"] == "sensor-0"
+                                    and e["end"] > iso(shift) for e in result.events)
+    assert in_alarm[0.0] > 0.9, in_alarm  # the old threshold never gets used to it
+    assert in_alarm[4 * 3600.0] < 0.5 * in_alarm[0.0] and resolved[4 * 3600.0] >= 1, (
+        in_alarm, resolved)

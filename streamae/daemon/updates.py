@@ -86,10 +86,10 @@ class DaemonUpdates:
             for records in self.control.poll(timeout_ms=0).values():
                 for rec in records:
                     self._command(rec.value)
-        swap = self.updater.poll(now)
-        if swap is not None:
-            pipeline.swap(*swap)
-            self.swaps += 1
+        update = self.updater.poll(now)
+        if update is not None:
+            update.apply(pipeline)
+            self.swaps += update.model is not None
 
     def _command(self, raw: bytes) -> None:
         try:

@@ -39,14 +39,12 @@ class Decision:
         return thresholds, self.alarm.apply(slots, ts, scores, thresholds)
 
     def recalibrate(self, scores: dict[int, np.ndarray]) -> None:
-        """After a model swap: restart the threshold of each given slot and warm it up at
-        once on that key's recent scores under the new model (in time order), so it is
-        neither blind while re-warming nor judging new scores by the old model's scale.
-        Alarm state is kept: open alarms stay open."""
+        """After a model swap (or a key's new normal): restart the threshold of each given
+        slot, calibrated at once on that key's recent scores under the scoring model (in
+        time order), so it is neither blind while re-warming nor judging new scores by an
+        old scale. Alarm state is kept: open alarms stay open until calm."""
         for slot, values in scores.items():
-            self.threshold.reset(np.array([slot]))
-            self.threshold.apply(np.full(len(values), slot, dtype=np.int64),
-                                 np.asarray(values, dtype=np.float64))
+            self.threshold.calibrate(slot, values)
 
     def _stages(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "alarm": self.alarm}

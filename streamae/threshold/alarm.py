@@ -18,12 +18,14 @@ __all__ = ["Alarm", "AlarmOutput", "EVENT_NAMES", "EV_NONE", "EV_OPEN", "EV_UPDA
 
 @dataclass
 class AlarmOutput:
-    """Per point: inside an open alarm, event code, event time (start/end), new peak."""
+    """Per point: inside an open alarm, event code, event time (start/end), new peak, and
+    when its key was last in alarm (-inf: never)."""
 
     anomaly: np.ndarray
     event: np.ndarray
     event_ts: np.ndarray
     peak: np.ndarray
+    last_alarm: np.ndarray
 
 
 class Alarm(KeyedState):
@@ -37,11 +39,11 @@ class Alarm(KeyedState):
               thresholds: np.ndarray) -> AlarmOutput:
         n = len(slots)
         out = AlarmOutput(np.empty(n, dtype=np.bool_), np.empty(n, dtype=np.int8),
-                          np.empty(n), np.empty(n, dtype=np.bool_))
+                          np.empty(n), np.empty(n, dtype=np.bool_), np.empty(n))
         c = self.config
         alarm_batch(slots, ts, scores.astype(np.float64), thresholds, self.state, c.enter_level,
                     c.exit_level, c.min_duration, c.resolve_after, c.suppress, c.update_every,
-                    out.anomaly, out.event, out.event_ts, out.peak)
+                    out.anomaly, out.event, out.event_ts, out.peak, out.last_alarm)
         return out
 
     def open_alarms(self) -> int:

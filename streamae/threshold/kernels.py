@@ -48,6 +48,27 @@ def spot_level(t, n, nt, s, sq, risk):
 
 
 @njit(cache=True)
+def spot_fit(sample, risk, init_q, row):
+    """Calibrate one key's SPOT state ``row`` on a sample of its scores at once: ``t`` at
+    their ``init_q`` quantile, the tail fitted to the excesses over it. ``S_SEEN`` is left
+    to the caller."""
+    srt = np.sort(sample)
+    t = _quantile_sorted(srt, init_q)
+    nt, s, sq = 0, 0.0, 0.0
+    for y in srt:
+        if y > t:
+            nt += 1
+            s += y - t
+            sq += (y - t) * (y - t)
+    row[S_N] = len(srt)
+    row[S_NT] = nt
+    row[S_T] = t
+    row[S_SUM] = s
+    row[S_SQ] = sq
+    row[S_Z] = spot_level(t, len(srt), nt, s, sq, risk)
+
+
+@njit(cache=True)
 def spot_batch(slots, scores, state, init_buf, risk, init_q, out):
     """Peaks-over-threshold (SPOT): out[i] is the threshold point i is judged against (nan
     while the key calibrates on its first ``init_buf.shape[1]`` scores)."""
@@ -61,20 +82,7 @@ def spot_batch(slots, scores, state, init_buf, risk, init_q, out):
             init_buf[k, seen] = x
             state[k, S_SEEN] = seen + 1
             if seen + 1 == n_init:
-                srt = np.sort(init_buf[k])
-                t = _quantile_sorted(srt, init_q)
-                nt, s, sq = 0, 0.0, 0.0
-                for y in srt:
-                    if y > t:
-                        nt += 1
-                        s += y - t
-                        sq += (y - t) * (y - t)
-                state[k, S_N] = n_init
-                state[k, S_NT] = nt
-                state[k, S_T] = t
-                state[k, S_SUM] = s
-                state[k, S_SQ] = sq
-                state[k, S_Z] = spot_level(t, n_init, nt, s, sq, risk)
+                spot_fit(init_buf[k], risk, init_q, state[k])
             continue
         z = state[k, S_Z]
         out[i] = z
@@ -159,11 +167,12 @@ EV_NONE, EV_OPEN, EV_UPDATE, EV_RESOLVE = 0, 1, 2, 3
 
 @njit(cache=True)
 def alarm_batch(slots, ts, scores, thresholds, state, enter, exit_, min_duration, resolve_after,
-                suppress, update_every, anomaly, event, event_ts, peak):
+                suppress, update_every, anomaly, event, event_ts, peak, last_alarm):
     """Hysteresis: open after ``score >= enter*threshold`` held ``min_duration`` (and not
     within ``suppress`` of the last resolve); while open, an update when the peak grows (at
     most every ``update_every``); resolve after ``score < exit*threshold`` for
-    ``resolve_after``. Writes per point: anomaly flag, event code, event time, new-peak flag."""
+    ``resolve_after``. Writes per point: anomaly flag, event code, event time, new-peak flag,
+    and the time the key was last in alarm (this point's if it is; -inf: never)."""
     for i in range(len(slots)):
         k = slots[i]
         t = ts[i]
@@ -208,6 +217,7 @@ def alarm_batch(slots, ts, scores, thresholds, state, enter, exit_, min_duration
             else:
                 state[k, A_CALM] = np.nan
         anomaly[i] = state[k, A_ACTIVE] != 0.0
+        last_alarm[i] = t if anomaly[i] else state[k, A_RESOLVED]
 
 
 def new_alarm_state(keys: int) -> np.ndarray:

@@ -23,3 +23,11 @@ class QuantileThreshold(KeyedState):
         p2_batch(slots, scores.astype(np.float64), self.state, c.quantile, c.margin,
                  c.init_points, out)
         return out
+
+    def calibrate(self, slot: int, scores: np.ndarray) -> None:
+        """Restart one key's quantile on a sample of its recent scores (in time order)."""
+        values = np.asarray(scores, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        self.ensure(slot + 1)
+        self.reset(np.array([slot]))
+        self.apply(np.full(len(values), slot, dtype=np.int64), values)

@@ -6,7 +6,7 @@ import numpy as np
 
 from streamae.config import ThresholdConfig
 from streamae.threshold.base import KeyedState
-from streamae.threshold.kernels import SPOT_COLS, spot_batch
+from streamae.threshold.kernels import S_SEEN, SPOT_COLS, spot_batch, spot_fit
 
 
 class SpotThreshold(KeyedState):
@@ -27,3 +27,16 @@ class SpotThreshold(KeyedState):
         spot_batch(slots, scores.astype(np.float64), self.state, self.init_buf, self.config.risk,
                    self.config.init_quantile, out)
         return out
+
+    def calibrate(self, slot: int, scores: np.ndarray) -> None:
+        """Restart one key's threshold fitted at once to a sample of its recent scores
+        (more than ``init_points`` fit the tail better)."""
+        values = np.asarray(scores, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        self.ensure(slot + 1)
+        self.reset(np.array([slot]))
+        if len(values) < self.config.init_points:
+            self.apply(np.full(len(values), slot, dtype=np.int64), values)
+            return
+        spot_fit(values, self.config.risk, self.config.init_quantile, self.state[slot])
+        self.state[slot, S_SEEN] = self.config.init_points

@@ -3,7 +3,7 @@
 Transfer-learning settings (``updater`` config): freeze the encoder or its first k
 layers; pretrained encoder layers learn ``encoder_lr_scale`` times slower than the
 decoder (per-layer parameter groups); a learning rate well below the pretraining one;
-early stopping on the newest windows; a wall-time budget per round. The windows move to
+early stopping on the newest windows (``patience`` epochs); a wall-time budget per round. The windows move to
 the device once per round and batches are gathered there, so data movement does not bound
 a GPU round. Transformers train under bf16 autocast on CUDA.
 """
@@ -87,6 +87,7 @@ def fine_tune(detector: Detector, windows: np.ndarray, cfg: UpdaterConfig,
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     best = initial = _loss(model, val, bf16) if n_val else math.inf
     start, seen, stopped, train_loss, epochs = time.perf_counter(), 0, "epochs", math.nan, 0
+    stale = 0  # epochs since the best one
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(train), generator=gen, device=device)
@@ -108,11 +109,13 @@ def fine_tune(detector: Detector, windows: np.ndarray, cfg: UpdaterConfig,
         train_loss = float(total) / max(len(train), 1)
         val_loss = _loss(model, val, bf16) if n_val else train_loss
         if val_loss < best:
-            best = val_loss
+            best, stale = val_loss, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif n_val:
-            stopped = "early stopping"
-            break
+            stale += 1
+            if stale >= cfg.patience:
+                stopped = "early stopping"
+                break
         if stopped == "time budget":
             break
     if device.type == "cuda":

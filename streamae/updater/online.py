@@ -6,6 +6,11 @@ the stream of window scores, and a manual request. After a round, ``cooldown`` o
 time passes before the next. Rounds run inline (backtests: reproducible on event time) or
 on a background thread (the daemon: scoring never waits); either way the live model is
 only replaced by :meth:`OnlineUpdater.poll`, between batches.
+
+A key that stays in alarm for ``admit_after`` has a new normal: its quarantined windows
+enter the buffer, a round is asked for, and at once (without waiting for a model) its
+threshold re-learns on its recent scores, so one changed sensor does not stay in alarm
+for the hours a round and its gate take.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -49,6 +55,23 @@ class Round:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Update:
+    """What :meth:`OnlineUpdater.poll` hands the pipeline between batches: a model to swap
+    in (or None: same model) and keys' recent scores under the model that will score them,
+    from which those keys' thresholds restart."""
+
+    model: Detector | None
+    calibration: dict[str, np.ndarray]
+
+    def apply(self, pipeline: Any) -> None:
+        """Apply to a :class:`~streamae.pipeline.Pipeline`."""
+        if self.model is not None:
+            pipeline.swap(self.model, self.calibration)
+        else:
+            pipeline.recalibrate(self.calibration)
+
+
 class OnlineUpdater:
     def __init__(self, config: Config, live: Detector, store: ModelStore | None = None,
                  background: bool = False, seed: int = 0) -> None:
@@ -65,8 +88,9 @@ class OnlineUpdater:
         self._first_ts: float | None = None
         self._manual = False
         self._drift = False
-        self._ready: tuple[Detector, dict[str, np.ndarray]] | None = None
+        self._ready: Update | None = None
         self._alarm_since: dict[str, float] = {}
+        self._relearn: set[str] = set()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -99,11 +123,13 @@ class OnlineUpdater:
                 self._alarm_since.setdefault(key, float(t))
         if not self.cfg.admit_after:
             return
+        now = float(ts.max())
         for key, since in self._alarm_since.items():
-            if ts.max() - since >= self.cfg.admit_after and self.buffer.admit(key):
-                if not self._drift:
-                    log.info("key %s in alarm since %.0f: taking it as a new normal", key, since)
+            if now - since >= self.cfg.admit_after and self.buffer.admit(key):
+                log.info("key %s in alarm since %.0f: taking it as a new normal", key, since)
                 self._drift = True
+                self._relearn.add(key)
+                self._alarm_since[key] = now  # still in alarm after another admit_after: again
 
     def request(self) -> None:
         """Manual trigger (CLI or control message)."""
@@ -126,13 +152,10 @@ class OnlineUpdater:
             return "schedule (time)"
         return None
 
-    def poll(self, now: float) -> tuple[Detector, dict[str, np.ndarray]] | None:
-        """Between batches: start a round if one is due; return ``(model, calibration)``
-        to swap in (see :meth:`Pipeline.swap`) when a round has produced one."""
-        with self._lock:
-            ready, self._ready = self._ready, None
-        if ready is not None:
-            self.live = ready[0]
+    def poll(self, now: float) -> Update | None:
+        """Between batches: start a round if one is due; return an :class:`Update` when a
+        round has produced a model or keys taken as a new normal need new thresholds."""
+        ready = self._take_ready()
         running = self._thread is not None and self._thread.is_alive()
         reason = None if running else self._reason(now)
         if reason:
@@ -147,10 +170,20 @@ class OnlineUpdater:
                 self._thread.start()
             else:
                 self._round(*args)
-                with self._lock:
-                    ready, self._ready = self._ready, None
-                if ready is not None:
-                    self.live = ready[0]
+                ready = ready or self._take_ready()
+        relearn, self._relearn = self._relearn, set()
+        if ready is not None:
+            return ready
+        # a new normal: only its newest scores, which the change dominates
+        points = self.config.threshold.init_points
+        calibration = self._calibration(self.live, relearn, points) if relearn else {}
+        return Update(None, calibration) if calibration else None
+
+    def _take_ready(self) -> Update | None:
+        with self._lock:
+            ready, self._ready = self._ready, None
+        if ready is not None:
+            self.live = ready.model
         return ready
 
     def _round(self, live: Detector, windows: np.ndarray, ts: np.ndarray, now: float,
@@ -174,7 +207,8 @@ class OnlineUpdater:
             log.warning("candidate %s rejected (%s): %s", candidate.version, reason,
                         "; ".join(verdict.reasons))
             return
-        calibration = self._calibration(candidate)
+        calibration = self._calibration(candidate, self.buffer.keys(),
+                                        self.cfg.calibration_points)
         candidate.info = {**candidate.info, "parent": live.version, "trigger": reason,
                           "data_range": [float(ts.min()), float(ts.max())]}
         if self.store is not None:
@@ -183,19 +217,21 @@ class OnlineUpdater:
             self.store.promote(candidate.version)
         log.info("candidate %s accepted (%s); swapping in", candidate.version, reason)
         with self._lock:
-            self._ready = (candidate, calibration)
+            self._ready = Update(candidate, calibration)
 
-    def _calibration(self, candidate: Detector) -> dict[str, np.ndarray]:
-        """Each key's recent point scores under the candidate, oldest first: enough to
-        warm a threshold (``threshold.init_points``)."""
+    def _calibration(self, model: Detector, keys: Iterable[str],
+                     points: int) -> dict[str, np.ndarray]:
+        """Each key's newest ``points`` point scores under ``model`` (as far as the buffer
+        holds them), oldest first; keys with fewer than ``threshold.init_points`` are left
+        out."""
         hop = self.config.window.hop
-        per_key = -(-self.config.threshold.init_points // hop) + 1
+        per_key = -(-max(points, self.config.threshold.init_points) // hop) + 1
         out = {}
-        for key in self.buffer.keys():
+        for key in keys:
             mine = self.buffer.newest_of(key, per_key)
             if len(mine) * hop < self.config.threshold.init_points:
                 continue
-            step, _ = candidate.score(mine, batch_size=1024)
+            step, _ = model.score(mine, batch_size=1024)
             out[key] = step[:, -hop:].ravel()
         return out
 
