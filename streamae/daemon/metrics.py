@@ -40,6 +40,9 @@ class DaemonMetrics:
         self.open_alarms = Gauge("streamae_open_alarms", "alarms open now", registry=r)
         self.keys = Gauge("streamae_keys", "keys (sensors) seen", registry=r)
         self.model = Gauge("streamae_model_info", "model in use", ["version"], registry=r)
+        self.relearnt = Counter("streamae_thresholds_relearnt", "keys whose threshold "
+                                "re-learnt on a new normal (in alarm for updater.admit_after)",
+                                registry=r)
         self.models_refused = Counter("streamae_models_refused",
                                       "announced models refused (checksum, layout)",
                                       registry=r)

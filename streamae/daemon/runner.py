@@ -239,7 +239,9 @@ class Daemon:
         """Between batches (and every second when idle): control commands, then swap in
         a model the updater accepted; the updater process announces it."""
         before = self.pipeline.detector.version
-        self.updates.step(self.pipeline, self.event_time)
+        update = self.updates.step(self.pipeline, self.event_time)
+        if update is not None and update.model is None:
+            self.metrics.relearnt.inc(len(update.calibration))
         if self.pipeline.detector.version != before:
             self.metrics.model.clear()
             self.metrics.model.labels(self.pipeline.detector.version).set(1)

@@ -18,7 +18,7 @@ from streamae.daemon.clients import client_settings
 from streamae.errors import ConfigError
 from streamae.models.detector import Detector
 from streamae.pipeline import Pipeline
-from streamae.updater.online import OnlineUpdater
+from streamae.updater.online import OnlineUpdater, Update
 from streamae.updater.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,9 @@ class DaemonUpdates:
             log.warning("control topic %s unavailable (%s); manual triggers disabled", topic, exc)
             self.control = None
 
-    def step(self, pipeline: Pipeline, now: float) -> None:
-        """Between batches: obey control commands, then swap in an accepted model."""
+    def step(self, pipeline: Pipeline, now: float) -> Update | None:
+        """Between batches: obey control commands, then swap in an accepted model or
+        re-learn the thresholds of keys with a new normal; returns what was applied."""
         if self.control is not None:
             for records in self.control.poll(timeout_ms=0).values():
                 for rec in records:
@@ -90,6 +91,7 @@ class DaemonUpdates:
         if update is not None:
             update.apply(pipeline)
             self.swaps += update.model is not None
+        return update
 
     def _command(self, raw: bytes) -> None:
         try:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -177,6 +177,9 @@ class OnlineUpdater:
         # a new normal: only its newest scores, which the change dominates
         points = self.config.threshold.init_points
         calibration = self._calibration(self.live, relearn, points) if relearn else {}
+        if calibration:
+            log.info("thresholds of %s re-learn on their new normal",
+                     ", ".join(sorted(calibration)))
         return Update(None, calibration) if calibration else None
 
     def _take_ready(self) -> Update | None:
