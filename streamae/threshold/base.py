@@ -29,6 +29,14 @@ class KeyedState:
             arr = getattr(self, name)
             arr[slots] = self._fill if name == "state" else 0.0
 
+    def _restart(self, slot: int, scores: np.ndarray) -> np.ndarray:
+        """Forget one key's state (grown to fit) and return its finite ``scores``: the
+        shared start of a threshold's ``calibrate``."""
+        values = np.asarray(scores, dtype=np.float64)
+        self.ensure(slot + 1)
+        self.reset(np.array([slot]))
+        return values[np.isfinite(values)]
+
     def take(self, slots: np.ndarray) -> dict[str, np.ndarray]:
         """The given slots' rows (to hand those keys to another pipeline)."""
         return {name: getattr(self, name)[slots] for name in self._STATE}

@@ -26,8 +26,5 @@ class QuantileThreshold(KeyedState):
 
     def calibrate(self, slot: int, scores: np.ndarray) -> None:
         """Restart one key's quantile on a sample of its recent scores (in time order)."""
-        values = np.asarray(scores, dtype=np.float64)
-        values = values[np.isfinite(values)]
-        self.ensure(slot + 1)
-        self.reset(np.array([slot]))
+        values = self._restart(slot, scores)
         self.apply(np.full(len(values), slot, dtype=np.int64), values)

@@ -31,10 +31,7 @@ class SpotThreshold(KeyedState):
     def calibrate(self, slot: int, scores: np.ndarray) -> None:
         """Restart one key's threshold fitted at once to a sample of its recent scores
         (more than ``init_points`` fit the tail better)."""
-        values = np.asarray(scores, dtype=np.float64)
-        values = values[np.isfinite(values)]
-        self.ensure(slot + 1)
-        self.reset(np.array([slot]))
+        values = self._restart(slot, scores)
         if len(values) < self.config.init_points:
             self.apply(np.full(len(values), slot, dtype=np.int64), values)
             return

@@ -3,9 +3,10 @@
 Transfer-learning settings (``updater`` config): freeze the encoder or its first k
 layers; pretrained encoder layers learn ``encoder_lr_scale`` times slower than the
 decoder (per-layer parameter groups); a learning rate well below the pretraining one;
-early stopping on the newest windows (``patience`` epochs); a wall-time budget per round. The windows move to
-the device once per round and batches are gathered there, so data movement does not bound
-a GPU round. Transformers train under bf16 autocast on CUDA.
+early stopping on the newest windows (after ``patience`` epochs without gain); a
+wall-time budget per round. The windows move to the device once per round and batches
+are gathered there, so data movement does not bound a GPU round. Transformers train
+under bf16 autocast on CUDA.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from streamae.updater.buffer import KeyedReplayBuffer, ReplayBuffer
 from streamae.updater.finetune import fine_tune
 from streamae.updater.gate import validate
 from streamae.updater.store import ModelStore
+
+if TYPE_CHECKING:
+    from streamae.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,8 @@ class Update:
     model: Detector | None
     calibration: dict[str, np.ndarray]
 
-    def apply(self, pipeline: Any) -> None:
-        """Apply to a :class:`~streamae.pipeline.Pipeline`."""
+    def apply(self, pipeline: Pipeline) -> None:
+        """Swap the model in, or re-learn the keys' thresholds on the current one."""
         if self.model is not None:
             pipeline.swap(self.model, self.calibration)
         else:
