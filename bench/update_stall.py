@@ -52,7 +52,7 @@ def main() -> None:
     rows = 512  # one poll's worth of points: 64 windows at hop 8
     frames = [data.take(order[i: i + rows]) for i in range(0, len(order) - rows, rows)]
     half = len(frames) // 2
-    windows = training_windows(data, detector.scaler, detector.window, 1, 20000)
+    windows = training_windows(data, detector.scaler, detector.window, 1, 20000).train
     cfg = dataclasses.replace(config.updater, epochs=50, time_budget=15.0, device="cpu")
 
     pipeline = Pipeline(detector, config)

@@ -285,11 +285,16 @@ def _train(args: argparse.Namespace) -> int:
     frame = read_frames(args.input, config.data)
     detector = jobs.train(frame, config, _progress(args))
     detector.save(args.out)
-    info = detector.info
-    print(f"model {detector.version} saved to {args.out}: {info['windows']} windows from "
-          f"{info['rows']} rows / {info['keys']} keys, best epoch {info['best_epoch']} of "
-          f"{info['epochs']} (val loss {info['best_val_loss']:.4g})")
+    _print_training(detector, args.out)
     return 0
+
+
+def _print_training(detector, saved_to=None) -> None:
+    info = detector.info
+    where = f" saved to {saved_to}" if saved_to else ""
+    print(f"model {detector.version}{where}: window {detector.window}, {info['windows']} "
+          f"windows from {info['rows']} rows / {info['keys']} keys; "
+          f"{info['training']['summary']}")
 
 
 def _backtest(args: argparse.Namespace) -> int:
@@ -316,12 +321,14 @@ def _backtest(args: argparse.Namespace) -> int:
     elif args.train:
         train_frame = read_frames(args.train, config.data)
         detector = jobs.train(train_frame, config, progress)
+        _print_training(detector)
     elif args.train_head:
         if not 0 < args.train_head < 1:
             raise StreamaeError("--train-head must be a fraction between 0 and 1")
         head = jobs.head_mask(frame, args.train_head)
         train_frame, mask = frame.take(head), ~head
         detector = jobs.train(train_frame, config, progress)
+        _print_training(detector)
     else:
         raise StreamaeError("backtest needs a model: --model DIR, --train PATH... or --train-head F")
     baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from streamae.durations import parse_duration
+from streamae.durations import Span, parse_duration
 from streamae.errors import ConfigError
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -47,7 +47,11 @@ class DataConfig:
 class WindowConfig:
     """Per-key sliding windows and the policy for imperfect points."""
 
-    size: int = _opt(64, "points per window (W)", min=4, max=4096)
+    size: int | Literal["auto"] = _opt(
+        64, "points per window (W); auto: the dominant period of the training data "
+        "(autocorrelation), within min_size..max_size (64 when there is none)", min=4, max=4096)
+    min_size: int = _opt(16, "auto: smallest window", min=4, max=4096)
+    max_size: int = _opt(128, "auto: largest window", min=4, max=4096)
     hop: int = _opt(8, "score a window every h-th point; each window scores its newest h points", min=1)
     nan_policy: Literal["ffill", "drop"] = _opt(
         "ffill", "non-finite values: carry the channel's last finite value forward, or drop the point")
@@ -70,6 +74,8 @@ class LSTMConfig:
     dropout: float = _opt(0.0, "dropout between stacked layers", min=0.0, max=0.9)
     variational: bool = _opt(False, "variational bottleneck (mean/log-variance, KL term)")
     beta: float = _opt(0.01, "weight of the KL term when variational", min=0.0)
+    forecast: bool = _opt(True, "a head forecasts every next step from the encoder's past; "
+                          "its error joins the reconstruction error")
 
 
 @dataclass(frozen=True)
@@ -83,10 +89,37 @@ class TransformerConfig:
     ff: int = _opt(64, "feed-forward width", min=4)
     latent: int = _opt(16, "bottleneck size", min=1)
     dropout: float = _opt(0.0, "dropout in attention and feed-forward", min=0.0, max=0.9)
+    forecast: bool = _opt(True, "a head forecasts every next step from the (causally "
+                          "masked) encoder's past; its error joins the reconstruction error")
 
 
-ModelConfig = LSTMConfig | TransformerConfig
-MODEL_CONFIGS: dict[str, type] = {"lstm": LSTMConfig, "transformer": TransformerConfig}
+@dataclass(frozen=True)
+class LinearConfig:
+    """Linear autoencoder: principal components of training windows (closed form)."""
+
+    kind: Literal["linear"] = "linear"
+    components: int = _opt(64, "most principal components kept", min=1)
+    variance: float = _opt(0.95, "fewest components explaining this share of the training "
+                           "windows' variance (up to components)", min=0.5, max=1.0)
+
+
+MemberConfig = LSTMConfig | TransformerConfig | LinearConfig
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Members of any kind, each calibrated on its own; the score is their mean."""
+
+    kind: Literal["ensemble"] = "ensemble"
+    members: list[MemberConfig] = field(
+        default_factory=lambda: [LSTMConfig(), LinearConfig()],
+        metadata={"help": "member models (each a model section with its kind)"})
+
+
+ModelConfig = LSTMConfig | TransformerConfig | LinearConfig | EnsembleConfig
+MEMBER_CONFIGS: dict[str, type] = {"lstm": LSTMConfig, "transformer": TransformerConfig,
+                                   "linear": LinearConfig}
+MODEL_CONFIGS: dict[str, type] = {**MEMBER_CONFIGS, "ensemble": EnsembleConfig}
 
 
 @dataclass(frozen=True)
@@ -97,9 +130,15 @@ class TrainConfig:
     batch_size: int = _opt(256, "windows per step", min=1)
     lr: float = _opt(1e-3, "Adam learning rate", min=0.0)
     weight_decay: float = _opt(0.0, "Adam weight decay", min=0.0)
-    val_fraction: float = _opt(0.1, "newest share of windows held out for early stopping",
-                               min=0.0, max=0.5)
+    val_fraction: float = _opt(0.2, "newest share of every key's windows held out: early "
+                               "stopping, and the normal errors the scores are calibrated on",
+                               min=0.05, max=0.5)
+    min_epochs: int = _opt(3, "epochs before early stopping may stop", min=1)
     patience: int = _opt(3, "epochs without validation gain before stopping", min=1)
+    lr_schedule: Literal["cosine", "constant"] = _opt(
+        "cosine", "cosine: the learning rate decays to a tenth over the epochs")
+    time_budget: float | None = _opt(None, "longest training run (duration; none: no limit)",
+                                     duration=True)
     stride: int = _opt(1, "step between training windows", min=1)
     max_windows: int = _opt(50_000, "cap on training windows (evenly subsampled)", min=16)
     noise_std: float = _opt(0.0, "denoising: std of Gaussian input noise (scaled units)", min=0.0)
@@ -110,13 +149,47 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class CalibrationConfig:
+    """How a model's per-channel errors become one score. Fitted at training time on the
+    held-out normal windows and kept in the checkpoint."""
+
+    aggregate: Literal["topk", "mean", "max", "mahalanobis"] = _opt(
+        "topk", "channels' calibrated errors -> one score: mean of the top_k largest, mean, "
+        "max, or Mahalanobis distance over the residual vector")
+    top_k: int = _opt(0, "topk: how many channels (0: the square root of the channel count)",
+                      min=0)
+    smooth: int = _opt(16, "each point's score is the mean of the newest this many steps' "
+                       "calibrated errors (1: none); must leave room in the window",
+                       min=1, max=256)
+    floor: float = _opt(0.1, "a channel's error spread is at least this share of the median "
+                        "channel's, so one constant in training cannot blow up", min=1e-3,
+                        max=1.0)
+    input_clip: float = _opt(10.0, "scaled inputs are clipped to +-this before the model",
+                             min=1.0)
+
+
+@dataclass(frozen=True)
 class ThresholdConfig:
     """Streaming per-key threshold on the score."""
 
-    kind: Literal["spot", "quantile"] = _opt("spot", "peaks-over-threshold (SPOT) or streaming quantile")
-    risk: float = _opt(1e-3, "spot: probability of a normal score exceeding the threshold",
-                       min=1e-9, max=0.5)
-    init_points: int = _opt(200, "scores a key needs before it has a threshold", min=10)
+    kind: Literal["tail", "spot", "quantile"] = _opt(
+        "tail", "tail: each score's tail probability against the key's own recent scores | "
+        "spot: peaks-over-threshold over all past scores | quantile: streaming quantile")
+    risk: float = _opt(1e-4, "tail/spot: probability of a normal score exceeding the "
+                       "threshold", min=1e-9, max=0.5)
+    memory: int = _opt(5000, "tail: recent scores per key the tail is fitted to (the "
+                       "held-out training scores until a key has its own)", min=50,
+                       max=100_000)
+    sample_every: int = _opt(8, "tail: one score in this many enters a key's memory and "
+                             "refits its tail (neighbouring smoothed scores say little new)",
+                             min=1)
+    learn: Literal["capped", "calm", "all"] = _opt(
+        "capped", "tail: which points a key's memory learns: capped: all, capped at the "
+        "threshold (one alarm barely moves it, a level that stays does) | calm: only those "
+        "outside alarms, capped (alarms never teach it; a new normal waits for the "
+        "updater) | all: all as they are")
+    init_points: int = _opt(200, "spot/quantile: scores a key needs before it has a "
+                            "threshold", min=10)
     init_quantile: float = _opt(0.98, "spot: quantile that starts the tail", min=0.5, max=0.9999)
     quantile: float = _opt(0.995, "quantile: which quantile is the threshold", min=0.5, max=0.99999)
     margin: float = _opt(1.0, "quantile: threshold = margin x quantile", min=0.1)
@@ -124,17 +197,33 @@ class ThresholdConfig:
 
 @dataclass(frozen=True)
 class AlarmConfig:
-    """Hysteresis turning threshold crossings into few, meaningful alarms."""
+    """Post-processing that turns threshold crossings into few, meaningful alarms. Spans
+    are event time ('10m') or a count of the key's scored points ('16 points')."""
 
     enter_level: float = _opt(1.0, "open when score >= enter_level x threshold", min=0.01)
     exit_level: float = _opt(0.8, "calm when score < exit_level x threshold", min=0.0)
-    min_duration: float = _opt(0.0, "score must stay above enter level this long to open",
-                               duration=True)
-    resolve_after: float = _opt(600.0, "calm this long before an alarm resolves", duration=True)
-    suppress: float = _opt(0.0, "after a resolve, no new alarm on the key for this long",
-                           duration=True)
-    update_every: float = _opt(300.0, "at most one update event per alarm this often",
-                               duration=True)
+    min_hits: int = _opt(1, "open only after this many crossings among the key's last "
+                         "hit_window scored points", min=1, max=48)
+    hit_window: int = _opt(1, "points the crossings of min_hits are counted over", min=1,
+                           max=48)
+    min_duration: Span = _opt(Span(0.0), "score must stay above the enter level this long "
+                              "to open", span=True)
+    resolve_after: Span = _opt(Span(8, True), "calm this long before an alarm resolves (so "
+                               "alarms closer than this merge into one)", span=True)
+    suppress: Span = _opt(Span(0.0), "after a resolve, no new alarm on the key for this "
+                          "long", span=True)
+    prune: float = _opt(0.0, "a new alarm opens only at a score of at least this share of "
+                        "the key's strongest alarm peak within prune_memory (0: off)", min=0.0,
+                        max=1.0)
+    prune_memory: Span = _opt(Span(1000, True), "how long a strong alarm's peak prunes "
+                              "weaker ones", span=True)
+    update_every: Span = _opt(Span(300.0), "at most one update event per alarm this often",
+                              span=True)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # numbers and text are accepted in code too
+            if f.metadata.get("span"):
+                object.__setattr__(self, f.name, Span.parse(getattr(self, f.name)))
 
 
 @dataclass(frozen=True)
@@ -283,8 +372,9 @@ class Config:
 
     data: DataConfig = field(default_factory=DataConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
-    model: LSTMConfig | TransformerConfig = field(default_factory=LSTMConfig)
+    model: ModelConfig = field(default_factory=EnsembleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     alarm: AlarmConfig = field(default_factory=AlarmConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
@@ -296,18 +386,40 @@ class Config:
     def __post_init__(self) -> None:
         if not self.input.topics:
             raise ConfigError("config field 'input.topics': empty; name at least one topic")
-        if self.window.hop > self.window.size:
+        w = self.window
+        smallest = w.min_size if w.size == "auto" else w.size
+        if w.hop > smallest:
+            field_ = "window.min_size" if w.size == "auto" else "window.size"
             raise ConfigError(
-                f"config field 'window.hop': got {self.window.hop}; must be <= window.size "
-                f"({self.window.size}) so that every point lands in a scored window")
+                f"config field 'window.hop': got {w.hop}; must be <= {field_} "
+                f"({smallest}) so that every point lands in a scored window")
+        if w.min_size > w.max_size:
+            raise ConfigError(f"config field 'window.min_size': got {w.min_size}; must be <= "
+                              f"window.max_size ({w.max_size})")
+        if self.alarm.min_hits > self.alarm.hit_window:
+            raise ConfigError(
+                f"config field 'alarm.min_hits': got {self.alarm.min_hits}; must be <= "
+                f"alarm.hit_window ({self.alarm.hit_window})")
         if self.alarm.exit_level > self.alarm.enter_level:
             raise ConfigError(
                 f"config field 'alarm.exit_level': got {self.alarm.exit_level}; must be <= "
                 f"alarm.enter_level ({self.alarm.enter_level}) so that alarms can close")
-        if isinstance(self.model, TransformerConfig) and self.model.d_model % self.model.heads:
-            raise ConfigError(
-                f"config field 'model.heads': got {self.model.heads}; must divide model.d_model "
-                f"({self.model.d_model})")
+        for path, model in model_parts(self.model):
+            if isinstance(model, TransformerConfig) and model.d_model % model.heads:
+                raise ConfigError(
+                    f"config field '{path}.heads': got {model.heads}; must divide "
+                    f"{path}.d_model ({model.d_model})")
+        if isinstance(self.model, EnsembleConfig) and not self.model.members:
+            raise ConfigError("config field 'model.members': empty; name at least one member "
+                              "model (e.g. {kind: lstm})")
+
+
+def model_parts(model: Any, path: str = "model") -> list[tuple[str, Any]]:
+    """The model config and, for an ensemble, each member's, with their field paths."""
+    if isinstance(model, EnsembleConfig):
+        return [(path, model)] + [p for i, m in enumerate(model.members)
+                                  for p in model_parts(m, f"{path}.members[{i}]")]
+    return [(path, model)]
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -341,32 +453,48 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-    """Plain, YAML/JSON-ready data for a config dataclass."""
-    return dataclasses.asdict(config)
+    """Plain, YAML/JSON-ready data for a config dataclass (spans as text: '32 points')."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, Span):
+            return str(value)
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return plain(config)
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"config section '{prefix or 'top level'}' must be a mapping, "
                           f"got {data!r}")
-    if cls is Config and isinstance(data.get("model"), dict):
-        kind = data["model"].get("kind", "lstm")
-        if kind not in MODEL_CONFIGS:
-            raise ConfigError(f"config field 'model.kind': got {kind!r}; allowed: "
-                              f"{', '.join(MODEL_CONFIGS)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"'{prefix}'" if prefix else "the top level"
+        hint = ""
+        if cls in MODEL_CONFIGS.values():
+            hint = (f" (fields of model kind {data.get('kind', cls.kind)!r}; the default "
+                    f"kind is {EnsembleConfig.kind!r}: set kind to use another model's fields)")
         raise ConfigError(f"unknown config field(s) {', '.join(repr(u) for u in unknown)} in {where}; "
-                          f"allowed: {', '.join(fields)}")
+                          f"allowed: {', '.join(fields)}{hint}")
     kwargs = {}
     for name, value in data.items():
         path = f"{prefix}.{name}" if prefix else name
         hint = hints[name]
         if name == "model" and cls is Config:
-            hint = MODEL_CONFIGS[value.get("kind", "lstm")] if isinstance(value, dict) else hint
+            hint = _model_class(value, path, MODEL_CONFIGS, EnsembleConfig.kind)
+        elif name == "members" and cls is EnsembleConfig:
+            if not isinstance(value, list):
+                raise ConfigError(f"config field '{path}': got {value!r}; must be a list of "
+                                  "member models, e.g. [{kind: lstm}, {kind: linear}]")
+            kwargs[name] = [_build(_model_class(v, f"{path}[{i}]", MEMBER_CONFIGS, None), v,
+                                   f"{path}[{i}]") for i, v in enumerate(value)]
+            continue
         kwargs[name] = _coerce(hint, value, path, fields[name].metadata)
     try:
         return cls(**kwargs)
@@ -374,8 +502,24 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         raise ConfigError(f"config section '{prefix}': {exc}") from None
 
 
+def _model_class(value: Any, path: str, allowed: dict[str, type], default: str | None) -> type:
+    """The config class a model section's ``kind`` names."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"config section '{path}' must be a mapping, got {value!r}")
+    kind = value.get("kind", default)
+    if kind not in allowed:
+        what = "missing" if kind is None else f"got {kind!r}"
+        raise ConfigError(f"config field '{path}.kind': {what}; allowed: {', '.join(allowed)}")
+    return allowed[kind]
+
+
 def _coerce(hint: Any, value: Any, path: str, meta: Any) -> Any:
     origin = typing.get_origin(hint)
+    if meta.get("span"):
+        try:
+            return Span.parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"config field '{path}': got {value!r}; {exc}") from None
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, path)
     if origin in (typing.Union, types.UnionType):
@@ -383,6 +527,9 @@ def _coerce(hint: Any, value: Any, path: str, meta: Any) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        for choice in inner[1:]:  # a literal alternative, e.g. int | Literal["auto"]
+            if typing.get_origin(choice) is Literal and value in typing.get_args(choice):
+                return value
         return _coerce(inner[0], value, path, meta)
     if meta.get("duration"):
         try:

@@ -42,15 +42,18 @@ class BacktestJob:
 
 def train(frame: Frame, config: Config, progress: Progress = silent,
           on_epoch: Callable[[EpochReport], None] | None = None) -> Detector:
-    """Train a detector with a progress bar over all epochs' windows."""
-    from streamae.models.dataset import training_windows
-    from streamae.models.scaler import Scaler
+    """Train a detector with a progress bar over all epochs' windows; its summary (epochs,
+    held-out loss, why it stopped) is logged."""
+    bar: list[Callable[[int], None]] = []
 
-    n = len(training_windows(frame, Scaler.fit(frame), config.window.size, config.train.stride,
-                             config.train.max_windows))
-    n_train = n - (int(n * config.train.val_fraction) if n >= 20 else 0)
-    advance = progress("training", n_train * config.train.epochs)
-    return train_detector(frame, config, on_epoch=on_epoch, on_step=advance)
+    def start(windows: int) -> None:
+        bar.append(progress("training", windows * config.train.epochs))
+
+    detector = train_detector(frame, config, on_epoch=on_epoch,
+                              on_step=lambda n: bar[0](n) if bar else None, on_start=start)
+    log.info("model %s (window %d): %s", detector.version, detector.window,
+             detector.info["training"]["summary"])
+    return detector
 
 
 def head_mask(frame: Frame, fraction: float) -> np.ndarray:

@@ -8,6 +8,7 @@ daemon and the backtest drive the same :class:`Pipeline`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,12 +109,13 @@ class Pipeline:
 
     def __init__(self, detector: Detector, config: Config, clock: Clock = wall_clock,
                  locate: Locate | None = None) -> None:
-        if detector.window != config.window.size:
+        if config.window.size not in ("auto", detector.window):
             raise InputFormatError(f"model was trained with window {detector.window}, config "
                                    f"says window.size {config.window.size}")
         self.detector, self.config, self.clock = detector, config, clock
         self.keys = KeyIndex(detector)
-        self.windows = Windows(config.window, len(detector.channels))
+        self.windows = Windows(dataclasses.replace(config.window, size=detector.window),
+                               len(detector.channels))
         self.decision = Decision(config.threshold, config.alarm)
         self.events = EventBuilder(detector.channels, config.scoring.top_channels)
         self.next_row = 0
@@ -128,9 +130,7 @@ class Pipeline:
         n = len(frame)
         rows = np.arange(self.next_row, self.next_row + n, dtype=np.int64)
         self.next_row += n
-        slots = self.keys.slots_for(frame.keys)
-        self.windows.ensure(len(self.keys.names))
-        self.decision.ensure(len(self.keys.names))
+        slots = self._slots(frame.keys)
         scaled = self.detector.scaler.transform(frame.values.astype(np.float64),
                                                 self.keys.mean[slots], self.keys.std[slots])
         status, closed = self.windows.push(slots, frame.timestamps.astype(np.float64), scaled, rows)
@@ -139,6 +139,22 @@ class Pipeline:
         early = Output(rows[dropped], frame.keys[dropped], frame.timestamps[dropped], nan, nan,
                        np.zeros(len(nan), dtype=np.bool_), status[dropped])
         return Output.concat([early, *(self._score(c) for c in closed)])
+
+    def _slots(self, keys: np.ndarray) -> np.ndarray:
+        """Key slots of ``keys``; keys seen for the first time get windows and a threshold
+        from the model's held-out scores."""
+        known = len(self.keys.names)
+        slots = self.keys.slots_for(keys)
+        self._grow(known)
+        return slots
+
+    def _grow(self, known: int) -> None:
+        n = len(self.keys.names)
+        self.windows.ensure(n)
+        self.decision.ensure(n)
+        if n > known:
+            cal = self.detector.calibration
+            self.decision.seed({s: cal.sample_for(self.keys.names[s]) for s in range(known, n)})
 
     def flush(self) -> Output:
         """End of stream: score what every key still holds (a partial hop)."""
@@ -177,9 +193,15 @@ class Pipeline:
         self.decision.recalibrate(slots)
 
     def rewarm_thresholds(self) -> None:
-        """Every key's threshold calibrates again on its next scores (after a model whose
-        scores live on another scale was swapped in without calibration data)."""
-        self.decision.threshold.reset(np.arange(len(self.keys.names)))
+        """Every key's threshold starts again from the model's held-out scores (after a
+        model whose scores live on another scale was swapped in without calibration
+        data)."""
+        self._reseed(np.arange(len(self.keys.names)))
+
+    def _reseed(self, slots: np.ndarray) -> None:
+        self.decision.threshold.reset(slots)
+        cal = self.detector.calibration
+        self.decision.seed({int(s): cal.sample_for(self.keys.names[s]) for s in slots})
 
     def state(self) -> PipelineState:
         """Everything a restart needs to carry on where this pipeline stands."""
@@ -198,10 +220,12 @@ class Pipeline:
         assert self.keys.names == meta["keys"], "restore into a fresh pipeline"
         self.windows.load_state_dict(_section(state.arrays, "windows."))
         decision = _section(state.arrays, "decision.")
-        if meta["model_version"] != self.detector.version:
-            log.warning("state was saved with model %s, scoring with %s: thresholds re-warm",
-                        meta["model_version"], self.detector.version)
-            self.decision.ensure(len(self.keys.names))
+        other = meta["model_version"] != self.detector.version
+        if other:
+            log.warning("state was saved with model %s, scoring with %s: thresholds start "
+                        "again from the model's held-out scores", meta["model_version"],
+                        self.detector.version)
+            self._grow(0)
             decision = {k: v for k, v in decision.items() if k.startswith("alarm.")} | {
                 k: v for k, v in self.decision.state_dict().items() if k.startswith("threshold.")}
         self.decision.load_state_dict(decision)
@@ -229,18 +253,18 @@ class Pipeline:
                 f"state of window {meta['window']} over {meta['channels']} does not fit this "
                 f"model's window {self.windows.size} over {self.detector.channels}")
         names = meta["keys"]
+        known = len(self.keys.names)
         slots = np.array([self.keys.slot_of(k) for k in names], dtype=np.int64)
-        self.windows.ensure(len(self.keys.names))
-        self.decision.ensure(len(self.keys.names))
+        self._grow(known)
         windows = _section(state.arrays, "windows.")
         windows["ring_rows"] = np.full(windows["ring_ts"].shape, -1, dtype=np.int64)
         self.windows.put(slots, windows)
         self.decision.put(slots, _section(state.arrays, "decision."))
         if meta["model_version"] != self.detector.version:
             log.warning("%d keys arrive with state of model %s, scoring with %s: their "
-                        "thresholds re-warm", len(names), meta["model_version"],
-                        self.detector.version)
-            self.decision.threshold.reset(slots)
+                        "thresholds start again from the model's held-out scores", len(names),
+                        meta["model_version"], self.detector.version)
+            self._reseed(slots)
         for key in names:
             self.events.open.pop(key, None)
         self.events.open.update({k: dict(v) for k, v in meta["open_alarms"].items()})
@@ -251,7 +275,8 @@ class Pipeline:
         slots = np.array([self.keys.slot[k] for k in names if k in self.keys.slot],
                          dtype=np.int64)
         self.windows.reset(slots)
-        self.decision.reset(slots)
+        self._reseed(slots)
+        self.decision.alarm.reset(slots)
         for key in names:
             self.events.open.pop(key, None)
 

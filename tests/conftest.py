@@ -14,17 +14,25 @@ from streamae.models.detector import Detector, train_detector
 from streamae.synth import generate
 from streamae.types import Frame
 
-SMALL = {"window.size": 16, "window.hop": 4, "train.epochs": 8, "train.batch_size": 32,
-         "train.max_windows": 1500,
-         "threshold.init_points": 50, "model.hidden": 16, "model.latent": 4}
-SMALL_TRANSFORMER = {**{k: v for k, v in SMALL.items() if not k.startswith("model.")},
-                     "model.kind": "transformer", "model.d_model": 16, "model.heads": 2,
-                     "model.layers": 1, "model.ff": 32, "model.latent": 4}
+BASE = {"window.size": 16, "window.hop": 4, "train.epochs": 8, "train.batch_size": 32,
+        "train.max_windows": 1500, "calibration.smooth": 4, "threshold.init_points": 50}
+MODELS = {
+    "lstm": {"kind": "lstm", "hidden": 16, "latent": 4},
+    "transformer": {"kind": "transformer", "d_model": 16, "heads": 2, "layers": 1, "ff": 32,
+                    "latent": 4},
+    "linear": {"kind": "linear", "components": 8},
+}
+MODELS["ensemble"] = {"kind": "ensemble", "members": [MODELS["lstm"], MODELS["linear"]]}
+SMALL = {**BASE, **{f"model.{k}": v for k, v in MODELS["lstm"].items()}}
 
 
 def small_config(kind: str = "lstm", **extra) -> Config:
-    base = SMALL if kind == "lstm" else SMALL_TRANSFORMER
-    return load_config(overrides={**base, **extra})
+    """A config that trains in seconds; ``extra`` dotted fields override (``model.*``
+    fields apply to the chosen kind)."""
+    model = dict(MODELS[kind])
+    for dotted in [k for k in extra if k.startswith("model.")]:
+        model[dotted[len("model."):]] = extra.pop(dotted)
+    return load_config(overrides={**BASE, "model": model, **extra})
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +47,7 @@ def train_frame(synthetic: Frame) -> Frame:
     return synthetic.take(synthetic.timestamps < np.median(synthetic.timestamps))
 
 
-@pytest.fixture(scope="session", params=["lstm", "transformer"])
+@pytest.fixture(scope="session", params=["lstm", "transformer", "linear", "ensemble"])
 def trained(request, train_frame: Frame) -> tuple[Detector, Config]:
     config = small_config(request.param)
     return train_detector(train_frame, config), config

@@ -89,34 +89,81 @@ def p2(slots, scores, keys, p, margin, min_points):
 
 
 def alarm(slots, ts, scores, thresholds, keys, enter, exit_, min_dur, resolve_after, suppress,
-          update_every):
-    st = {k: dict(active=False, above=None, calm=None, open=None, peak=0.0,
-                  resolved=-math.inf, updated=None) for k in range(keys)}
+          update_every, min_hits=1, hit_window=1, prune=0.0, prune_memory=math.inf,
+          points=()):
+    """``points``: names of the spans counted in the key's scored points, not seconds."""
+    st = {k: dict(active=False, above=None, calm=None, open=None, peak=0.0, n=0,
+                  resolved=-math.inf, updated=None, hits=[], strong=None, strong_at=None)
+          for k in range(keys)}
     flags, events = [], []
+
+    def since(s, mark, amount, name):
+        now = s["n"] if name in points else s["t"]
+        return now - mark[name in points] >= amount
+
     for k, t, x, thr in zip(slots, ts, scores, thresholds):
         s = st[k]
+        s["n"] += 1
+        s["t"] = t
+        now = (t, s["n"])
         ratio = 0.0 if math.isnan(thr) else (x / thr if thr > 0 else (math.inf if x > 0 else 0.0))
+        s["hits"] = (s["hits"] + [ratio >= enter])[-hit_window:]
         ev = 0
         if not s["active"]:
             if ratio >= enter:
-                s["above"] = t if s["above"] is None else s["above"]
-                if t - s["above"] >= min_dur and t - s["resolved"] >= suppress:
-                    s.update(active=True, open=s["above"], peak=x, calm=None, updated=t)
+                s["above"] = now if s["above"] is None else s["above"]
+                if s["strong"] is not None and since(s, s["strong_at"], prune_memory,
+                                                     "prune_memory"):
+                    s["strong"] = None
+                weak = prune > 0 and s["strong"] is not None and ratio < prune * s["strong"]
+                resolved = s["resolved"] if isinstance(s["resolved"], tuple) else \
+                    (s["resolved"], s["resolved"])
+                if (since(s, s["above"], min_dur, "min_duration")
+                        and since(s, resolved, suppress, "suppress") and not weak
+                        and sum(s["hits"]) >= min_hits):
+                    s.update(active=True, open=s["above"], peak=x, calm=None, updated=now)
                     ev = 1
             else:
                 s["above"] = None
         else:
             if x > s["peak"]:
                 s["peak"] = x
-                if t - s["updated"] >= update_every:
-                    ev, s["updated"] = 2, t
+                if since(s, s["updated"], update_every, "update_every"):
+                    ev, s["updated"] = 2, now
+            s["strong"] = ratio if s["strong"] is None else max(s["strong"], ratio)
+            s["strong_at"] = now
             if ratio < exit_:
-                s["calm"] = t if s["calm"] is None else s["calm"]
-                if t - s["calm"] >= resolve_after:
-                    s.update(active=False, resolved=t, above=None)
+                s["calm"] = now if s["calm"] is None else s["calm"]
+                if since(s, s["calm"], resolve_after, "resolve_after"):
+                    s.update(active=False, resolved=now, above=None)
                     ev = 3
             else:
                 s["calm"] = None
         flags.append(s["active"])
         events.append(ev)
     return np.array(flags), np.array(events)
+
+
+def tail(slots, scores, keys, size, every, least, risk, init_q, learn):
+    """A ring of every ``every``-th learnt score per key (the newest ``size``), its tail
+    refitted at each new entry; thresholds nan while fewer than ``least`` are held."""
+    mem = {k: [] for k in range(keys)}
+    count = {k: 0 for k in range(keys)}
+    z = {k: math.nan for k in range(keys)}
+    t = {}
+    out = []
+    for k, x in zip(slots, scores):
+        out.append(z[k])
+        if not math.isnan(z[k]):
+            if learn == "capped":
+                x = min(x, z[k])
+        count[k] += 1
+        if count[k] < every:
+            continue
+        count[k] = 0
+        mem[k] = (mem[k] + [np.float32(x)])[-size:]
+        if len(mem[k]) >= least:
+            values = np.array(mem[k], dtype=np.float64)
+            t[k] = float(np.quantile(values, init_q))
+            z[k] = level(t[k], len(values), [y - t[k] for y in values if y > t[k]], risk)
+    return np.array(out)

@@ -9,7 +9,8 @@ from streamae import __version__
 from streamae.cli import main
 
 SMALL = ["--set", "window.size=16", "--set", "window.hop=4", "--set", "train.epochs=2",
-         "--set", "model.hidden=16", "--set", "threshold.init_points=50", "-q"]
+         "--set", "model.members=[{kind: lstm, hidden: 16}, {kind: linear, components: 8}]",
+         "--set", "calibration.smooth=4", "--set", "threshold.init_points=50", "-q"]
 
 
 def test_version_and_help(capsys):
@@ -53,7 +54,7 @@ def test_train_then_backtest_contract(tmp_path, capsys):
     assert len(rows) - 1 == 1200
     assert {r[4] for r in rows[1:]} <= {"0", "1"}
     report = json.loads((out / "report.json").read_text())
-    assert set(report["detectors"]) == {"streamae-lstm", "pca", "rolling-zscore"}
+    assert set(report["detectors"]) == {"streamae-ensemble", "pca", "rolling-zscore"}
     assert "auc_pr" in report["detectors"]["pca"]["macro"]
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert len(events) == report["events"]

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from streamae.config import Config, config_to_dict, load_config
+from streamae.durations import Span
 from streamae.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +25,8 @@ def test_default_yaml_matches_the_dataclass_defaults():
 @pytest.mark.parametrize("overrides, fragment", [
     ({"window.hop": 0}, "'window.hop': got 0; must be >= 1"),
     ({"window.size": "big"}, "'window.size': got 'big'; must be an integer"),
-    ({"threshold.kind": "magic"}, "'threshold.kind': got 'magic'; allowed: spot, quantile"),
-    ({"model.kind": "gru"}, "'model.kind': got 'gru'; allowed: lstm, transformer"),
+    ({"threshold.kind": "magic"}, "'threshold.kind': got 'magic'; allowed: tail, spot, quantile"),
+    ({"model.kind": "gru"}, "'model.kind': got 'gru'; allowed: lstm, transformer, linear, ensemble"),
     ({"alarm.resolve_after": "soon"}, "'alarm.resolve_after'"),
     ({"window.wat": 1}, "unknown config field(s) 'wat' in 'window'"),
     ({"window.hop": 100}, "'window.hop': got 100; must be <= window.size"),
@@ -41,7 +42,10 @@ def test_durations_accept_units(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("alarm:\n  resolve_after: 5m\n  suppress: 1h\nwindow:\n  max_gap: 90s\n")
     config = load_config(path)
-    assert (config.alarm.resolve_after, config.alarm.suppress, config.window.max_gap) == (300, 3600, 90)
+    assert (config.alarm.resolve_after, config.alarm.suppress, config.window.max_gap) == (
+        Span(300), Span(3600), 90)
+    path.write_text("alarm:\n  resolve_after: 12 points\n")
+    assert load_config(path).alarm.resolve_after == Span(12, points=True)
 
 
 def test_numbers_in_exponent_form_without_a_dot(tmp_path):

@@ -1,4 +1,5 @@
-"""Contract every registered model meets: same verbs, safe checkpoints, sane scores."""
+"""Contract every registered model and the calibration meet: same verbs, safe
+checkpoints, reproducible, sane calibrated scores."""
 
 import json
 
@@ -9,7 +10,10 @@ import torch
 from conftest import small_config
 from streamae.errors import ModelError
 from streamae.models import MODELS, build_model
+from streamae.models.calibration import Calibration, trailing_mean
 from streamae.models.detector import Detector, train_detector
+from streamae.synth import generate
+from streamae.types import Frame
 
 
 def windows(n=8, w=16, c=3, seed=0):
@@ -17,15 +21,17 @@ def windows(n=8, w=16, c=3, seed=0):
 
 
 @pytest.mark.parametrize("kind", sorted(MODELS))
-def test_build_from_one_config_and_shapes(kind):
+def test_build_from_one_config_errors_and_loss(kind):
     config = small_config(kind)
     model = build_model(config.model, 16, 3)
     x = torch.from_numpy(windows())
-    recon, reg = model(x)
-    assert recon.shape == x.shape and reg.ndim == 0
-    assert model.encode(x).shape == (8, config.model.latent)
+    err = model.errors(x)
+    assert err.shape == (len(model.heads), 8, 16, 3)
+    assert torch.isfinite(err[:, :, 1:]).all()
+    assert model.loss(x, x).ndim == 0
+    assert model.encode(x).shape[0] == 8
     with pytest.raises(AssertionError, match="expected windows"):
-        model(torch.zeros(2, 15, 3))
+        model.errors(torch.zeros(2, 15, 3))
 
 
 def test_score_does_not_mutate_input_and_runs_on_cpu(trained):
@@ -35,8 +41,8 @@ def test_score_does_not_mutate_input_and_runs_on_cpu(trained):
     step, chan = detector.score(x)
     np.testing.assert_array_equal(x, before)
     assert step.shape == (8, 16) and chan.shape == (8, 16, 3)
+    assert (chan >= 0).all() and np.isfinite(step).all()
     assert next(detector.model.parameters()).device.type == "cpu"
-    np.testing.assert_allclose(step, chan.mean(axis=2), rtol=1e-6)
 
 
 @pytest.mark.parametrize("kind", sorted(MODELS))
@@ -55,23 +61,28 @@ def test_save_load_gives_identical_scores(trained, tmp_path):
     loaded = Detector.load(tmp_path / "m")
     x = windows()
     np.testing.assert_array_equal(detector.score(x)[0], loaded.score(x)[0])
+    np.testing.assert_array_equal(detector.score(x)[1], loaded.score(x)[1])
     np.testing.assert_array_equal(detector.embed(x), loaded.embed(x))
+    np.testing.assert_array_equal(detector.calibration.sample_for("sensor-0"),
+                                  loaded.calibration.sample_for("sensor-0"))
     meta = json.loads((tmp_path / "m" / "meta.json").read_text())
     assert meta["channels"] == detector.channels and meta["window"] == 16
     assert set(meta["scaler"]["per_key"]) == {"sensor-0", "sensor-1"}
     assert meta["info"]["windows"] > 0 and meta["version"] == detector.version
+    assert meta["info"]["holdout_windows"] > 0
     # saving again over an existing checkpoint replaces it whole
     detector.save(tmp_path / "m")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
-def test_tampered_or_incomplete_checkpoint_is_refused(trained, tmp_path):
+@pytest.mark.parametrize("name", ["model.safetensors", "calibration.safetensors"])
+def test_tampered_or_incomplete_checkpoint_is_refused(trained, tmp_path, name):
     detector, _ = trained
     path = detector.save(tmp_path / "m")
-    weights = path / "model.safetensors"
-    data = bytearray(weights.read_bytes())
+    target = path / name
+    data = bytearray(target.read_bytes())
     data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
+    target.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="checksum"):
         Detector.load(path)
     with pytest.raises(ModelError, match="not a streamae model"):
@@ -85,11 +96,87 @@ def test_injected_spike_scores_above_normal(trained, train_frame):
     mean, std = detector.scaler.stats(key)
     x = detector.scaler.transform(train_frame.values[rows].astype(np.float64), mean, std)[None]
     spiked = x.copy()
-    spiked[0, 10, 1] += 8.0
+    spiked[0, 11, 1] += 8.0
     normal, _ = detector.score(x)
     anomalous, chan = detector.score(spiked)
-    assert anomalous[0, 10] > 5 * normal[0, 10]
-    assert int(np.argmax(chan[0, 10])) == 1  # attribution names the spiked channel
+    # scores average the newest calibration.smooth steps: the spike shows from step 11 on
+    peak = 11 + int(np.argmax(anomalous[0, 11:]))
+    assert anomalous[0, peak] > normal[0, peak] + 1.0
+    assert anomalous[0, peak] > np.quantile(detector.calibration.sample, 0.99)
+    assert int(np.argmax(chan[0, peak])) == 1  # attribution names the spiked channel
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_a_channel_constant_in_training_that_moves_is_flagged_without_drowning_the_rest(kind):
+    """Channel 2 never moves in training. When it moves, the score rises and names it, but
+    it does not mask the others: a spike in another channel at the same time still raises
+    the score and is named beside it (the constant channel's spread is floored, not ~0)."""
+    base = generate(n_points=1200, keys=1, channels=3, step_s=432.0, clean_head=1200,
+                    seed=4).frame
+    values = base.values.copy()
+    values[:, 2] = 5.0
+    frame = Frame(base.timestamps, base.keys, values, base.channels)
+    detector = train_detector(frame, small_config(kind))
+    mean, std = detector.scaler.stats("series")
+    x = detector.scaler.transform(values[-16:].astype(np.float64), mean, std)[None]
+    moved = x.copy()
+    moved[0, 10:, 2] += 3.0
+    both = moved.copy()
+    both[0, 12, 0] += 6.0
+    flagged, chan = detector.score(moved)
+    assert flagged[0, 13] > np.quantile(detector.calibration.sample, 0.99)
+    assert int(np.argmax(chan[0, 13])) == 2
+    score_both, chan_both = detector.score(both)
+    assert score_both[0, 13] > flagged[0, 13] + 0.5
+    assert set(np.argsort(-chan_both[0, 13])[:2]) == {0, 2}
+    assert np.isfinite(flagged).all() and flagged[0, 13] < 1e3
+
+
+def test_calibration_standardises_held_out_errors_and_keeps_shape():
+    rng = np.random.default_rng(0)
+    # two heads of one member, 4 channels on very different error scales
+    errors = rng.chisquare(1, size=(2, 500, 16, 4)) * np.array([1e-3, 1.0, 10.0, 1e-6])
+    keys = np.repeat(np.array(["a", "b"], dtype=object), 250)
+    cal = Calibration.fit(errors, keys, [[0, 1]], hop=4, aggregate="mean", smooth=1)
+    z = cal.member_z(errors)[0][:, -4:]
+    assert np.allclose(np.median(z, axis=(0, 1)), 0.0, atol=0.2)  # each channel centred
+    score, contrib = cal.score(errors)
+    assert score.shape == (500, 16) and contrib.shape == (500, 16, 4)
+    assert abs(np.median(score[:, -4:])) < 0.1 and 0.5 < np.std(score[:, -4:]) < 3.0
+    assert len(cal.sample_for("a")) > 0 and len(cal.sample_for("zzz")) == len(cal.sample)
+    restored = Calibration.restore(cal.meta(), cal.arrays())
+    np.testing.assert_array_equal(restored.score(errors)[0], score)
+
+
+@pytest.mark.parametrize("aggregate", ["topk", "mean", "max", "mahalanobis"])
+def test_every_aggregate_ranks_an_outlier_first(aggregate):
+    rng = np.random.default_rng(1)
+    errors = rng.chisquare(1, size=(1, 400, 8, 5))
+    cal = Calibration.fit(errors, np.full(400, "k", dtype=object), [[0]], hop=8,
+                          aggregate=aggregate, smooth=2)
+    probe = rng.chisquare(1, size=(1, 50, 8, 5))
+    probe[0, 7, -1, 3] = 400.0
+    score, _ = cal.score(probe)
+    assert int(np.argmax(score[:, -1])) == 7
+
+
+def test_trailing_mean_is_the_mean_of_the_newest_steps():
+    x = np.arange(12, dtype=float).reshape(1, 6, 2)
+    out = trailing_mean(x, 3)
+    np.testing.assert_allclose(out[0, 4], x[0, 2:5].mean(axis=0))
+    np.testing.assert_allclose(out[0, 0], x[0, 0])
+
+
+def test_linear_autoencoder_is_the_principal_components_fit():
+    config = small_config("linear", **{"model.components": 3, "model.variance": 0.99})
+    model = build_model(config.model, 4, 2)
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(500, 3))
+    data = (latent @ rng.normal(size=(3, 8)) + 0.01 * rng.normal(size=(500, 8)))
+    assert model.fit_closed(data.reshape(500, 4, 2).astype(np.float32))
+    recon = model(torch.from_numpy(data.reshape(500, 4, 2).astype(np.float32))).reconstruction
+    assert float(torch.mean((recon - torch.from_numpy(data.reshape(500, 4, 2)).float()) ** 2)) < 1e-3
+    assert int(model.active.sum()) == 3
 
 
 def test_variational_and_denoising_options_train(train_frame):
@@ -99,3 +186,12 @@ def test_variational_and_denoising_options_train(train_frame):
     a, _ = detector.score(windows())
     b, _ = detector.score(windows())
     np.testing.assert_array_equal(a, b)  # scoring uses the mean: deterministic
+
+
+def test_early_stopping_keeps_the_best_epoch_and_validates_on_every_key(train_frame):
+    config = small_config("lstm", **{"train.epochs": 6, "train.min_epochs": 2})
+    detector = train_detector(train_frame, config)
+    t = detector.info["training"]
+    assert t["epochs"] >= 2 and 1 <= t["best_epoch"] <= t["epochs"]
+    assert t["best_val_loss"] < t["initial_val_loss"]  # training actually trains
+    assert set(detector.calibration.key_samples) == {"sensor-0", "sensor-1"}

@@ -58,7 +58,7 @@ def test_alarms_find_injected_anomalies(trained, synthetic):
     labels = synthetic.labels.astype(bool)
     auc = roc_auc(labels[late], result.score[late])
     assert auc > 0.7, auc
-    assert result.anomaly[labels & late].mean() > 3 * result.anomaly[~labels & late].mean()
+    assert result.anomaly[labels & late].mean() > 2 * result.anomaly[~labels & late].mean()
 
 
 def test_bad_points_resolve_with_status_and_are_counted(trained):

@@ -6,6 +6,7 @@ import pytest
 import reference
 from streamae.config import AlarmConfig, ThresholdConfig
 from streamae.threshold import Alarm, Decision, QuantileThreshold, SpotThreshold
+from streamae.threshold.tail import TailThreshold
 
 
 def stream(seed, n=3000, keys=3):
@@ -75,6 +76,39 @@ def test_alarm_matches_reference(seed):
     assert (events == 1).sum() > 3 and (events == 3).sum() > 3
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_alarm_with_point_spans_hits_and_pruning_matches_reference(seed):
+    slots, scores, keys = stream(seed, n=4000)
+    rng = np.random.default_rng(seed)
+    ts = np.cumsum(rng.integers(1, 60, len(slots))).astype(float)
+    thresholds = np.full(len(slots), 2.0)
+    config = AlarmConfig(enter_level=1.0, exit_level=0.7, min_hits=2, hit_window=4,
+                         min_duration="2 points", resolve_after="5 points", suppress=120,
+                         prune=0.5, prune_memory="40 points", update_every="3 points")
+    alarm = Alarm(config)
+    alarm.ensure(keys)
+    out = alarm.apply(slots, ts, scores, thresholds)
+    flags, events = reference.alarm(
+        slots, ts, scores, thresholds, keys, 1.0, 0.7, 2, 5, 120, 3, min_hits=2, hit_window=4,
+        prune=0.5, prune_memory=40,
+        points=("min_duration", "resolve_after", "update_every", "prune_memory"))
+    np.testing.assert_array_equal(out.anomaly, flags)
+    np.testing.assert_array_equal(out.event, events)
+    assert (events == 1).sum() > 3
+
+
+def test_min_hits_and_pruning_turn_a_burst_into_one_alarm():
+    burst = np.array([0.1, 2.0, 0.1, 0.1, 2.0, 2.0, 0.1, 0.1, 0.1, 0.1, 1.5, 0.1, 0.1, 0.1])
+    one = np.zeros(len(burst), dtype=np.int64)
+    plain = Alarm(AlarmConfig(resolve_after="1 points", update_every=0))
+    assert (plain.apply(one, np.arange(14.0), burst, np.ones(14)).event == 1).sum() == 3
+    careful = Alarm(AlarmConfig(resolve_after="1 points", min_hits=2, hit_window=3, prune=0.9,
+                                update_every=0))
+    out = careful.apply(one, np.arange(14.0), burst, np.ones(14))
+    # the lone crossing is ignored, the pair opens, the weaker later one is pruned
+    assert out.event.tolist()[:6] == [0, 0, 0, 0, 0, 1] and (out.event == 1).sum() == 1
+
+
 def test_alarm_hysteresis_story():
     config = AlarmConfig(enter_level=1.0, exit_level=0.5, min_duration=0, resolve_after=2,
                          suppress=0, update_every=0)
@@ -105,6 +139,54 @@ def test_calibrating_on_a_sample_equals_a_streaming_start_on_it():
     few = SpotThreshold(ThresholdConfig(init_points=200))
     few.calibrate(0, sample[:50])  # fewer than init_points: still calibrating
     assert np.isnan(few.apply(np.zeros(1, dtype=np.int64), later[:1])).all()
+
+
+@pytest.mark.parametrize("learn", ["capped", "all"])
+def test_tail_matches_reference(learn):
+    slots, scores, keys = stream(3, n=6000)
+    config = ThresholdConfig(kind="tail", memory=800, sample_every=4, init_points=80,
+                             learn=learn, risk=1e-3)
+    tail = TailThreshold(config)
+    tail.ensure(keys)
+    out = tail.apply(slots, scores)
+    want = reference.tail(slots, scores, keys, 200, 4, 20, 1e-3, 0.98, learn)
+    np.testing.assert_allclose(out, want, rtol=1e-6, equal_nan=True)
+    assert np.isfinite(out[-100:]).all()
+
+
+def test_tail_threshold_is_exceeded_at_about_the_risk_rate_and_not_taught_by_alarms():
+    rng = np.random.default_rng(2)
+    tail = TailThreshold(ThresholdConfig(kind="tail", memory=4000, sample_every=4, risk=1e-3,
+                                         learn="capped"))  # (calm needs the alarm stage)
+    tail.ensure(1)
+    tail.seed(0, rng.gamma(2.0, 1.0, 2000))
+    assert np.isfinite(tail.level(0))  # a threshold at once, from the held-out sample
+    scores = rng.gamma(2.0, 1.0, 40_000)
+    thr, prob = tail.judge(np.zeros(len(scores), dtype=np.int64), scores)
+    rate = np.mean(scores[4000:] > thr[4000:])
+    assert 3e-4 < rate < 3e-3
+    # the tail probability is the threshold's scale: below risk exactly where it is crossed
+    assert np.all((prob[4000:] <= 1e-3 * 1.0001) == (scores[4000:] >= thr[4000:]))
+    # a long incident (a third of the memory, scores x4) stays above the threshold: its
+    # scores enter the memory at the threshold, not at their own height
+    before = tail.level(0)
+    incident = rng.gamma(2.0, 4.0, 1500) + before
+    thr2, _ = tail.judge(np.zeros(len(incident), dtype=np.int64), incident)
+    assert np.mean(incident > thr2) > 0.95 and tail.level(0) < 1.5 * before
+    # with learn: all the same incident teaches the threshold to expect it
+    eager = TailThreshold(ThresholdConfig(kind="tail", memory=4000, sample_every=4, risk=1e-3,
+                                          learn="all"))
+    eager.ensure(1)
+    eager.seed(0, rng.gamma(2.0, 1.0, 2000))
+    thr3, _ = eager.judge(np.zeros(len(incident), dtype=np.int64), incident)
+    assert np.mean(incident[-500:] > thr3[-500:]) < 0.5
+
+
+def test_tail_calibrate_restarts_a_key_from_recent_scores():
+    tail = TailThreshold(ThresholdConfig(kind="tail", memory=800, sample_every=4))
+    tail.ensure(2)
+    tail.calibrate(1, np.linspace(0, 10, 800))
+    assert 9.5 < tail.level(1) < 15 and np.isnan(tail.level(0))
 
 
 def test_decision_state_roundtrip():

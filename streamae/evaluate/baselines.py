@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamae.models.dataset import forward_fill
+from streamae.models.dataset import autocorrelation, key_series, peak_lag, sliding
 from streamae.models.scaler import Scaler
 from streamae.types import Frame
 
@@ -25,12 +25,7 @@ class Baseline:
 
     def score(self, frame: Frame) -> np.ndarray:
         out = np.full(len(frame), np.nan)
-        order = frame.event_time_order()
-        keys = frame.keys[order]
-        for key in frame.unique_keys():
-            rows = order[keys == key]
-            mean, std = self.scaler.stats(key)
-            x = forward_fill(self.scaler.transform(frame.values[rows].astype(np.float64), mean, std))
+        for _, rows, x in key_series(frame, self.scaler):
             out[rows] = self._score_series(x.astype(np.float64))
         return out
 
@@ -73,15 +68,8 @@ class PCAReconstruction(Baseline):
 
     def fit(self, train: Frame) -> PCAReconstruction:
         super().fit(train)
-        order = train.event_time_order()
-        keys = train.keys[order]
-        mats = []
-        for key in train.unique_keys():
-            rows = order[keys == key]
-            mean, std = self.scaler.stats(key)
-            x = forward_fill(self.scaler.transform(train.values[rows].astype(np.float64), mean, std))
-            if len(x) >= self.lags:
-                mats.append(self._lagged(x.astype(np.float64)))
+        mats = [self._lagged(x.astype(np.float64)) for _, _, x in key_series(train, self.scaler)
+                if len(x) >= self.lags]
         data = np.concatenate(mats)
         if len(data) > 20000:
             data = data[np.linspace(0, len(data) - 1, 20000).astype(int)]
@@ -96,7 +84,7 @@ class PCAReconstruction(Baseline):
         self.components = vt[: min(k, len(vt))]
 
     def _lagged(self, x: np.ndarray) -> np.ndarray:
-        view = np.lib.stride_tricks.sliding_window_view(x, self.lags, axis=0)
+        view = sliding(x, self.lags)
         return view.reshape(len(view), -1)
 
     def _score_series(self, x: np.ndarray) -> np.ndarray:
@@ -140,6 +128,63 @@ class IsolationForest(PCAReconstruction):
         return out
 
 
+class KMeansDistance(Baseline):
+    """Distance to the nearest of ``k`` k-means centroids of z-normalised subsequences
+    (each window of the last ``w`` points, all channels, standardised on its own), fitted
+    on training windows; ``w`` is the dominant period of a univariate series (3..300,
+    else 64) and 20 for several channels. One model per training key (optional dependency:
+    scikit-learn)."""
+
+    name = "kmeans"
+
+    def __init__(self, k: int = 20, seed: int = 0) -> None:
+        self.k, self.seed = k, seed
+
+    def fit(self, train: Frame) -> KMeansDistance:
+        try:
+            from sklearn.cluster import KMeans
+        except ImportError:
+            raise ImportError("the kmeans baseline needs scikit-learn: "
+                              "pip install 'streamae[eval]'") from None
+        super().fit(train)
+        self.models: dict[str, tuple[int, object]] = {}
+        series = {key: x.astype(np.float64) for key, _, x in key_series(train, self.scaler)}
+        for key, x in [*series.items(), ("", None)]:
+            if x is None:  # the global model, for keys not seen in training
+                x = np.concatenate(list(series.values()))
+            w = 20 if x.shape[1] > 1 else dominant_period_of(x[:, 0])
+            if len(x) < w + self.k:
+                continue
+            data = self._subsequences(x, w)
+            if len(data) > 20_000:
+                data = data[np.linspace(0, len(data) - 1, 20_000).astype(int)]
+            self.models[key] = (w, KMeans(self.k, n_init=1, random_state=self.seed).fit(data))
+        return self
+
+    @staticmethod
+    def _subsequences(x: np.ndarray, w: int) -> np.ndarray:
+        flat = sliding(x, w).reshape(len(x) - w + 1, -1)
+        spread = flat.std(axis=1, keepdims=True)
+        return (flat - flat.mean(axis=1, keepdims=True)) / np.maximum(spread, 1e-8)
+
+    def score(self, frame: Frame) -> np.ndarray:
+        out = np.full(len(frame), np.nan)
+        for key, rows, x in key_series(frame, self.scaler):
+            w, model = self.models.get(key) or self.models[""]
+            if len(x) >= w:
+                dist = model.transform(self._subsequences(x.astype(np.float64), w)).min(axis=1)
+                out[rows[w - 1:]] = dist
+        return out
+
+
+def dominant_period_of(x: np.ndarray, low: int = 3, high: int = 300, fallback: int = 64) -> int:
+    """Highest autocorrelation peak of a univariate series in ``low..high`` lags."""
+    x = np.asarray(x, dtype=np.float64)[:20_000].reshape(-1, 1)
+    ac = autocorrelation(x, high) if len(x) >= 2 * high else None
+    lag = peak_lag(ac, low, high) if ac is not None else None
+    return lag if lag is not None else fallback
+
+
 class HalfSpaceTrees(Baseline):
     """river's HalfSpaceTrees on each point's scaled channel values (learns as it scores)."""
 
@@ -175,5 +220,5 @@ class HalfSpaceTrees(Baseline):
 
 BASELINES: dict[str, type[Baseline]] = {
     b.name: b for b in (RollingZScore, PCAReconstruction, IsolationForest,  # type: ignore[misc]
-                        HalfSpaceTrees)
+                        KMeansDistance, HalfSpaceTrees)
 }

@@ -81,31 +81,65 @@ def macro(per_key: dict[str, dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def run_baselines(names: list[str], train: Frame, frame: Frame,
-                  config: Config) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Scores and alarm flags per row of ``frame`` for each named baseline."""
+def run_baselines(names: list[str], train: Frame, frame: Frame, config: Config
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Scores and alarm flags per row of ``frame`` for each named baseline.
+
+    Like streamae's models, each baseline learns from the older part of every key's
+    training rows and its thresholds start from its scores on the newest part
+    (``train.val_fraction``), unseen while it learnt."""
+    check_baselines(names)
+    older, newest = split_newest(train, config.train.val_fraction)
     results = {}
     for name in names:
-        if name not in BASELINES:
-            raise ValueError(f"unknown baseline {name!r}; available: {', '.join(BASELINES)}")
-        baseline = BASELINES[name]().fit(train)
+        baseline = BASELINES[name]().fit(older if len(older) else train)
+        held = baseline.score(newest)
+        seeds = {k: held[newest.keys == k] for k in newest.unique_keys()}
         score = baseline.score(frame)
-        results[name] = (score, decide(frame, score, config))
+        results[name] = (score, decide(frame, score, config, seeds))
     return results
 
 
-def decide(frame: Frame, score: np.ndarray, config: Config) -> np.ndarray:
-    """Alarm flags for a score column, through the same threshold and alarm stages."""
+def check_baselines(names: list[str]) -> None:
+    """Fail before any work on a name that is not a baseline."""
+    for name in names:
+        if name not in BASELINES:
+            raise ValueError(f"unknown baseline {name!r}; available: {', '.join(BASELINES)}")
+
+
+def split_newest(frame: Frame, fraction: float) -> tuple[Frame, Frame]:
+    """Each key's older rows and its newest ``fraction`` of rows (event-time order)."""
+    newest = np.zeros(len(frame), dtype=bool)
+    order = frame.event_time_order()
+    keys = frame.keys[order]
+    for key in frame.unique_keys():
+        rows = order[keys == key]
+        newest[rows[len(rows) - int(len(rows) * fraction):]] = True
+    return frame.take(~newest), frame.take(newest)
+
+
+def decide(frame: Frame, score: np.ndarray, config: Config,
+           seeds: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Alarm flags for a score column, through the same threshold and alarm stages;
+    ``seeds``: per key, held-out scores its threshold starts from."""
     order = frame.event_time_order()
     order = order[~np.isnan(score[order])]
-    _, slots = np.unique(frame.keys[order].astype(str), return_inverse=True)
+    names, slots = np.unique(frame.keys[order].astype(str), return_inverse=True)
     decision = Decision(config.threshold, config.alarm)
-    decision.ensure(int(slots.max()) + 1 if len(slots) else 1)
+    decision.ensure(len(names) or 1)
+    if seeds:
+        pooled = np.concatenate([v[np.isfinite(v)] for v in seeds.values()])
+        decision.seed({i: _finite(seeds.get(k, pooled), pooled) for i, k in enumerate(names)})
     _, alarm = decision.apply(slots.astype(np.int64), frame.timestamps[order].astype(np.float64),
                               score[order])
     flags = np.zeros(len(frame), dtype=np.int8)
     flags[order] = alarm.anomaly
     return flags
+
+
+def _finite(values: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    values = values[np.isfinite(values)]
+    return values if len(values) >= 50 else fallback
 
 
 def markdown_table(rows: dict[str, dict[str, float]], columns: tuple[str, ...] = HEADLINE) -> str:

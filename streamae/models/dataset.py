@@ -1,6 +1,10 @@
-"""Training windows from a frame: per key, scaled, gaps in values forward-filled."""
+"""Windows from frames: the one windowing used by training, transfer, baselines and
+embedding (serving builds the same windows incrementally in :mod:`streamae.windows`)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -8,35 +12,83 @@ from streamae.models.scaler import Scaler
 from streamae.types import Frame
 
 
-def training_windows(frame: Frame, scaler: Scaler, window: int, stride: int = 1,
-                     max_windows: int | None = None) -> np.ndarray:
-    """All windows of ``window`` consecutive rows per key (event-time order), ``(n, W, C)``.
+@dataclass
+class Split:
+    """Training windows and every key's newest windows held out (with their keys)."""
 
-    Evenly subsampled to ``max_windows`` so that every part of history is represented.
-    """
-    chunks = []
+    train: np.ndarray
+    val: np.ndarray
+    val_keys: np.ndarray
+
+
+def key_series(frame: Frame, scaler: Scaler) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Per key (first-seen order): its row indices in event-time order and its scaled,
+    forward-filled values ``(rows, C)``, as the pipeline sees them."""
     order = frame.event_time_order()
     keys = frame.keys[order]
     for key in frame.unique_keys():
         rows = order[keys == key]
-        if len(rows) < window:
-            continue
         mean, std = scaler.stats(key)
-        scaled = forward_fill(scaler.transform(frame.values[rows].astype(np.float64), mean, std))
-        view = np.lib.stride_tricks.sliding_window_view(scaled, window, axis=0)  # (n, C, W)
-        chunks.append(view[::stride].transpose(0, 2, 1))
-    if not chunks:
+        yield key, rows, forward_fill(scaler.transform(frame.values[rows].astype(np.float64),
+                                                       mean, std))
+
+
+def sliding(x: np.ndarray, window: int) -> np.ndarray:
+    """Every window of ``window`` consecutive rows of ``x`` ``(n, C)``: ``(n - W + 1, W, C)``
+    (a view)."""
+    return np.lib.stride_tricks.sliding_window_view(x, window, axis=0).transpose(0, 2, 1)
+
+
+def training_windows(frame: Frame, scaler: Scaler, window: int, stride: int = 1,
+                     max_windows: int | None = None, val_fraction: float = 0.0) -> Split:
+    """Windows of ``window`` consecutive rows per key. With ``val_fraction``, each key's
+    newest share is held out (``window`` rows apart from its training windows, so none
+    overlap); a key too short to spare them trains on all it has. Training windows are
+    evenly subsampled to ``max_windows`` (every part of history represented), held-out
+    ones to a third of that."""
+    train, val, val_keys = [], [], []
+    for key, _, x in key_series(frame, scaler):
+        if len(x) < window:
+            continue
+        view = sliding(x, window)
+        n_val = int(len(view) * val_fraction)
+        if n_val and len(view) - n_val - window >= 1:
+            val.append(view[len(view) - n_val:])
+            val_keys.append(np.full(n_val, key, dtype=object))
+            view = view[: len(view) - n_val - window]
+        train.append(view[::stride])
+    if not train:
         raise ValueError(f"no key has {window} rows: shorten window.size or add history")
+    channels = frame.values.shape[1]
+    train_w = _subsample(train, max_windows, window, channels)
+    if not val:
+        return Split(train_w, np.zeros((0, window, channels), np.float32),
+                     np.zeros(0, dtype=object))
+    cap = max(max_windows // 3, 1) if max_windows else None
+    keys = np.concatenate(val_keys)
+    pick = _pick(len(keys), cap)
+    return Split(train_w, _subsample(val, cap, window, channels), keys[pick])
+
+
+def _pick(total: int, cap: int | None) -> np.ndarray:
+    if not cap or total <= cap:
+        return np.arange(total)
+    return np.linspace(0, total - 1, cap).round().astype(np.int64)
+
+
+def _subsample(chunks: list[np.ndarray], cap: int | None, window: int,
+               channels: int) -> np.ndarray:
     total = sum(len(c) for c in chunks)
-    if max_windows and total > max_windows:
-        pick = np.linspace(0, total - 1, max_windows).round().astype(np.int64)
-        bounds = np.cumsum([0] + [len(c) for c in chunks])
-        out = np.empty((max_windows, window, frame.values.shape[1]), dtype=np.float32)
-        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-            sel = pick[(pick >= lo) & (pick < hi)]
-            out[np.searchsorted(pick, lo): np.searchsorted(pick, lo) + len(sel)] = chunks[i][sel - lo]
-        return out
-    return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
+    pick = _pick(total, cap)
+    if len(pick) == total:
+        return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
+    bounds = np.cumsum([0] + [len(c) for c in chunks])
+    out = np.empty((len(pick), window, channels), dtype=np.float32)
+    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        sel = pick[(pick >= lo) & (pick < hi)]
+        at = np.searchsorted(pick, lo)
+        out[at: at + len(sel)] = chunks[i][sel - lo]
+    return out
 
 
 def forward_fill(x: np.ndarray) -> np.ndarray:
@@ -50,3 +102,39 @@ def forward_fill(x: np.ndarray) -> np.ndarray:
     filled = x[idx, np.arange(x.shape[1])]
     filled[~np.isfinite(filled)] = 0.0
     return filled
+
+
+def autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray | None:
+    """Autocorrelation of ``x`` ``(n, C)`` at lags 0..``max_lag`` (+1), averaged over its
+    non-constant channels; None if all are constant."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    spec = np.fft.rfft(x, 2 * len(x), axis=0)
+    ac = np.fft.irfft(spec * np.conj(spec), axis=0)[: max_lag + 2]
+    ok = ac[0] > 1e-12
+    return (ac[:, ok] / ac[0, ok]).mean(axis=1) if ok.any() else None
+
+
+def peak_lag(ac: np.ndarray, low: int, high: int, least: float = 0.0) -> int | None:
+    """The lag in ``low..high`` of the highest local maximum of ``ac`` reaching ``least``."""
+    lags = np.arange(max(low, 1), min(high, len(ac) - 2) + 1)
+    peaks = lags[(ac[lags] > ac[lags - 1]) & (ac[lags] >= ac[lags + 1])]
+    if not len(peaks) or ac[peaks].max() < least:
+        return None
+    return int(peaks[np.argmax(ac[peaks])])
+
+
+def dominant_period(frame: Frame, scaler: Scaler, low: int, high: int,
+                    fallback: int = 64) -> int:
+    """The lag in ``low..high`` where the training data's autocorrelation (averaged over
+    keys, weighted by length, and channels) has its highest local maximum, if that is
+    clearly periodic (correlation >= 0.3); otherwise ``fallback`` kept within the bounds."""
+    total, weight = np.zeros(high + 2), 0
+    for _, _, x in key_series(frame, scaler):
+        x = x[-20_000:]
+        ac = autocorrelation(x, high) if len(x) >= 2 * high else None
+        if ac is not None:
+            total += ac * len(x)
+            weight += len(x)
+    lag = peak_lag(total / weight, low, high, 0.3) if weight else None
+    return lag if lag is not None else int(min(max(fallback, low), high))

@@ -1,12 +1,15 @@
-"""A trained detector: autoencoder + scaler + window shape, with safe checkpoints.
+"""A trained detector: autoencoder + scaler + calibration + window shape, with safe
+checkpoints.
 
 A checkpoint is a directory with ``model.safetensors`` (weights only: nothing is
-unpickled on load) and ``meta.json`` (format, config that rebuilds the module, channel
-names, scaler state, version, training summary). It is written atomically.
+unpickled on load), ``calibration.safetensors`` (the score calibration's arrays) and
+``meta.json`` (format, config that rebuilds the module, channel names, scaler state,
+calibration settings, version, training summary, checksums). It is written atomically.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,19 +22,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.numpy import load_file as load_arrays
+from safetensors.numpy import save_file as save_arrays
 from safetensors.torch import load_file, save_file
 
 from streamae import __version__
-from streamae.config import MODEL_CONFIGS, Config, LSTMConfig, TransformerConfig, _build
+from streamae.config import MODEL_CONFIGS, Config, ModelConfig, _build, config_to_dict
 from streamae.errors import ModelError
 from streamae.models.base import SequenceAutoencoder
-from streamae.models.dataset import training_windows
+from streamae.models.calibration import Calibration
+from streamae.models.dataset import dominant_period, training_windows
 from streamae.models.registry import build_model
 from streamae.models.scaler import Scaler
-from streamae.models.train import EpochReport, fit
+from streamae.models.train import EpochReport, TrainResult, fit
 from streamae.types import Frame
 
-FORMAT = "streamae.model/1"
+FORMAT = "streamae.model/2"
+FILES = ("model.safetensors", "calibration.safetensors")
 
 
 @dataclass
@@ -39,27 +46,34 @@ class Detector:
     """Everything needed to score windows of one channel layout."""
 
     model: SequenceAutoencoder
-    model_config: LSTMConfig | TransformerConfig
+    model_config: ModelConfig
     scaler: Scaler
     window: int
     channels: list[str]
+    calibration: Calibration
     version: str = ""
     info: dict[str, Any] = field(default_factory=dict)
 
-    @torch.no_grad()
-    def score(self, windows: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Squared reconstruction error of scaled windows ``(B, W, C)``.
+    def errors(self, windows: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Raw squared errors ``(heads, B, W, C)`` of scaled windows ``(B, W, C)``."""
+        return self.errors_of(self.model, windows, batch_size)
 
-        Returns the per-step score (mean over channels, ``(B, W)``) and the per-channel
-        error ``(B, W, C)`` used for attribution.
-        """
-        self.model.eval()
-        err = np.empty(windows.shape, dtype=np.float32)
-        for i in range(0, len(windows), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(windows[i: i + batch_size]))
-            recon, _ = self.model(x)
-            err[i: i + len(x)] = ((recon - x) ** 2).numpy()
-        return err.mean(axis=2), err
+    @staticmethod
+    @torch.no_grad()
+    def errors_of(model: SequenceAutoencoder, windows: np.ndarray,
+                  batch_size: int = 1024) -> np.ndarray:
+        model.eval()
+        parts = [model.errors(torch.from_numpy(np.ascontiguousarray(
+            windows[i: i + batch_size], dtype=np.float32))).numpy()
+            for i in range(0, len(windows), batch_size)]
+        if not parts:
+            return np.zeros((len(model.heads), 0, *windows.shape[1:]), dtype=np.float32)
+        return np.concatenate(parts, axis=1)
+
+    def score(self, windows: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated anomaly score per step ``(B, W)`` of scaled windows ``(B, W, C)`` and
+        each channel's contribution ``(B, W, C)`` (for attribution)."""
+        return self.calibration.score(self.errors(windows, batch_size))
 
     @torch.no_grad()
     def embed(self, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -69,6 +83,13 @@ class Detector:
                for i in range(0, len(windows), batch_size)]
         return torch.cat(out).numpy()
 
+    def recalibrated(self, holdout: np.ndarray, keys: np.ndarray) -> Detector:
+        """A copy calibrated on ``holdout`` windows (normal, unseen by training; ``keys``
+        per window, each key's in time order) with the same calibration settings: what
+        every new model version gets before it scores."""
+        return dataclasses.replace(
+            self, calibration=self.calibration.refit(self.errors(holdout, 1024), keys))
+
     def save(self, directory: str | Path) -> Path:
         """Write the checkpoint atomically (a reader never sees half a model)."""
         directory = Path(directory)
@@ -76,18 +97,19 @@ class Detector:
         tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        weights = tmp / "model.safetensors"
         save_file({k: v.detach().contiguous() for k, v in self.model.state_dict().items()},
-                  str(weights))
+                  str(tmp / FILES[0]))
+        save_arrays(self.calibration.arrays(), str(tmp / FILES[1]))
         meta = {
             "format": FORMAT,
             "streamae_version": __version__,
             "version": self.version,
-            "model": {**vars(self.model_config)},
+            "model": config_to_dict(self.model_config),
             "window": self.window,
             "channels": self.channels,
             "scaler": self.scaler.to_json(),
-            "weights_sha256": file_sha256(weights),
+            "calibration": self.calibration.meta(),
+            "sha256": {name: file_sha256(tmp / name) for name in FILES},
             "info": self.info,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -103,55 +125,92 @@ class Detector:
 
     @staticmethod
     def load(directory: str | Path) -> Detector:
-        """Load a checkpoint written by :meth:`save`; weights are checked against meta."""
+        """Load a checkpoint written by :meth:`save`; files are checked against meta."""
         directory = Path(directory)
-        meta_path, weights = directory / "meta.json", directory / "model.safetensors"
-        if not meta_path.exists() or not weights.exists():
-            raise ModelError(f"{directory} is not a streamae model (needs meta.json and "
-                             f"model.safetensors); train one with 'streamae train'")
+        meta_path = directory / "meta.json"
+        if not meta_path.exists() or not all((directory / f).exists() for f in FILES):
+            raise ModelError(f"{directory} is not a streamae model (needs meta.json, "
+                             f"{' and '.join(FILES)}); train one with 'streamae train'")
         try:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as exc:
             raise ModelError(f"{meta_path}: corrupt metadata: {exc}") from None
         if meta.get("format") != FORMAT:
             raise ModelError(f"{directory}: unsupported model format {meta.get('format')!r}; "
-                             f"this streamae reads {FORMAT}")
-        if file_sha256(weights) != meta.get("weights_sha256"):
-            raise ModelError(f"{weights}: checksum does not match meta.json; refusing to load")
+                             f"this streamae reads {FORMAT}: train the model again")
+        for name in FILES:
+            if file_sha256(directory / name) != meta.get("sha256", {}).get(name):
+                raise ModelError(f"{directory / name}: checksum does not match meta.json; "
+                                 "refusing to load")
         kind = meta["model"].get("kind")
         if kind not in MODEL_CONFIGS:
             raise ModelError(f"{directory}: unknown model kind {kind!r}")
         model_config = _build(MODEL_CONFIGS[kind], meta["model"], "model")
         model = build_model(model_config, meta["window"], len(meta["channels"]))
-        model.load_state_dict(load_file(str(weights)))
+        model.load_state_dict(load_file(str(directory / FILES[0])))
         model.eval()
+        calibration = Calibration.restore(meta["calibration"],
+                                          load_arrays(str(directory / FILES[1])))
         return Detector(model, model_config, Scaler.from_json(meta["scaler"]), meta["window"],
-                        list(meta["channels"]), meta.get("version", ""), meta.get("info", {}))
+                        list(meta["channels"]), calibration, meta.get("version", ""),
+                        meta.get("info", {}))
+
+
+def resolve_window(frame: Frame, config: Config, scaler: Scaler) -> int:
+    """``window.size``, or for ``auto`` the training data's dominant period in bounds."""
+    w = config.window
+    if w.size != "auto":
+        return int(w.size)
+    return dominant_period(frame, scaler, w.min_size, w.max_size)
 
 
 def train_detector(frame: Frame, config: Config,
                    on_epoch: Callable[[EpochReport], None] | None = None,
-                   on_step: Callable[[int], None] | None = None) -> Detector:
-    """Fit scaler and autoencoder on the rows of ``frame`` (labels are never used)."""
+                   on_step: Callable[[int], None] | None = None,
+                   on_start: Callable[[int], None] | None = None) -> Detector:
+    """Fit scaler, autoencoder and calibration on the rows of ``frame`` (labels are never
+    used): train on each key's older windows, early-stop and calibrate on its newest.
+    ``on_start`` hears the number of training windows before the first epoch."""
     torch.set_num_threads(config.scoring.threads)
-    scaler = Scaler.fit(frame)
-    windows = training_windows(frame, scaler, config.window.size, config.train.stride,
-                               config.train.max_windows)
+    scaler = Scaler.fit(frame, config.calibration.input_clip)
+    window = resolve_window(frame, config, scaler)
+    split = training_windows(frame, scaler, window, config.train.stride,
+                             config.train.max_windows, config.train.val_fraction)
+    if on_start:
+        on_start(len(split.train))
     torch.manual_seed(config.train.seed)
-    model = build_model(config.model, config.window.size, len(frame.channels))
-    result = fit(model, windows, config.train, on_epoch=on_epoch, on_step=on_step)
+    model = build_model(config.model, window, len(frame.channels))
+    result = fit(model, split.train, split.val, config.train, on_epoch=on_epoch,
+                 on_step=on_step)
+    holdout, keys = (split.val, split.val_keys) if len(split.val) else (split.train, None)
+    if keys is None:
+        keys = np.full(len(holdout), "", dtype=object)
+    cal = config.calibration
+    groups = getattr(model, "member_heads", [list(range(len(model.heads)))])
+    calibration = Calibration.fit(Detector.errors_of(model, holdout), keys, groups,
+                                  config.window.hop, cal.aggregate, cal.top_k, cal.smooth,
+                                  cal.floor)
+    detector = Detector(model, config.model, scaler, window, list(frame.channels), calibration)
     start, stop = float(frame.timestamps.min()), float(frame.timestamps.max())
     digest = hashlib.sha256(b"".join(t.detach().numpy().tobytes()
                                      for t in model.state_dict().values())).hexdigest()[:10]
-    info = {
+    detector.version = f"{config.model.kind}-{digest}"
+    detector.info.update({
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "rows": len(frame), "keys": len(scaler.per_key), "windows": result.windows,
-        "time_range": [start, stop], "epochs": len(result.epochs),
-        "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-        "stopped_early": result.stopped_early, "train": vars(config.train),
-    }
-    return Detector(model, config.model, scaler, config.window.size, list(frame.channels),
-                    f"{config.model.kind}-{digest}", info)
+        "rows": len(frame), "keys": len(scaler.per_key), "window": window,
+        "windows": len(split.train), "holdout_windows": len(split.val),
+        "training": training_summary(result), "train": config_to_dict(config.train),
+    })
+    return detector
+
+
+def training_summary(result: TrainResult) -> dict[str, Any]:
+    """What a training run did, JSON-ready (kept in the checkpoint's info)."""
+    return {"epochs": len(result.epochs), "best_epoch": result.best_epoch,
+            "initial_val_loss": result.initial_val_loss, "best_val_loss": result.best_val_loss,
+            "stopped": result.stopped, "seconds": round(result.seconds, 2),
+            "device": result.device, "summary": result.summary(),
+            "history": [[e.epoch, e.train_loss, e.val_loss] for e in result.epochs]}
 
 
 def file_sha256(path: Path) -> str:

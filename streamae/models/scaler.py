@@ -8,22 +8,24 @@ import numpy as np
 
 from streamae.types import Frame
 
-CLIP = 20.0  # scaled values beyond +-CLIP carry no extra information, only overflow risk
+CLIP = 10.0  # default clip of scaled inputs: beyond it a value carries no extra shape
 
 
 @dataclass
 class Scaler:
-    """Mean and spread per key and channel; keys never seen use the global statistics."""
+    """Mean and spread per key and channel; keys never seen use the global statistics.
+    Scaled values are clipped to +-``clip``."""
 
     global_mean: np.ndarray
     global_std: np.ndarray
     per_key: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    clip: float = CLIP
 
     @staticmethod
-    def fit(frame: Frame) -> Scaler:
+    def fit(frame: Frame, clip: float = CLIP) -> Scaler:
         """Learn statistics from training rows (non-finite values ignored)."""
         values = frame.values.astype(np.float64)
-        scaler = Scaler(*_stats(values))
+        scaler = Scaler(*_stats(values), clip=clip)
         for key in frame.unique_keys():
             scaler.per_key[key] = _stats(values[frame.keys == key])
         return scaler
@@ -34,12 +36,13 @@ class Scaler:
 
     def transform(self, values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """Scale rows given per-row ``mean``/``std`` (non-finite values stay non-finite)."""
-        return np.clip((values - mean) / std, -CLIP, CLIP).astype(np.float32)
+        return np.clip((values - mean) / std, -self.clip, self.clip).astype(np.float32)
 
     def to_json(self) -> dict:
         return {
             "global": [self.global_mean.tolist(), self.global_std.tolist()],
             "per_key": {k: [m.tolist(), s.tolist()] for k, (m, s) in self.per_key.items()},
+            "clip": self.clip,
         }
 
     @staticmethod
@@ -48,7 +51,8 @@ class Scaler:
             return np.asarray(x, dtype=np.float64)
 
         return Scaler(arr(data["global"][0]), arr(data["global"][1]),
-                      {k: (arr(m), arr(s)) for k, (m, s) in data["per_key"].items()})
+                      {k: (arr(m), arr(s)) for k, (m, s) in data["per_key"].items()},
+                      float(data.get("clip", 20.0)))
 
 
 def _stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

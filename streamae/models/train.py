@@ -1,4 +1,10 @@
-"""Offline training of a sequence autoencoder on windows of normal data."""
+"""The one training loop: offline training, pretraining, fine-tuning and online rounds.
+
+Closed-form parts (the linear autoencoder) are fitted first and held fixed; the rest is
+trained with Adam on (optionally denoised) windows, early-stopped on held-out windows
+after ``min_epochs``, with a cosine learning-rate decay and a wall-time budget. The best
+epoch's weights are kept; the model ends on the CPU in eval mode.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,48 +43,73 @@ class EpochReport:
 
 @dataclass
 class TrainResult:
-    """What training did: per-epoch losses, the epoch kept and whether it stopped early."""
+    """What training did: per-epoch losses, the epoch kept, why it stopped, and the
+    held-out loss before the first epoch."""
 
     epochs: list[EpochReport] = field(default_factory=list)
     best_epoch: int = 0
     best_val_loss: float = math.nan
-    stopped_early: bool = False
+    initial_val_loss: float = math.nan
+    stopped: str = "epochs"
     windows: int = 0
+    seconds: float = 0.0
+    device: str = "cpu"
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.stopped == "early stopping"
+
+    def summary(self) -> str:
+        """One line for logs and the CLI."""
+        if not self.epochs:
+            return f"fitted in closed form on {self.windows} windows ({self.seconds:.1f} s)"
+        return (f"best epoch {self.best_epoch} of {len(self.epochs)} (stopped: {self.stopped}), "
+                f"held-out loss {self.initial_val_loss:.4g} -> {self.best_val_loss:.4g}, "
+                f"{self.windows} windows, {self.seconds:.1f} s on {self.device}")
 
 
-def fit(model: SequenceAutoencoder, windows: np.ndarray, config: TrainConfig,
+def fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config: TrainConfig,
+        param_groups: list[dict[str, Any]] | None = None,
         on_epoch: Callable[[EpochReport], None] | None = None,
-        on_step: Callable[[int], None] | None = None) -> TrainResult:
-    """Train ``model`` in place on ``windows`` (``(n, W, C)`` float32, scaled).
-
-    The newest ``val_fraction`` of windows is held out (a temporal split); training stops
-    after ``patience`` epochs without validation gain and restores the best weights. Runs
-    on ``config.device`` (CUDA when present by default); the model ends on the CPU.
-    """
-    if len(windows) < 2:
-        raise ValueError("need at least 2 training windows")
+        on_step: Callable[[int], None] | None = None, closed_form: bool = True) -> TrainResult:
+    """Train ``model`` in place on scaled windows ``train`` (``(n, W, C)`` float32),
+    early-stopping on ``val``. ``param_groups`` (fine-tuning) set per-group learning
+    rates; by default every trainable parameter learns at ``config.lr``."""
+    start = time.perf_counter()
+    result = TrainResult(windows=len(train))
     torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
+    if closed_form and model.fit_closed(train):
+        result.seconds = time.perf_counter() - start
+        _finish(model)
+        return result
     device = pick_device(config.device)
-    data = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
-    if device.type == "cuda":
-        data = data.pin_memory().to(device, non_blocking=True)
+    result.device = device.type
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    data, held = _to(train, device), _to(val, device)
     model.to(device)
-    n_val = int(len(data) * config.val_fraction) if len(data) >= 20 else 0
-    train, val = data[: len(data) - n_val], data[len(data) - n_val:]
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    result = TrainResult(windows=len(data))
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    best, stale = math.inf, 0
+    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad],
+                               "lr": config.lr}]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        _finish(model)
+        return result
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    opt = torch.optim.Adam(groups, weight_decay=config.weight_decay)
+    bf16 = device.type == "cuda" and "transformer" in type(model).__name__.lower()
+    best = result.initial_val_loss = _loss(model, held, bf16) if len(held) else math.inf
+    best_state = _copy(model)
+    stale = 0
     for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
+        t0 = time.perf_counter()
+        _schedule(opt, config, epoch)
         model.train()
-        order = torch.randperm(len(train), generator=gen).to(device)
+        order = torch.randperm(len(data), generator=gen, device=device)
         total = torch.zeros((), device=device)
-        for i in range(0, len(train), config.batch_size):
-            batch = train[order[i: i + config.batch_size]]
-            recon, reg = model(corrupt(batch, config, gen))
-            loss = torch.mean((recon - batch) ** 2) + reg
+        for i in range(0, len(data), config.batch_size):
+            batch = data[order[i: i + config.batch_size]]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = model.loss(corrupt(batch, config, gen), batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -85,47 +117,86 @@ def fit(model: SequenceAutoencoder, windows: np.ndarray, config: TrainConfig,
             total += loss.detach() * len(batch)
             if on_step:
                 on_step(len(batch))
-        val_loss = reconstruction_loss(model, val) if n_val else math.nan
-        report = EpochReport(epoch, float(total) / len(train), val_loss, time.perf_counter() - start)
+            if config.time_budget and time.perf_counter() - start > config.time_budget:
+                result.stopped = "time budget"
+                break
+        val_loss = _loss(model, held, bf16) if len(held) else math.nan
+        report = EpochReport(epoch, float(total) / len(data), val_loss, time.perf_counter() - t0)
         result.epochs.append(report)
         if on_epoch:
             on_epoch(report)
-        log.info("epoch %d: train %.5f val %.5f (%.1fs)", epoch, report.train_loss, val_loss,
-                 report.seconds)
-        watched = val_loss if n_val else report.train_loss
-        if watched < best - 1e-6:
+        log.info("epoch %d: train %.5f held-out %.5f (%.1fs)", epoch, report.train_loss,
+                 val_loss, report.seconds)
+        watched = val_loss if len(held) else report.train_loss
+        if watched < best - 1e-6 * abs(best):
             best, stale = watched, 0
-            result.best_epoch, result.best_val_loss = epoch, val_loss
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            result.best_epoch, result.best_val_loss = epoch, watched
+            best_state = _copy(model)
         else:
             stale += 1
-            if stale >= config.patience:
-                result.stopped_early = True
-                break
+            if epoch >= config.min_epochs and stale >= config.patience:
+                result.stopped = "early stopping"
+        if result.stopped != "epochs":
+            break
+    if not math.isfinite(result.best_val_loss):
+        result.best_val_loss = best
     model.load_state_dict(best_state)
-    model.to("cpu")
-    model.eval()
+    result.seconds = time.perf_counter() - start
+    _finish(model)
+    log.info("training: %s", result.summary())
     return result
 
 
 def corrupt(batch: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     """Denoising input: Gaussian noise and/or zeroed time steps (the target stays clean)."""
     if config.noise_std > 0:
-        batch = batch + torch.randn(batch.shape, generator=gen).to(batch.device) * config.noise_std
+        batch = batch + torch.randn(batch.shape, generator=gen, device=batch.device) \
+            * config.noise_std
     if config.mask_ratio > 0:
-        keep = (torch.rand(batch.shape[:2], generator=gen) >= config.mask_ratio).to(batch.device)
+        keep = torch.rand(batch.shape[:2], generator=gen, device=batch.device) >= config.mask_ratio
         batch = batch * keep.unsqueeze(-1)
     return batch
 
 
 @torch.no_grad()
-def reconstruction_loss(model: SequenceAutoencoder, windows: torch.Tensor,
-                        batch_size: int = 1024) -> float:
-    """Mean squared reconstruction error of ``windows`` in eval mode."""
+def _loss(model: SequenceAutoencoder, windows: torch.Tensor, bf16: bool = False,
+          batch_size: int = 1024) -> float:
+    """Mean training loss of clean ``windows`` in eval mode."""
     model.eval()
     total = 0.0
     for i in range(0, len(windows), batch_size):
         batch = windows[i: i + batch_size]
-        recon, _ = model(batch)
-        total += float(torch.sum((recon - batch) ** 2)) / batch[0].numel()
+        with torch.autocast(windows.device.type, dtype=torch.bfloat16, enabled=bf16):
+            total += float(model.loss(batch, batch)) * len(batch)
     return total / max(len(windows), 1)
+
+
+def held_out_loss(model: SequenceAutoencoder, windows: np.ndarray) -> float:
+    """Mean loss of ``windows`` (CPU, eval mode): what the updater's gate compares."""
+    return _loss(model, _to(windows, torch.device("cpu")))
+
+
+def _schedule(opt: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> None:
+    if config.lr_schedule != "cosine" or config.epochs <= 1:
+        return
+    decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / (config.epochs - 1)))
+    for g in opt.param_groups:
+        g["lr"] = g["base_lr"] * decay
+
+
+def _to(windows: np.ndarray, device: torch.device) -> torch.Tensor:
+    data = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+    return data.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else data
+
+
+def _copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _finish(model: torch.nn.Module) -> None:
+    if next(model.parameters()).device.type == "cuda":
+        torch.cuda.synchronize()
+    model.to("cpu")
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)

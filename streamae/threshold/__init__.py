@@ -10,13 +10,14 @@ from streamae.config import AlarmConfig, ThresholdConfig
 from streamae.threshold.alarm import Alarm, AlarmOutput
 from streamae.threshold.quantile import QuantileThreshold
 from streamae.threshold.spot import SpotThreshold
+from streamae.threshold.tail import TailThreshold
 
-THRESHOLDS = {"spot": SpotThreshold, "quantile": QuantileThreshold}
+THRESHOLDS = {"tail": TailThreshold, "spot": SpotThreshold, "quantile": QuantileThreshold}
 
 __all__ = ["THRESHOLDS", "Alarm", "AlarmOutput", "Decision", "build_threshold"]
 
 
-def build_threshold(config: ThresholdConfig) -> SpotThreshold | QuantileThreshold:
+def build_threshold(config: ThresholdConfig) -> TailThreshold | SpotThreshold | QuantileThreshold:
     """The threshold named by ``config.kind``."""
     return THRESHOLDS[config.kind](config)
 
@@ -35,8 +36,16 @@ class Decision:
     def apply(self, slots: np.ndarray, ts: np.ndarray,
               scores: np.ndarray) -> tuple[np.ndarray, AlarmOutput]:
         """Judge scored points in order: thresholds used, and the alarm stage's output."""
+        if isinstance(self.threshold, TailThreshold):
+            thresholds, _, out = self.threshold.judge_with(self.alarm, slots, ts, scores)
+            return thresholds, out
         thresholds = self.threshold.apply(slots, scores)
         return thresholds, self.alarm.apply(slots, ts, scores, thresholds)
+
+    def seed(self, samples: dict[int, np.ndarray]) -> None:
+        """New keys' thresholds from held-out training scores (a threshold at once)."""
+        for slot, values in samples.items():
+            self.threshold.seed(slot, values)
 
     def recalibrate(self, scores: dict[int, np.ndarray]) -> None:
         """After a model swap (or a key's new normal): restart the threshold of each given

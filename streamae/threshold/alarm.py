@@ -33,6 +33,10 @@ class Alarm(KeyedState):
 
     def __init__(self, config: AlarmConfig, capacity: int = 64) -> None:
         self.config = config
+        spans = [config.min_duration, config.resolve_after, config.suppress,
+                 config.update_every, config.prune_memory]
+        self.spans = np.array([s.amount for s in spans], dtype=np.float64)
+        self.points = np.array([s.points for s in spans], dtype=np.bool_)
         super().__init__(new_alarm_state(1)[0], capacity)
 
     def apply(self, slots: np.ndarray, ts: np.ndarray, scores: np.ndarray,
@@ -42,7 +46,7 @@ class Alarm(KeyedState):
                           np.empty(n), np.empty(n, dtype=np.bool_), np.empty(n))
         c = self.config
         alarm_batch(slots, ts, scores.astype(np.float64), thresholds, self.state, c.enter_level,
-                    c.exit_level, c.min_duration, c.resolve_after, c.suppress, c.update_every,
+                    c.exit_level, c.min_hits, c.hit_window, self.spans, self.points, c.prune,
                     out.anomaly, out.event, out.event_ts, out.peak, out.last_alarm)
         return out
 

@@ -9,6 +9,7 @@ class KeyedState:
     """Rows of float64 state, one per key slot, grown on demand with a fill row."""
 
     _STATE = ("state",)
+    _DTYPES: dict[str, type] = {}  # arrays other than float64
 
     def __init__(self, fill: np.ndarray, capacity: int = 64) -> None:
         self._fill = np.asarray(fill, dtype=np.float64)
@@ -20,7 +21,7 @@ class KeyedState:
             arr = getattr(self, name)
             if slots > len(arr):
                 extra = max(slots, 2 * len(arr)) - len(arr)
-                fill = self._fill if name == "state" else np.zeros(arr.shape[1:])
+                fill = self._fill if name == "state" else np.zeros(arr.shape[1:], arr.dtype)
                 setattr(self, name, np.concatenate([arr, np.tile(fill, (extra, 1))]))
 
     def reset(self, slots: np.ndarray) -> None:
@@ -52,4 +53,4 @@ class KeyedState:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         for name in self._STATE:
-            setattr(self, name, np.array(state[name], dtype=np.float64))
+            setattr(self, name, np.array(state[name], dtype=self._DTYPES.get(name, np.float64)))

@@ -159,70 +159,259 @@ def p2_batch(slots, scores, state, p, margin, min_points, out):
         state[k, P_COUNT] = cnt + 1
 
 
-# Alarm state columns
-A_ACTIVE, A_ABOVE, A_CALM, A_OPEN, A_PEAK, A_RESOLVED, A_UPDATED = range(7)
-ALARM_COLS = 7
+# Alarm state columns. Marks are kept twice: event time (_T) and the key's count of scored
+# points (_N), so every span can be either.
+(A_ACTIVE, A_ABOVE_T, A_ABOVE_N, A_CALM_T, A_CALM_N, A_OPEN, A_PEAK, A_RESOLVED_T,
+ A_RESOLVED_N, A_UPDATED_T, A_UPDATED_N, A_COUNT, A_HITS, A_STRONG, A_STRONG_T,
+ A_STRONG_N) = range(16)
+ALARM_COLS = 16
 EV_NONE, EV_OPEN, EV_UPDATE, EV_RESOLVE = 0, 1, 2, 3
 
 
 @njit(cache=True)
-def alarm_batch(slots, ts, scores, thresholds, state, enter, exit_, min_duration, resolve_after,
-                suppress, update_every, anomaly, event, event_ts, peak, last_alarm):
-    """Hysteresis: open after ``score >= enter*threshold`` held ``min_duration`` (and not
-    within ``suppress`` of the last resolve); while open, an update when the peak grows (at
-    most every ``update_every``); resolve after ``score < exit*threshold`` for
-    ``resolve_after``. Writes per point: anomaly flag, event code, event time, new-peak flag,
-    and the time the key was last in alarm (this point's if it is; -inf: never)."""
+def _since(t, n, mark_t, mark_n, amount, points):
+    """Whether ``amount`` (seconds, or points when ``points``) has passed since a mark."""
+    if points:
+        return n - mark_n >= amount
+    return t - mark_t >= amount
+
+
+@njit(cache=True)
+def _hits(mask, window):
+    count = 0
+    for j in range(window):
+        if (mask >> j) & 1:
+            count += 1
+    return count
+
+
+@njit(cache=True)
+def alarm_batch(slots, ts, scores, thresholds, state, enter, exit_, min_hits, hit_window,
+                spans, points, prune, anomaly, event, event_ts, peak, last_alarm):
+    """Post-processing per key, in order. ``spans``/``points``: amount and unit of
+    (min_duration, resolve_after, suppress, update_every, prune_memory).
+
+    Open when ``score >= enter*threshold`` and at least ``min_hits`` of the key's last
+    ``hit_window`` points crossed it, held ``min_duration``, not within ``suppress`` of the
+    last resolve, and (``prune`` > 0) at a ratio to the threshold of at least ``prune`` x
+    the strongest alarm peak of the last ``prune_memory``. While open, an update when the
+    peak grows (at most every ``update_every``); resolve after ``score < exit*threshold``
+    for ``resolve_after``, so alarms closer than that are one. Writes per point: anomaly
+    flag, event code, event time, new-peak flag and the time the key was last in alarm
+    (this point's if it is; -inf: never)."""
+    for i in range(len(slots)):
+        alarm_step(i, slots[i], ts[i], scores[i], thresholds[i], state, enter, exit_,
+                   min_hits, hit_window, spans, points, prune, anomaly, event, event_ts, peak,
+                   last_alarm)
+
+
+@njit(cache=True)
+def alarm_step(i, k, t, x, thr, state, enter, exit_, min_hits, hit_window, spans, points,
+               prune, anomaly, event, event_ts, peak, last_alarm):
+    """One point of :func:`alarm_batch`."""
+    min_duration, resolve_after, suppress, update_every, prune_memory = (
+        spans[0], spans[1], spans[2], spans[3], spans[4])
+    ratio = x / thr if thr > 0.0 else (0.0 if x <= 0.0 or np.isnan(thr) else np.inf)
+    state[k, A_COUNT] += 1
+    n = state[k, A_COUNT]
+    crossed = ratio >= enter
+    hits = ((int(state[k, A_HITS]) << 1) | (1 if crossed else 0)) & ((1 << hit_window) - 1)
+    state[k, A_HITS] = hits
+    event[i] = EV_NONE
+    event_ts[i] = np.nan
+    peak[i] = False
+    if state[k, A_ACTIVE] == 0.0:
+        if crossed:
+            if np.isnan(state[k, A_ABOVE_T]):
+                state[k, A_ABOVE_T] = t
+                state[k, A_ABOVE_N] = n
+            held = _since(t, n, state[k, A_ABOVE_T], state[k, A_ABOVE_N], min_duration,
+                          points[0])
+            calm = _since(t, n, state[k, A_RESOLVED_T], state[k, A_RESOLVED_N], suppress,
+                          points[2])
+            strong = state[k, A_STRONG]
+            if prune > 0.0 and not np.isnan(strong) and _since(
+                    t, n, state[k, A_STRONG_T], state[k, A_STRONG_N], prune_memory, points[4]):
+                state[k, A_STRONG] = np.nan
+                strong = np.nan
+            weak = prune > 0.0 and not np.isnan(strong) and ratio < prune * strong
+            if held and calm and not weak and _hits(hits, hit_window) >= min_hits:
+                state[k, A_ACTIVE] = 1.0
+                state[k, A_OPEN] = state[k, A_ABOVE_T]
+                state[k, A_PEAK] = x
+                state[k, A_CALM_T] = np.nan
+                state[k, A_UPDATED_T] = t
+                state[k, A_UPDATED_N] = n
+                event[i] = EV_OPEN
+                event_ts[i] = state[k, A_OPEN]
+                peak[i] = True
+        else:
+            state[k, A_ABOVE_T] = np.nan
+    else:
+        if x > state[k, A_PEAK]:
+            state[k, A_PEAK] = x
+            peak[i] = True
+            if _since(t, n, state[k, A_UPDATED_T], state[k, A_UPDATED_N], update_every,
+                      points[3]):
+                event[i] = EV_UPDATE
+                event_ts[i] = t
+                state[k, A_UPDATED_T] = t
+                state[k, A_UPDATED_N] = n
+        if np.isnan(state[k, A_STRONG]) or ratio > state[k, A_STRONG]:
+            state[k, A_STRONG] = ratio
+        state[k, A_STRONG_T] = t
+        state[k, A_STRONG_N] = n
+        if ratio < exit_:
+            if np.isnan(state[k, A_CALM_T]):
+                state[k, A_CALM_T] = t
+                state[k, A_CALM_N] = n
+            if _since(t, n, state[k, A_CALM_T], state[k, A_CALM_N], resolve_after, points[1]):
+                state[k, A_ACTIVE] = 0.0
+                state[k, A_RESOLVED_T] = t
+                state[k, A_RESOLVED_N] = n
+                state[k, A_ABOVE_T] = np.nan
+                event[i] = EV_RESOLVE
+                event_ts[i] = state[k, A_CALM_T]
+        else:
+            state[k, A_CALM_T] = np.nan
+    anomaly[i] = state[k, A_ACTIVE] != 0.0
+    last_alarm[i] = t if anomaly[i] else state[k, A_RESOLVED_T]
+
+
+@njit(cache=True)
+def tail_alarm_batch(slots, ts, scores, tstate, ring, risk, init_q, every, learn, least,
+                     astate, enter, exit_, min_hits, hit_window, spans, points, prune,
+                     out_thr, out_p, anomaly, event, event_ts, peak, last_alarm):
+    """:func:`tail_batch` and :func:`alarm_batch` point by point, so that what a key's
+    memory learns can depend on whether the point is inside an alarm (``LEARN_CALM``)."""
+    cap = ring.shape[1]
     for i in range(len(slots)):
         k = slots[i]
-        t = ts[i]
         x = scores[i]
-        thr = thresholds[i]
-        ratio = x / thr if thr > 0.0 else (0.0 if x <= 0.0 or np.isnan(thr) else np.inf)
-        event[i] = EV_NONE
-        event_ts[i] = np.nan
-        peak[i] = False
-        if state[k, A_ACTIVE] == 0.0:
-            if ratio >= enter:
-                if np.isnan(state[k, A_ABOVE]):
-                    state[k, A_ABOVE] = t
-                if t - state[k, A_ABOVE] >= min_duration and t - state[k, A_RESOLVED] >= suppress:
-                    state[k, A_ACTIVE] = 1.0
-                    state[k, A_OPEN] = state[k, A_ABOVE]
-                    state[k, A_PEAK] = x
-                    state[k, A_CALM] = np.nan
-                    state[k, A_UPDATED] = t
-                    event[i] = EV_OPEN
-                    event_ts[i] = state[k, A_OPEN]
-                    peak[i] = True
-            else:
-                state[k, A_ABOVE] = np.nan
-        else:
-            if x > state[k, A_PEAK]:
-                state[k, A_PEAK] = x
-                peak[i] = True
-                if t - state[k, A_UPDATED] >= update_every:
-                    event[i] = EV_UPDATE
-                    event_ts[i] = t
-                    state[k, A_UPDATED] = t
-            if ratio < exit_:
-                if np.isnan(state[k, A_CALM]):
-                    state[k, A_CALM] = t
-                if t - state[k, A_CALM] >= resolve_after:
-                    state[k, A_ACTIVE] = 0.0
-                    state[k, A_RESOLVED] = t
-                    state[k, A_ABOVE] = np.nan
-                    event[i] = EV_RESOLVE
-                    event_ts[i] = state[k, A_CALM]
-            else:
-                state[k, A_CALM] = np.nan
-        anomaly[i] = state[k, A_ACTIVE] != 0.0
-        last_alarm[i] = t if anomaly[i] else state[k, A_RESOLVED]
+        z = tstate[k, T_Z]
+        out_thr[i] = z
+        out_p[i] = tail_probability(x, ring[k], tstate[k])
+        alarm_step(i, k, ts[i], x, z, astate, enter, exit_, min_hits, hit_window, spans,
+                   points, prune, anomaly, event, event_ts, peak, last_alarm)
+        if np.isnan(x):
+            continue
+        value = x
+        if not np.isnan(z):
+            if learn == LEARN_CALM and anomaly[i]:
+                continue
+            if learn != LEARN_ALL:
+                value = min(x, z)
+        tstate[k, T_SINCE] += 1
+        if tstate[k, T_SINCE] < every:
+            continue
+        tstate[k, T_SINCE] = 0
+        pos = int(tstate[k, T_POS])
+        ring[k, pos] = value
+        tstate[k, T_POS] = (pos + 1) % cap
+        tstate[k, T_SIZE] = min(tstate[k, T_SIZE] + 1, cap)
+        tail_fit(ring[k], tstate[k], risk, init_q, least)
 
 
 def new_alarm_state(keys: int) -> np.ndarray:
-    """Fresh alarm state rows: inactive, never resolved."""
+    """Fresh alarm state rows: inactive, never resolved, nothing seen."""
     state = np.full((keys, ALARM_COLS), np.nan)
     state[:, A_ACTIVE] = 0.0
-    state[:, A_RESOLVED] = -np.inf
+    state[:, A_RESOLVED_T] = state[:, A_RESOLVED_N] = -np.inf
+    state[:, A_COUNT] = state[:, A_HITS] = 0.0
     return state
+
+
+# Tail state columns: ring size, ring position, points since the last sample, then the
+# fitted tail (n, peaks, t, sum, sum of squares, z) as in SPOT
+T_SIZE, T_POS, T_SINCE, T_N, T_NT, T_T, T_SUM, T_SQ, T_Z = range(9)
+TAIL_COLS = 9
+LEARN_ALL, LEARN_CAPPED, LEARN_CALM = 0, 1, 2
+
+
+@njit(cache=True)
+def tail_fit(ring, row, risk, init_q, least):
+    """Fit row's tail to the first ``row[T_SIZE]`` values of ``ring`` (z: nan while it
+    holds fewer than ``least``)."""
+    size = int(row[T_SIZE])
+    if size < max(least, 1):
+        row[T_Z] = np.nan
+        return
+    fit = np.zeros(SPOT_COLS)
+    spot_fit(ring[:size].astype(np.float64), risk, init_q, fit)
+    row[T_N] = fit[S_N]
+    row[T_NT] = fit[S_NT]
+    row[T_T] = fit[S_T]
+    row[T_SUM] = fit[S_SUM]
+    row[T_SQ] = fit[S_SQ]
+    row[T_Z] = fit[S_Z]
+
+
+@njit(cache=True)
+def tail_probability(x, ring, row):
+    """P(a score of the key's recent normal >= x): the fitted GPD above the tail start,
+    the share of remembered scores at or above x below it (nan without any)."""
+    size = int(row[T_SIZE])
+    if size == 0 or np.isnan(x):
+        return np.nan
+    t = row[T_T]
+    nt = row[T_NT]
+    if x > t and nt >= 1:
+        m = row[T_SUM] / nt
+        v = row[T_SQ] / nt - m * m
+        y = x - t
+        if nt < 3 or v <= 1e-12 * m * m:
+            sf = math.exp(-y / max(m, 1e-12))
+        else:
+            gamma = 0.5 * (1.0 - m * m / v)
+            sigma = 0.5 * m * (m * m / v + 1.0)
+            base = 1.0 + gamma * y / sigma
+            sf = 0.0 if base <= 0.0 else base ** (-1.0 / gamma) if abs(gamma) > 1e-6 \
+                else math.exp(-y / sigma)
+        return nt / row[T_N] * sf
+    count = 0
+    for j in range(size):
+        if ring[j] >= x:
+            count += 1
+    return max(count, 1) / size
+
+
+@njit(cache=True)
+def tail_batch(slots, scores, state, ring, risk, init_q, every, learn, least, out_thr, out_p):
+    """Per point: the threshold it is judged against (the key's level exceeded with
+    probability ``risk``) and its tail probability; then every ``every``-th score enters
+    the key's ring (as it is, or capped at the threshold: ``learn``; outside alarms only is
+    :func:`tail_alarm_batch`'s) and the tail is fitted again."""
+    cap = ring.shape[1]
+    for i in range(len(slots)):
+        k = slots[i]
+        x = scores[i]
+        z = state[k, T_Z]
+        out_thr[i] = z
+        out_p[i] = tail_probability(x, ring[k], state[k])
+        if np.isnan(x):
+            continue
+        value = x if np.isnan(z) or learn == LEARN_ALL else min(x, z)
+        state[k, T_SINCE] += 1
+        if state[k, T_SINCE] < every:
+            continue
+        state[k, T_SINCE] = 0
+        pos = int(state[k, T_POS])
+        ring[k, pos] = value
+        state[k, T_POS] = (pos + 1) % cap
+        state[k, T_SIZE] = min(state[k, T_SIZE] + 1, cap)
+        tail_fit(ring[k], state[k], risk, init_q, least)
+
+
+@njit(cache=True)
+def tail_seed(values, every, limit, ring_row, row, risk, init_q, least):
+    """Restart one key's memory from ``values`` (oldest first): its newest, one per
+    ``every``, at most ``limit`` of them."""
+    n = len(values)
+    take = min(limit, (n + every - 1) // every)
+    cap = len(ring_row)
+    for j in range(take):
+        ring_row[take - 1 - j] = values[n - 1 - j * every]
+    row[T_SIZE] = take
+    row[T_POS] = take % cap
+    row[T_SINCE] = 0
+    tail_fit(ring_row, row, risk, init_q, least)

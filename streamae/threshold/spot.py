@@ -37,3 +37,7 @@ class SpotThreshold(KeyedState):
             return
         spot_fit(values, self.config.risk, self.config.init_quantile, self.state[slot])
         self.state[slot, S_SEEN] = self.config.init_points
+
+    def seed(self, slot: int, sample: np.ndarray) -> None:
+        """A new key's threshold at once, calibrated on held-out training scores."""
+        self.calibrate(slot, sample)

@@ -106,6 +106,12 @@ class ReplayBuffer:
 
     def windows(self, keys: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Training windows (reservoir, then recent oldest -> newest) and their times."""
+        data, ts, _ = self.keyed_windows(keys)
+        return data, ts
+
+    def keyed_windows(self, keys: list[str] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`windows` with each window's key."""
         r = self.reservoir
         res_idx = np.arange(r.size)
         res_idx = res_idx[np.argsort(r.ts[res_idx], kind="stable")]
@@ -115,8 +121,8 @@ class ReplayBuffer:
         ts = np.concatenate([r.ts[res_idx], self.recent.ts[rec_idx]])
         if keys is not None:
             sel = np.isin(ks, np.asarray(keys, dtype=object))
-            data, ts = data[sel], ts[sel]
-        return data, ts
+            data, ts, ks = data[sel], ts[sel], ks[sel]
+        return data, ts, ks
 
     def newest(self, n: int) -> np.ndarray:
         """The newest ``n`` admitted windows (recent normal data, for shadow scoring)."""
@@ -191,14 +197,20 @@ class KeyedReplayBuffer:
 
     def windows(self, keys: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every key's training windows, merged in time order (oldest first)."""
+        data, ts, _ = self.keyed_windows(keys)
+        return data, ts
+
+    def keyed_windows(self, keys: list[str] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`windows` with each window's key."""
         chosen = [p for k, p in self.parts.items() if keys is None or k in keys]
         if not chosen:
             w, c = self.shape[:2]
-            return np.zeros((0, w, c), np.float32), np.zeros(0)
-        data, ts = zip(*(p.windows() for p in chosen))
-        data, ts = np.concatenate(data), np.concatenate(ts)
+            return np.zeros((0, w, c), np.float32), np.zeros(0), np.zeros(0, dtype=object)
+        data, ts, ks = (np.concatenate(part) for part in zip(*(p.keyed_windows()
+                                                                for p in chosen)))
         order = np.argsort(ts, kind="stable")
-        return data[order], ts[order]
+        return data[order], ts[order], ks[order]
 
     def newest(self, n: int) -> np.ndarray:
         if n <= 0 or not self.parts:

@@ -2,8 +2,8 @@
 
 Two checks on data the candidate was not trained on:
 
-1. held-out loss: its reconstruction loss on the held-out newest windows is at most
-   ``1 + gate_tolerance`` times the live model's;
+1. held-out loss: its training loss (reconstruction, forecast) on the held-out newest
+   windows is at most ``1 + gate_tolerance`` times the live model's;
 2. shadow scoring: on recent normal windows, each model's threshold is set on every other
    window (the quantile ``1 - threshold.risk``) and its alarm rate measured on the rest;
    the candidate's may exceed the live one's by ``gate_alarm_rate`` (plus two binomial
@@ -19,6 +19,7 @@ import numpy as np
 
 from streamae.config import ThresholdConfig, UpdaterConfig
 from streamae.models.detector import Detector
+from streamae.models.train import held_out_loss
 
 
 @dataclass
@@ -29,7 +30,7 @@ class GateResult:
 
 
 def window_scores(detector: Detector, windows: np.ndarray) -> np.ndarray:
-    """Mean squared reconstruction error per window."""
+    """Calibrated score per window (mean over its steps)."""
     step, _ = detector.score(windows, batch_size=1024)
     return step.mean(axis=1)
 
@@ -43,8 +44,8 @@ def alarm_rate(scores: np.ndarray, risk: float) -> float:
 
 def validate(live: Detector, candidate: Detector, holdout: np.ndarray, recent: np.ndarray,
              cfg: UpdaterConfig, threshold: ThresholdConfig) -> GateResult:
-    live_loss = float(window_scores(live, holdout).mean())
-    cand_loss = float(window_scores(candidate, holdout).mean())
+    live_loss = held_out_loss(live.model, holdout)
+    cand_loss = held_out_loss(candidate.model, holdout)
     risk = max(threshold.risk, 1.0 / max(len(recent) // 2, 1))
     live_rate = alarm_rate(window_scores(live, recent), risk)
     cand_rate = alarm_rate(window_scores(candidate, recent), risk)

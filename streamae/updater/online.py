@@ -108,9 +108,9 @@ class OnlineUpdater:
         if self._first_ts is None and len(ts):
             self._first_ts = float(ts[0])
         if self.detector is not None:
-            # on log scores: reconstruction errors are heavy-tailed, and a detector fed
-            # raw ones mistakes single large windows for a change of level
-            for value in np.log(np.maximum(scores[~protected], 1e-12)):
+            # calibrated scores are standardised log errors: light enough tails that a
+            # single large window is not taken for a change of level
+            for value in scores[~protected]:
                 self.detector.update(float(value))
                 if self.detector.drift_detected:
                     self._drift = True
@@ -165,8 +165,8 @@ class OnlineUpdater:
             self._manual = self._drift = False
             self._since_round = 0
             self._last_round_at = now
-            windows, ts = self.buffer.windows()
-            args = (self.live, windows, ts, now, reason)
+            windows, ts, keys = self.buffer.keyed_windows()
+            args = (self.live, windows, ts, keys, now, reason)
             if self.background:
                 self._thread = threading.Thread(target=self._round, args=args,
                                                 name="streamae-updater", daemon=True)
@@ -192,13 +192,18 @@ class OnlineUpdater:
             self.live = ready.model
         return ready
 
-    def _round(self, live: Detector, windows: np.ndarray, ts: np.ndarray, now: float,
-               reason: str) -> None:
+    def _round(self, live: Detector, windows: np.ndarray, ts: np.ndarray, keys: np.ndarray,
+               now: float, reason: str) -> None:
         n_hold = max(1, int(len(windows) * self.cfg.holdout_fraction))
         train, holdout = windows[:-n_hold], windows[-n_hold:]
         recent = self.buffer.newest(4 * n_hold)
         try:
-            candidate, report = fine_tune(live, train, self.cfg, self.seed + len(self.rounds))
+            candidate, report = fine_tune(live, train, self.cfg, self.seed + len(self.rounds),
+                                          train=self.config.train)
+            # a new version scores on its own calibration: fitted on the held-out windows
+            held_keys = keys[-n_hold:]
+            order = np.argsort(held_keys.astype(str), kind="stable")  # each key's in time order
+            candidate = candidate.recalibrated(holdout[order], held_keys[order])
             verdict = validate(live, candidate, holdout, recent, self.cfg,
                                self.config.threshold)
         except Exception as exc:  # a failed round must never stop scoring

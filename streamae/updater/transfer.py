@@ -3,11 +3,13 @@ feature extractor."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from streamae.config import UpdaterConfig
 from streamae.errors import InputFormatError
-from streamae.models.dataset import forward_fill, training_windows
+from streamae.models.dataset import key_series, sliding, training_windows
 from streamae.models.detector import Detector
 from streamae.models.scaler import Scaler
 from streamae.types import Frame
@@ -15,38 +17,36 @@ from streamae.updater.finetune import FinetuneReport, fine_tune
 
 
 def finetune_on_frame(pretrained: Detector, frame: Frame, cfg: UpdaterConfig,
-                      max_windows: int = 50_000, seed: int = 0
+                      max_windows: int = 50_000, seed: int = 0, val_fraction: float = 0.2
                       ) -> tuple[Detector, FinetuneReport]:
     """Fine-tune ``pretrained`` on the rows of a new sensor set. The new sensors get their
-    own scaling (learnt from ``frame``); the channel count must match the model's, the
-    names are the new data's."""
+    own scaling (learnt from ``frame``) and calibration (each key's newest
+    ``val_fraction``, held out); the channel count must match the model's, the names are
+    the new data's."""
     if len(frame.channels) != len(pretrained.channels):
         raise InputFormatError(f"the pretrained model has {len(pretrained.channels)} channels "
                                f"({', '.join(pretrained.channels)}); the new data has "
                                f"{len(frame.channels)}")
-    scaler = Scaler.fit(frame)
-    windows = training_windows(frame, scaler, pretrained.window, 1, max_windows)
-    adapted = Detector(pretrained.model, pretrained.model_config, scaler, pretrained.window,
-                       list(frame.channels), pretrained.version, dict(pretrained.info))
-    return fine_tune(adapted, windows, cfg, seed)
+    scaler = Scaler.fit(frame, pretrained.scaler.clip)
+    split = training_windows(frame, scaler, pretrained.window, 1, max_windows, val_fraction)
+    adapted = dataclasses.replace(pretrained, scaler=scaler, channels=list(frame.channels),
+                                  info=dict(pretrained.info))
+    tuned, report = fine_tune(adapted, split.train, cfg, seed)
+    if len(split.val):  # the new sensors' own normal errors
+        tuned = tuned.recalibrated(split.val, split.val_keys)
+    return tuned, report
 
 
 def embed_frame(detector: Detector, frame: Frame, hop: int,
                 batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Latent features of every window the pipeline would score (one per ``hop`` points
     per key, once the key has a full window): window-end timestamps, keys, ``(n, latent)``."""
-    order = frame.event_time_order()
-    keys = frame.keys[order]
     ts_out, key_out, z_out = [], [], []
     w = detector.window
-    for key in frame.unique_keys():
-        rows = order[keys == key]
+    for key, rows, x in key_series(frame, detector.scaler):
         if len(rows) < w:
             continue
-        mean, std = detector.scaler.stats(key)
-        x = forward_fill(detector.scaler.transform(frame.values[rows].astype(np.float64),
-                                                   mean, std))
-        view = np.lib.stride_tricks.sliding_window_view(x, w, axis=0).transpose(0, 2, 1)
+        view = sliding(x, w)
         ends = np.arange(w - 1, len(rows))
         pick = ends[(ends - (w - 1)) % hop == 0]
         z_out.append(detector.embed(np.ascontiguousarray(view[pick - (w - 1)]), batch_size))

@@ -1,0 +1,179 @@
+"""Calibrated scores: per-channel errors standardised against normal held-out data.
+
+A model gives squared errors per head (reconstruction, forecast), step and channel. The
+calibration turns them into one score per step:
+
+1. ``z = (|err| - loc) / scale`` per head and channel, with ``loc``/``scale`` the median
+   and IQR-based spread of that head's and channel's absolute errors on held-out normal
+   windows; the spread is floored at ``floor`` x the median channel's, so a channel that was
+   constant in training neither blows up nor vanishes when it moves;
+2. per member, the mean over its heads, then the mean of the newest ``smooth`` steps;
+3. across channels: the mean of the ``top_k`` largest (or mean, max, Mahalanobis);
+4. each member's score standardised by its own held-out median and spread, and the
+   members' scores averaged.
+
+Per-channel ``contrib`` (the positive part of step 2, averaged over members) says which
+channels a score comes from. ``sample`` holds held-out scores: a threshold has them at once
+for a key with no history yet (``key_samples`` for keys seen in training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SAMPLE = 5000  # held-out scores kept for thresholds
+KEY_SAMPLE = 1000  # per key seen in training
+IQR_TO_STD = 1.349
+
+
+@dataclass
+class Calibration:
+    """Fitted statistics and settings (see the module docstring)."""
+
+    groups: list[list[int]]
+    loc: np.ndarray
+    scale: np.ndarray
+    member_loc: np.ndarray
+    member_scale: np.ndarray
+    aggregate: str = "topk"
+    top_k: int = 0
+    smooth: int = 8
+    hop: int = 8
+    floor: float = 0.1
+    precision: np.ndarray | None = None
+    sample: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    key_samples: dict[str, np.ndarray] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``errors`` ``(heads, B, W, C)`` -> scores ``(B, W)`` and contributions ``(B, W, C)``."""
+        members = self.member_z(errors)
+        total = np.zeros(errors.shape[1:3])
+        contrib = np.zeros(errors.shape[1:], dtype=np.float32)
+        for m, z in enumerate(members):
+            total += (self._aggregate(z, m) - self.member_loc[m]) / self.member_scale[m]
+            contrib += np.maximum(z, 0.0)
+        n = len(members)
+        return (total / n).astype(np.float32), contrib / n
+
+    def member_z(self, errors: np.ndarray) -> list[np.ndarray]:
+        """Per member: calibrated, smoothed per-channel errors ``(B, W, C)``."""
+        z = (np.sqrt(errors.astype(np.float64)) - self.loc[:, None, None, :]) \
+            / self.scale[:, None, None, :]
+        out = []
+        for heads in self.groups:
+            part = z[heads]
+            finite = np.isfinite(part)
+            mean = np.where(finite, part, 0.0).sum(axis=0) / np.maximum(finite.sum(axis=0), 1)
+            out.append(trailing_mean(mean, self.smooth))
+        return out
+
+    def _aggregate(self, z: np.ndarray, member: int) -> np.ndarray:
+        c = z.shape[-1]
+        if self.aggregate == "mean" or c == 1:
+            return z.mean(axis=-1)
+        if self.aggregate == "max":
+            return z.max(axis=-1)
+        if self.aggregate == "mahalanobis":
+            assert self.precision is not None, "mahalanobis needs a fitted precision"
+            return np.einsum("bwi,ij,bwj->bw", z, self.precision[member], z) / c
+        k = self.top_k or int(np.ceil(np.sqrt(c)))
+        return -np.mean(np.partition(-z, k - 1, axis=-1)[..., :k], axis=-1)
+
+    # ------------------------------------------------------------------ fitting
+    def refit(self, errors: np.ndarray, keys: np.ndarray) -> Calibration:
+        """The same settings fitted to other held-out errors (a new model version's)."""
+        return Calibration.fit(errors, keys, self.groups, self.hop, self.aggregate,
+                               self.top_k, self.smooth, self.floor)
+
+    @staticmethod
+    def fit(errors: np.ndarray, keys: np.ndarray, groups: list[list[int]], hop: int,
+            aggregate: str = "topk", top_k: int = 0, smooth: int = 8,
+            floor: float = 0.1) -> Calibration:
+        """Fit on held-out normal windows' errors ``(heads, n, W, C)`` (``keys`` per window,
+        windows of a key in time order). Statistics use the newest ``hop`` steps, the ones
+        the pipeline scores."""
+        h, n, w, c = errors.shape
+        hop = min(hop, w)
+        absolute = np.sqrt(errors[:, :, w - hop:].astype(np.float64)).reshape(h, -1, c)
+        q1, loc, q3 = np.nanpercentile(absolute, [25, 50, 75], axis=1)
+        spread = (q3 - q1) / IQR_TO_STD
+        typical = np.nanmedian(spread, axis=1, keepdims=True)
+        scale = np.maximum(spread, np.maximum(floor * typical, 1e-3))
+        m = len(groups)
+        cal = Calibration(groups, np.nan_to_num(loc), np.nan_to_num(scale, nan=1.0),
+                          np.zeros(m), np.ones(m), aggregate, top_k, smooth, hop, floor)
+        members = [z[:, w - hop:] for z in cal.member_z(errors)]
+        if aggregate == "mahalanobis":
+            cal.precision = np.stack([_precision(z.reshape(-1, c)) for z in members])
+        for i, z in enumerate(members):
+            raw = cal._aggregate(z, i).ravel()
+            p25, med, p75 = np.percentile(raw, [25, 50, 75])
+            cal.member_loc[i] = med
+            cal.member_scale[i] = max((p75 - p25) / IQR_TO_STD, 1e-6)
+        scores, _ = cal.score(errors)
+        newest = scores[:, w - hop:]  # (n, hop): per window, in time order
+        cal.sample = _thin(newest.ravel(), SAMPLE)
+        for key in np.unique(keys):
+            cal.key_samples[str(key)] = newest[keys == key].ravel()[-KEY_SAMPLE:]
+        return cal
+
+    def sample_for(self, key: str) -> np.ndarray:
+        """Held-out scores a new key's threshold starts from (its own when it had some)."""
+        own = self.key_samples.get(key)
+        return own if own is not None and len(own) >= 50 else self.sample
+
+    # ------------------------------------------------------------------ checkpoint
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"loc": self.loc, "scale": self.scale, "member_loc": self.member_loc,
+               "member_scale": self.member_scale, "sample": self.sample}
+        if self.precision is not None:
+            out["precision"] = self.precision
+        keys = sorted(self.key_samples)
+        out["key_sample_sizes"] = np.array([len(self.key_samples[k]) for k in keys])
+        out["key_samples"] = (np.concatenate([self.key_samples[k] for k in keys])
+                              if keys else np.zeros(0))
+        return {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in out.items()}
+
+    def meta(self) -> dict[str, Any]:
+        return {"groups": self.groups, "aggregate": self.aggregate, "top_k": self.top_k,
+                "smooth": self.smooth, "hop": self.hop, "floor": self.floor,
+                "keys": sorted(self.key_samples)}
+
+    @staticmethod
+    def restore(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Calibration:
+        sizes = arrays["key_sample_sizes"].astype(np.int64)
+        bounds = np.cumsum(np.r_[0, sizes])
+        samples = {k: arrays["key_samples"][a:b]
+                   for k, a, b in zip(meta["keys"], bounds[:-1], bounds[1:])}
+        return Calibration([list(g) for g in meta["groups"]], arrays["loc"], arrays["scale"],
+                           arrays["member_loc"], arrays["member_scale"], meta["aggregate"],
+                           int(meta["top_k"]), int(meta["smooth"]), int(meta["hop"]),
+                           float(meta["floor"]), arrays.get("precision"), arrays["sample"], samples)
+
+
+def trailing_mean(x: np.ndarray, n: int) -> np.ndarray:
+    """Mean of the newest ``n`` steps along axis 1 (fewer at the start of a window)."""
+    if n <= 1:
+        return x
+    c = np.cumsum(x, axis=1)
+    out = c.copy()
+    out[:, n:] -= c[:, :-n]
+    counts = np.minimum(np.arange(1, x.shape[1] + 1), n)
+    return out / counts.reshape(1, -1, *([1] * (x.ndim - 2)))
+
+
+def _thin(x: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` values, evenly spaced (order kept)."""
+    if len(x) <= n:
+        return x.copy()
+    return x[np.linspace(0, len(x) - 1, n).round().astype(np.int64)]
+
+
+def _precision(z: np.ndarray) -> np.ndarray:
+    cov = np.cov(z, rowvar=False).reshape(z.shape[1], z.shape[1])
+    ridge = 1e-3 * max(float(np.trace(cov)) / len(cov), 1e-6)
+    return np.linalg.pinv(cov + ridge * np.eye(len(cov)))

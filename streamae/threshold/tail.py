@@ -1,0 +1,101 @@
+"""Tail-probability threshold: each score judged against the key's own recent scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from streamae.config import ThresholdConfig
+from streamae.threshold.base import KeyedState
+from streamae.threshold.alarm import Alarm, AlarmOutput
+from streamae.threshold.kernels import (LEARN_ALL, LEARN_CALM, LEARN_CAPPED, T_SIZE, T_Z,
+                                        TAIL_COLS, tail_alarm_batch, tail_batch, tail_seed)
+
+LEARN = {"all": LEARN_ALL, "capped": LEARN_CAPPED, "calm": LEARN_CALM}
+
+
+class TailThreshold(KeyedState):
+    """Per key, a memory of its recent scores (one per ``sample_every`` points, covering
+    ``memory`` points) with a generalised Pareto tail fitted above their
+    ``init_quantile``. A score's tail probability is how often the key's recent normal
+    reaches it; the threshold is the level reached with probability ``risk``, so one
+    ``risk`` means the same for every key and model.
+
+    A key starts from held-out training scores (:meth:`seed`, worth ``init_points``), so
+    it has a threshold at once; its own scores soon outweigh them. A key with no seed has
+    a threshold once it has ``init_points`` scores. With ``learn: capped`` every
+    point is remembered, capped at the threshold: a short alarm barely moves it, a level
+    that stays raises it (the capped points fill its upper tail). With ``calm`` only points
+    outside alarms are remembered (alarms never teach it; taking a new level as normal is
+    the updater's call); ``all`` remembers every point as it is.
+    """
+
+    _STATE = ("state", "ring")
+    _DTYPES = {"ring": np.float32}
+
+    def __init__(self, config: ThresholdConfig, capacity: int = 64) -> None:
+        self.config = config
+        self.every = max(1, config.sample_every)
+        self.size = max(8, config.memory // self.every)
+        # no threshold from fewer remembered scores than init_points stand for
+        self.least = min(self.size, max(3, config.init_points // self.every))
+        super().__init__(_fill(), capacity)
+        self.ring = np.zeros((capacity, self.size), dtype=np.float32)
+
+    def apply(self, slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        return self.judge(slots, scores)[0]
+
+    def judge(self, slots: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Thresholds each point was judged against and its tail probability (nan while
+        its key has no scores at all)."""
+        thr, prob = np.empty(len(slots)), np.empty(len(slots))
+        c = self.config
+        tail_batch(slots, scores.astype(np.float64), self.state, self.ring, c.risk,
+                   c.init_quantile, self.every, LEARN[c.learn], self.least, thr, prob)
+        return thr, prob
+
+    def judge_with(self, alarm: Alarm, slots: np.ndarray, ts: np.ndarray,
+                   scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, AlarmOutput]:
+        """Threshold, tail probability and the alarm stage point by point (what a key
+        remembers depends on whether the point is inside an alarm)."""
+        n = len(slots)
+        thr, prob = np.empty(n), np.empty(n)
+        out = AlarmOutput(np.empty(n, dtype=np.bool_), np.empty(n, dtype=np.int8),
+                          np.empty(n), np.empty(n, dtype=np.bool_), np.empty(n))
+        c, a = self.config, alarm.config
+        tail_alarm_batch(slots, ts, scores.astype(np.float64), self.state, self.ring, c.risk,
+                         c.init_quantile, self.every, LEARN[c.learn], self.least, alarm.state,
+                         a.enter_level, a.exit_level, a.min_hits, a.hit_window, alarm.spans,
+                         alarm.points, a.prune, thr, prob, out.anomaly, out.event,
+                         out.event_ts, out.peak, out.last_alarm)
+        return thr, prob, out
+
+    def seed(self, slot: int, sample: np.ndarray) -> None:
+        """A new key's memory, from held-out training scores: as many as ``init_points``
+        stand for (one per ``sample_every``), so its own scores soon outweigh them."""
+        self._load(slot, sample, self.least, self.every)
+
+    def calibrate(self, slot: int, scores: np.ndarray) -> None:
+        """Restart one key's memory from its recent scores (after a model swap or a new
+        normal): every one of them, the newest if they overfill it."""
+        self._load(slot, self._restart(slot, scores), self.size, 1)
+
+    def _load(self, slot: int, values: np.ndarray, limit: int, every: int) -> None:
+        values = np.asarray(values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        self.ensure(slot + 1)
+        c = self.config
+        tail_seed(values, every, limit, self.ring[slot], self.state[slot], c.risk,
+                  c.init_quantile, min(self.least, 3))
+
+    def known(self, slots: np.ndarray) -> np.ndarray:
+        """Which slots have a memory (seeded or learnt)."""
+        return self.state[slots, T_SIZE] > 0
+
+    def level(self, slot: int) -> float:
+        return float(self.state[slot, T_Z])
+
+
+def _fill() -> np.ndarray:
+    row = np.zeros(TAIL_COLS)
+    row[T_Z] = np.nan
+    return row
