@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-.PHONY: install demo test bench eval
+.PHONY: install demo test bench eval quality
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -24,3 +24,6 @@ bench: $(STAMP)
 
 eval: $(STAMP)
 	STREAMAE=$(VENV)/bin/streamae bench/evaluate_datasets.sh ../shared/data runs/datasets
+
+quality: $(STAMP)
+	$(VENV)/bin/python bench/quality.py --data ../shared/data --out runs/quality

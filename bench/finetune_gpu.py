@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from streamae.config import load_config
-from streamae.models.detector import Detector
+from streamae.models.detector import untrained_detector
 from streamae.models.registry import build_model
-from streamae.models.scaler import Scaler
 from streamae.models.train import pick_device
 from streamae.updater.finetune import fine_tune
 
@@ -39,8 +38,7 @@ def plain_loop(model: torch.nn.Module, data: torch.Tensor, batch: int, steps: in
         idx = torch.randint(0, len(data), (batch,), device=data.device)
         x = data[idx]
         with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=bf16):
-            recon, _ = model(x)
-            loss = torch.mean((recon.float() - x) ** 2)
+            loss = model.loss(x, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -76,15 +74,13 @@ def main() -> None:
     rng = np.random.default_rng(0)
     windows = rng.standard_normal((args.buffer, args.window, args.channels)).astype(np.float32)
     on_device = torch.from_numpy(windows).to(device)
-    for kind in ("lstm", "transformer"):
-        config = load_config(overrides={"model.kind": kind, "window.size": args.window})
+    for kind in ("ensemble", "lstm", "transformer"):
+        config = load_config(overrides={"model": {"kind": kind}, "window.size": args.window})
         bf16 = device.type == "cuda" and kind == "transformer"
         torch.manual_seed(0)
         model = build_model(config.model, args.window, args.channels).to(device)
         plain = plain_loop(model, on_device, args.batch, args.steps, bf16)
-        detector = Detector(build_model(config.model, args.window, args.channels),
-                            config.model, Scaler(np.zeros(args.channels), np.ones(args.channels)),
-                            args.window, [f"c{j}" for j in range(args.channels)], f"{kind}-0")
+        detector = untrained_detector(config, args.channels, args.window)
         cfg = dataclasses.replace(config.updater, batch_size=args.batch, epochs=3,
                                   time_budget=600.0, device=device.type)
         # no held-out split here: measure the training steps and the data movement only

@@ -31,6 +31,7 @@ from streamae.backtest import run_backtest
 from streamae.config import load_config
 from streamae.evaluate.datasets import load
 from streamae.evaluate.report import evaluate
+from streamae.models.dataset import training_windows
 from streamae.models.detector import Detector, train_detector
 from streamae.models.scaler import Scaler
 from streamae.types import Frame
@@ -46,10 +47,13 @@ def head(frame: Frame, share: float) -> Frame:
 
 
 def rescaled(pretrained: Detector, frame: Frame) -> Detector:
-    """The pretrained weights as they are, with the new sensor's scaling."""
-    return Detector(pretrained.model, pretrained.model_config, Scaler.fit(frame),
-                    pretrained.window, list(frame.channels), pretrained.version,
-                    dict(pretrained.info))
+    """The pretrained weights as they are, with the new sensor's scaling and calibration
+    (each key's newest fifth held out)."""
+    scaler = Scaler.fit(frame, pretrained.scaler.clip)
+    split = training_windows(frame, scaler, pretrained.window, val_fraction=0.2)
+    adapted = dataclasses.replace(pretrained, scaler=scaler, channels=list(frame.channels),
+                                  info=dict(pretrained.info))
+    return adapted.recalibrated(split.val, split.val_keys) if len(split.val) else adapted
 
 
 def score(detector: Detector, test: Frame, config) -> dict[str, float]:

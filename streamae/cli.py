@@ -311,6 +311,7 @@ def _backtest(args: argparse.Namespace) -> int:
     config = _load(args)
     _threads(config)
     progress = _progress(args)
+    baselines = _baselines(args)
     if args.kafka_topic:
         return _backtest_topic(args, config, progress)
     frame = read_frames(args.input, config.data)
@@ -331,7 +332,6 @@ def _backtest(args: argparse.Namespace) -> int:
         _print_training(detector)
     else:
         raise StreamaeError("backtest needs a model: --model DIR, --train PATH... or --train-head F")
-    baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
     job = jobs.backtest(frame, detector, config, args.out, train_frame, mask, baselines,
                         parse_duration(args.early), parse_duration(args.late), args.plots, progress,
                         args.point_adjusted, updater=_updater(args, config, detector))
@@ -341,6 +341,18 @@ def _backtest(args: argparse.Namespace) -> int:
                  f"rejected: {'; '.join(r['reasons'])}"))
     _print_summary(job)
     return 0
+
+
+def _baselines(args: argparse.Namespace) -> tuple[str, ...]:
+    """The --baselines names, checked before any work starts."""
+    from streamae.evaluate.report import check_baselines
+
+    names = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
+    try:
+        check_baselines(list(names))
+    except ValueError as exc:
+        raise StreamaeError(str(exc)) from None
+    return names
 
 
 def _updater(args: argparse.Namespace, config, detector):
@@ -488,7 +500,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     config = _load(args)
     _threads(config)
-    baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
+    baselines = _baselines(args)
 
     def done(name: str, metrics: dict) -> None:
         print(f"\n{name}:\n{markdown_table(metrics)}", flush=True)

@@ -98,7 +98,7 @@ class LinearConfig:
     """Linear autoencoder: principal components of training windows (closed form)."""
 
     kind: Literal["linear"] = "linear"
-    components: int = _opt(64, "most principal components kept", min=1)
+    components: int = _opt(512, "most principal components kept", min=1)
     variance: float = _opt(0.95, "fewest components explaining this share of the training "
                            "windows' variance (up to components)", min=0.5, max=1.0)
 
@@ -126,7 +126,7 @@ MODEL_CONFIGS: dict[str, type] = {**MEMBER_CONFIGS, "ensemble": EnsembleConfig}
 class TrainConfig:
     """Offline training on history."""
 
-    epochs: int = _opt(30, "maximum epochs", min=1)
+    epochs: int = _opt(12, "maximum epochs", min=1)
     batch_size: int = _opt(256, "windows per step", min=1)
     lr: float = _opt(1e-3, "Adam learning rate", min=0.0)
     weight_decay: float = _opt(0.0, "Adam weight decay", min=0.0)
@@ -146,6 +146,8 @@ class TrainConfig:
                              max=0.9)
     seed: int = _opt(0, "seed for weights, shuffling and noise")
     device: Literal["auto", "cpu", "cuda"] = _opt("auto", "auto: CUDA when present")
+    threads: int = _opt(0, "torch CPU threads while training (0: all cores); scoring uses "
+                        "scoring.threads", min=0)
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,8 @@ class CalibrationConfig:
     smooth: int = _opt(16, "each point's score is the mean of the newest this many steps' "
                        "calibrated errors (1: none); must leave room in the window",
                        min=1, max=256)
+    per_channel: bool = _opt(True, "standardise each channel's errors on its own (false: one "
+                             "location and spread for all channels of a head)")
     floor: float = _opt(0.1, "a channel's error spread is at least this share of the median "
                         "channel's, so one constant in training cannot blow up", min=1e-3,
                         max=1.0)
@@ -188,6 +192,11 @@ class ThresholdConfig:
         "threshold (one alarm barely moves it, a level that stays does) | calm: only those "
         "outside alarms, capped (alarms never teach it; a new normal waits for the "
         "updater) | all: all as they are")
+    relearn_above: float = _opt(
+        0.05, "tail, learn capped: a key crossing its threshold on more than this share of "
+        "its recent points has a threshold that no longer describes it (not an anomaly: "
+        "hundreds of times what risk allows); its points are learnt as they are until it "
+        "does again", min=0.0, max=1.0)
     init_points: int = _opt(200, "spot/quantile: scores a key needs before it has a "
                             "threshold", min=10)
     init_quantile: float = _opt(0.98, "spot: quantile that starts the tail", min=0.5, max=0.9999)
@@ -201,17 +210,17 @@ class AlarmConfig:
     are event time ('10m') or a count of the key's scored points ('16 points')."""
 
     enter_level: float = _opt(1.0, "open when score >= enter_level x threshold", min=0.01)
-    exit_level: float = _opt(0.8, "calm when score < exit_level x threshold", min=0.0)
-    min_hits: int = _opt(1, "open only after this many crossings among the key's last "
+    exit_level: float = _opt(0.6, "calm when score < exit_level x threshold", min=0.0)
+    min_hits: int = _opt(3, "open only after this many crossings among the key's last "
                          "hit_window scored points", min=1, max=48)
-    hit_window: int = _opt(1, "points the crossings of min_hits are counted over", min=1,
+    hit_window: int = _opt(8, "points the crossings of min_hits are counted over", min=1,
                            max=48)
     min_duration: Span = _opt(Span(0.0), "score must stay above the enter level this long "
                               "to open", span=True)
-    resolve_after: Span = _opt(Span(8, True), "calm this long before an alarm resolves (so "
+    resolve_after: Span = _opt(Span(16, True), "calm this long before an alarm resolves (so "
                                "alarms closer than this merge into one)", span=True)
-    suppress: Span = _opt(Span(0.0), "after a resolve, no new alarm on the key for this "
-                          "long", span=True)
+    suppress: Span = _opt(Span(32, True), "after a resolve, no new alarm on the key for "
+                          "this long", span=True)
     prune: float = _opt(0.0, "a new alarm opens only at a score of at least this share of "
                         "the key's strongest alarm peak within prune_memory (0: off)", min=0.0,
                         max=1.0)

@@ -66,6 +66,14 @@ def detection_summary(frame: Frame, events: list[dict[str, Any]],
             "false_alarms": false}
 
 
+def detection_lag(config: Config, frame: Frame) -> float:
+    """Seconds an alarm may open after its anomaly ends and still be the one it caused:
+    a hop of scoring, the score's smoothing and the hits needed to open, in points."""
+    key = frame.unique_keys()[0]
+    step = float(np.median(np.diff(np.sort(frame.timestamps[frame.keys == key]))))
+    return (config.window.hop + config.calibration.smooth + config.alarm.hit_window) * step
+
+
 def run_live_demo(config: Config, out: Path, keys: int, points: int, seed: int, say: Say,
                   progress: jobs.Progress = jobs.silent) -> dict[str, int]:
     half = points // 2
@@ -97,7 +105,7 @@ def run_live_demo(config: Config, out: Path, keys: int, points: int, seed: int, 
         finally:
             daemon.stop()
             thread.join()
-    summary = detection_summary(live, events, config.alarm.resolve_after)
+    summary = detection_summary(live, events, detection_lag(config, live))
     say(f"\n{len(live)} points scored, {len(events)} events. Injected anomalies detected: "
         f"{summary['detected']}/{summary['segments']}; alarms with no injected anomaly: "
         f"{summary['false_alarms']} of {summary['alarms']}.")

@@ -285,10 +285,16 @@ class Pipeline:
         step_err = np.full(closed.rows.shape, np.nan, dtype=np.float32)
         chan_err = np.zeros((*closed.rows.shape, len(self.detector.channels)), dtype=np.float32)
         if closed.scorable.any():
-            s, c = self.detector.score(closed.data[closed.scorable], self.config.scoring.batch_size)
+            # a window's newest hop steps are the ones the calibration knows (and that have
+            # a full past to be forecast from): older ones of a key's first window stay
+            # unscored, as warm-up
+            hop = min(self.config.window.hop, w)
+            s, c = self.detector.score(closed.data[closed.scorable], self.config.scoring.batch_size,
+                                       newest=hop)
+            s[:, : w - hop] = np.nan
             step_err[closed.scorable], chan_err[closed.scorable] = s, c
             window_score = np.full(len(closed.rows), np.nan)
-            window_score[closed.scorable] = s.mean(axis=1)
+            window_score[closed.scorable] = np.nanmean(s, axis=1)
 
         take = np.arange(w)[None, :] >= (w - closed.new)[:, None]
         slot = np.broadcast_to(closed.slot[:, None], take.shape)[take]

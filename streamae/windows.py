@@ -1,8 +1,10 @@
 """Per-key sliding windows in ring buffers, with a defined policy for imperfect points.
 
 Each key owns a ring of the last W scaled points. A window closes every ``hop`` accepted
-points once the key has W points, and scores every point of the key not scored before:
-the newest ``hop`` in steady state, all W for the first window of a segment.
+points once the key has W points, and resolves every point of the key not resolved
+before: the newest ``hop`` in steady state, all W for the first window of a segment (the
+pipeline scores a window's newest ``hop``; the older points of a first window are its
+warm-up).
 
 Point policy (each decision counted, see :data:`STATUS_NAMES`):
 

@@ -15,7 +15,8 @@ from streamae.synth import generate
 from streamae.types import Frame
 
 BASE = {"window.size": 16, "window.hop": 4, "train.epochs": 8, "train.batch_size": 32,
-        "train.max_windows": 1500, "calibration.smooth": 4, "threshold.init_points": 50}
+        "train.max_windows": 1500, "calibration.smooth": 4, "threshold.init_points": 50,
+        "alarm.suppress": 0}  # spans in points are sized for full windows, not W=16
 MODELS = {
     "lstm": {"kind": "lstm", "hidden": 16, "latent": 4},
     "transformer": {"kind": "transformer", "d_model": 16, "heads": 2, "layers": 1, "ff": 32,

@@ -144,18 +144,20 @@ def alarm(slots, ts, scores, thresholds, keys, enter, exit_, min_dur, resolve_af
     return np.array(flags), np.array(events)
 
 
-def tail(slots, scores, keys, size, every, least, risk, init_q, learn):
+def tail(slots, scores, keys, size, every, least, risk, init_q, learn, guard=0.05):
     """A ring of every ``every``-th learnt score per key (the newest ``size``), its tail
     refitted at each new entry; thresholds nan while fewer than ``least`` are held."""
     mem = {k: [] for k in range(keys)}
     count = {k: 0 for k in range(keys)}
+    over = {k: 0.0 for k in range(keys)}  # recent share of points above the threshold
     z = {k: math.nan for k in range(keys)}
     t = {}
     out = []
     for k, x in zip(slots, scores):
         out.append(z[k])
         if not math.isnan(z[k]):
-            if learn == "capped":
+            over[k] += (float(x > z[k]) - over[k]) / (size * every)
+            if learn == "capped" and over[k] <= guard:
                 x = min(x, z[k])
         count[k] += 1
         if count[k] < every:

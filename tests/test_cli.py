@@ -37,6 +37,16 @@ def test_bad_config_fails_at_start_with_field(tmp_path, capsys):
     assert "'window.hop': got -1; must be >= 1" in capsys.readouterr().err
 
 
+def test_an_unknown_baseline_is_refused_before_any_training(tmp_path, capsys):
+    data = tmp_path / "data.csv.gz"
+    assert main(["synth", "--out", str(data), "--points", "300"]) == 0
+    out = tmp_path / "run"
+    assert main(["backtest", "--train-head", "0.5", "--input", str(data), "--out", str(out),
+                 "--baselines", "pca,zscore", *SMALL]) == 2
+    assert "unknown baseline 'zscore'" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_train_then_backtest_contract(tmp_path, capsys):
     data = tmp_path / "data.csv.gz"
     assert main(["synth", "--out", str(data), "--keys", "2", "--channels", "3", "--points", "600",

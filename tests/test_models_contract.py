@@ -195,3 +195,16 @@ def test_early_stopping_keeps_the_best_epoch_and_validates_on_every_key(train_fr
     assert t["epochs"] >= 2 and 1 <= t["best_epoch"] <= t["epochs"]
     assert t["best_val_loss"] < t["initial_val_loss"]  # training actually trains
     assert set(detector.calibration.key_samples) == {"sensor-0", "sensor-1"}
+
+
+def test_auto_window_follows_the_dominant_period():
+    t = np.arange(3000, dtype=float)
+    rng = np.random.default_rng(0)
+    values = (np.sin(2 * np.pi * t / 40) + 0.1 * rng.normal(size=len(t))).astype(np.float32)
+    frame = Frame(t * 60, np.full(len(t), "k", dtype=object), values[:, None], ["v"])
+    detector = train_detector(frame, small_config(
+        "linear", **{"window.size": "auto", "window.min_size": 16, "window.max_size": 128}))
+    assert detector.window == 40 and detector.info["window"] == 40
+    noise = Frame(t * 60, frame.keys, rng.normal(size=(len(t), 1)).astype(np.float32), ["v"])
+    flat = train_detector(noise, small_config("linear", **{"window.size": "auto"}))
+    assert flat.window == 64  # no clear period: the fallback, within bounds

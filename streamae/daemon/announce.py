@@ -3,7 +3,8 @@
 A record's key is ``live``; its value (schema ``streamae.model-announcement/1``)::
 
     {"schema": ..., "version": "lstm-1a2b3c4d5e", "path": "/models/store/versions/...",
-     "files": {"meta.json": "<sha256>", "model.safetensors": "<sha256>"},
+     "files": {"meta.json": "<sha256>", "model.safetensors": "<sha256>",
+               "calibration.safetensors": "<sha256>"},
      "announced_at": "2026-11-23T01:00:00Z"}
 
 ``path`` is where every daemon can read the model (a shared volume). Publishers:
@@ -26,11 +27,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from streamae.config import KafkaConfig
 from streamae.daemon.clients import client_settings, ensure_topics
 from streamae.errors import ModelError
+from streamae.models.detector import FILES as MODEL_FILES
 from streamae.models.detector import Detector, file_sha256
 
 log = logging.getLogger(__name__)
 SCHEMA = "streamae.model-announcement/1"
-FILES = ("meta.json", "model.safetensors")
+FILES = ("meta.json", *MODEL_FILES)
 KEY = b"live"
 
 

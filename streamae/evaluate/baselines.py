@@ -78,8 +78,14 @@ class PCAReconstruction(Baseline):
 
     def _fit_projection(self, data: np.ndarray) -> None:
         self.center = data.mean(axis=0)
-        _, s, vt = np.linalg.svd(data - self.center, full_matrices=False)
-        share = np.cumsum(s ** 2) / max(np.sum(s ** 2), 1e-12)
+        centred = data - self.center
+        try:
+            _, s, vt = np.linalg.svd(centred, full_matrices=False)
+            power = s ** 2
+        except np.linalg.LinAlgError:  # LAPACK gives up on some degenerate matrices
+            power, vectors = np.linalg.eigh(centred.T @ centred)
+            power, vt = np.maximum(power[::-1], 0.0), vectors[:, ::-1].T
+        share = np.cumsum(power) / max(np.sum(power), 1e-12)
         k = int(np.searchsorted(share, self.variance) + 1)
         self.components = vt[: min(k, len(vt))]
 

@@ -43,31 +43,49 @@ class Calibration:
     smooth: int = 8
     hop: int = 8
     floor: float = 0.1
+    per_channel: bool = True
     precision: np.ndarray | None = None
     sample: np.ndarray = field(default_factory=lambda: np.zeros(0))
     key_samples: dict[str, np.ndarray] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scoring
-    def score(self, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``errors`` ``(heads, B, W, C)`` -> scores ``(B, W)`` and contributions ``(B, W, C)``."""
-        members = self.member_z(errors)
-        total = np.zeros(errors.shape[1:3])
-        contrib = np.zeros(errors.shape[1:], dtype=np.float32)
+    def score(self, errors: np.ndarray,
+              newest: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``errors`` ``(heads, B, W, C)`` -> scores ``(B, W)`` and contributions ``(B, W, C)``.
+        With ``newest``, only the newest that many steps are scored (the rest are nan):
+        what the pipeline needs, at a fraction of the work."""
+        h, b, w, c = errors.shape
+        keep = w if newest is None else min(w, newest + self.smooth - 1)
+        members = self.member_z(errors[:, :, w - keep:])
+        total = np.zeros((b, keep), dtype=np.float32)
+        contrib = np.zeros((b, keep, c), dtype=np.float32)
         for m, z in enumerate(members):
             total += (self._aggregate(z, m) - self.member_loc[m]) / self.member_scale[m]
             contrib += np.maximum(z, 0.0)
         n = len(members)
-        return (total / n).astype(np.float32), contrib / n
+        if keep == w:
+            return total / n, contrib / n
+        score = np.full((b, w), np.nan, dtype=np.float32)
+        out = np.full((b, w, c), np.nan, dtype=np.float32)
+        score[:, w - keep:], out[:, w - keep:] = total / n, contrib / n
+        return score, out
 
     def member_z(self, errors: np.ndarray) -> list[np.ndarray]:
-        """Per member: calibrated, smoothed per-channel errors ``(B, W, C)``."""
-        z = (np.sqrt(errors.astype(np.float64)) - self.loc[:, None, None, :]) \
-            / self.scale[:, None, None, :]
+        """Per member: calibrated, smoothed per-channel errors ``(B, steps, C)`` (of the
+        steps given; the first ``smooth - 1`` of them see fewer steps before them)."""
+        loc = self.loc.astype(np.float32)[:, None, None, :]
+        scale = self.scale.astype(np.float32)[:, None, None, :]
+        z = (np.sqrt(errors.astype(np.float32)) - loc) / scale
         out = []
         for heads in self.groups:
             part = z[heads]
-            finite = np.isfinite(part)
-            mean = np.where(finite, part, 0.0).sum(axis=0) / np.maximum(finite.sum(axis=0), 1)
+            if len(heads) == 1:
+                mean = part[0]
+            elif np.isnan(part[:, :, :1]).any():  # a forecast has no error at step 0
+                finite = np.isfinite(part)
+                mean = np.where(finite, part, 0.0).sum(axis=0) / np.maximum(finite.sum(axis=0), 1)
+            else:
+                mean = part.mean(axis=0)
             out.append(trailing_mean(mean, self.smooth))
         return out
 
@@ -87,25 +105,28 @@ class Calibration:
     def refit(self, errors: np.ndarray, keys: np.ndarray) -> Calibration:
         """The same settings fitted to other held-out errors (a new model version's)."""
         return Calibration.fit(errors, keys, self.groups, self.hop, self.aggregate,
-                               self.top_k, self.smooth, self.floor)
+                               self.top_k, self.smooth, self.floor, self.per_channel)
 
     @staticmethod
     def fit(errors: np.ndarray, keys: np.ndarray, groups: list[list[int]], hop: int,
             aggregate: str = "topk", top_k: int = 0, smooth: int = 8,
-            floor: float = 0.1) -> Calibration:
+            floor: float = 0.1, per_channel: bool = True) -> Calibration:
         """Fit on held-out normal windows' errors ``(heads, n, W, C)`` (``keys`` per window,
         windows of a key in time order). Statistics use the newest ``hop`` steps, the ones
         the pipeline scores."""
         h, n, w, c = errors.shape
         hop = min(hop, w)
         absolute = np.sqrt(errors[:, :, w - hop:].astype(np.float64)).reshape(h, -1, c)
+        if not per_channel:  # one location and spread per head, shared by its channels
+            absolute = np.broadcast_to(absolute.reshape(h, -1, 1), (h, absolute.shape[1] * c, c))
         q1, loc, q3 = np.nanpercentile(absolute, [25, 50, 75], axis=1)
         spread = (q3 - q1) / IQR_TO_STD
         typical = np.nanmedian(spread, axis=1, keepdims=True)
         scale = np.maximum(spread, np.maximum(floor * typical, 1e-3))
         m = len(groups)
         cal = Calibration(groups, np.nan_to_num(loc), np.nan_to_num(scale, nan=1.0),
-                          np.zeros(m), np.ones(m), aggregate, top_k, smooth, hop, floor)
+                          np.zeros(m), np.ones(m), aggregate, top_k, smooth, hop, floor,
+                          per_channel)
         members = [z[:, w - hop:] for z in cal.member_z(errors)]
         if aggregate == "mahalanobis":
             cal.precision = np.stack([_precision(z.reshape(-1, c)) for z in members])
@@ -141,7 +162,7 @@ class Calibration:
     def meta(self) -> dict[str, Any]:
         return {"groups": self.groups, "aggregate": self.aggregate, "top_k": self.top_k,
                 "smooth": self.smooth, "hop": self.hop, "floor": self.floor,
-                "keys": sorted(self.key_samples)}
+                "per_channel": self.per_channel, "keys": sorted(self.key_samples)}
 
     @staticmethod
     def restore(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Calibration:
@@ -152,7 +173,8 @@ class Calibration:
         return Calibration([list(g) for g in meta["groups"]], arrays["loc"], arrays["scale"],
                            arrays["member_loc"], arrays["member_scale"], meta["aggregate"],
                            int(meta["top_k"]), int(meta["smooth"]), int(meta["hop"]),
-                           float(meta["floor"]), arrays.get("precision"), arrays["sample"], samples)
+                           float(meta["floor"]), bool(meta["per_channel"]),
+                           arrays.get("precision"), arrays["sample"], samples)
 
 
 def trailing_mean(x: np.ndarray, n: int) -> np.ndarray:

@@ -70,10 +70,12 @@ class Detector:
             return np.zeros((len(model.heads), 0, *windows.shape[1:]), dtype=np.float32)
         return np.concatenate(parts, axis=1)
 
-    def score(self, windows: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, windows: np.ndarray, batch_size: int = 64,
+              newest: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated anomaly score per step ``(B, W)`` of scaled windows ``(B, W, C)`` and
-        each channel's contribution ``(B, W, C)`` (for attribution)."""
-        return self.calibration.score(self.errors(windows, batch_size))
+        each channel's contribution ``(B, W, C)`` (for attribution); with ``newest`` only
+        for the newest that many steps (nan before)."""
+        return self.calibration.score(self.errors(windows, batch_size), newest)
 
     @torch.no_grad()
     def embed(self, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -189,7 +191,7 @@ def train_detector(frame: Frame, config: Config,
     groups = getattr(model, "member_heads", [list(range(len(model.heads)))])
     calibration = Calibration.fit(Detector.errors_of(model, holdout), keys, groups,
                                   config.window.hop, cal.aggregate, cal.top_k, cal.smooth,
-                                  cal.floor)
+                                  cal.floor, cal.per_channel)
     detector = Detector(model, config.model, scaler, window, list(frame.channels), calibration)
     start, stop = float(frame.timestamps.min()), float(frame.timestamps.max())
     digest = hashlib.sha256(b"".join(t.detach().numpy().tobytes()
@@ -220,3 +222,26 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def untrained_detector(config: Config, channels: int, window: int | None = None,
+                       seed: int = 0) -> Detector:
+    """A detector of ``config``'s model kind with untrained weights, unit scaling and a
+    calibration fitted on its own errors of random windows. It scores exactly as slowly
+    as a trained one: for throughput measurements and tests of the plumbing."""
+    window = window or (config.window.size if config.window.size != "auto" else 64)
+    torch.manual_seed(seed)
+    model = build_model(config.model, window, channels).eval()
+    names = [f"c{i}" for i in range(channels)]
+    noise = np.random.default_rng(seed).normal(size=(256, window, channels)).astype(np.float32)
+    model.fit_closed(noise)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    cal = config.calibration
+    groups = getattr(model, "member_heads", [list(range(len(model.heads)))])
+    calibration = Calibration.fit(Detector.errors_of(model, noise),
+                                  np.full(len(noise), "", dtype=object), groups,
+                                  config.window.hop, cal.aggregate, cal.top_k, cal.smooth,
+                                  cal.floor, cal.per_channel)
+    return Detector(model, config.model, Scaler(np.zeros(channels), np.ones(channels)),
+                    window, names, calibration, "untrained")

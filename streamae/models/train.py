@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,18 @@ def fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config: 
     """Train ``model`` in place on scaled windows ``train`` (``(n, W, C)`` float32),
     early-stopping on ``val``. ``param_groups`` (fine-tuning) set per-group learning
     rates; by default every trainable parameter learns at ``config.lr``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    try:
+        return _fit(model, train, val, config, param_groups, on_epoch, on_step, closed_form)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config: TrainConfig,
+         param_groups: list[dict[str, Any]] | None,
+         on_epoch: Callable[[EpochReport], None] | None,
+         on_step: Callable[[int], None] | None, closed_form: bool) -> TrainResult:
     start = time.perf_counter()
     result = TrainResult(windows=len(train))
     torch.manual_seed(config.seed)

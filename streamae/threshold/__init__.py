@@ -37,7 +37,7 @@ class Decision:
               scores: np.ndarray) -> tuple[np.ndarray, AlarmOutput]:
         """Judge scored points in order: thresholds used, and the alarm stage's output."""
         if isinstance(self.threshold, TailThreshold):
-            thresholds, _, out = self.threshold.judge_with(self.alarm, slots, ts, scores)
+            thresholds, out = self.threshold.judge_with(self.alarm, slots, ts, scores)
             return thresholds, out
         thresholds = self.threshold.apply(slots, scores)
         return thresholds, self.alarm.apply(slots, ts, scores, thresholds)

@@ -18,15 +18,6 @@ SPOT_COLS = 7
 
 
 @njit(cache=True)
-def _quantile_sorted(x, q):
-    """Linear-interpolated quantile of a sorted array (numpy's default method)."""
-    pos = q * (len(x) - 1)
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, len(x) - 1)
-    return x[lo] + (x[hi] - x[lo]) * (pos - lo)
-
-
-@njit(cache=True)
 def spot_level(t, n, nt, s, sq, risk):
     """Threshold z for risk ``risk`` from a GPD tail fitted by the method of moments to
     ``nt`` excesses over ``t`` among ``n`` observations (sum ``s``, sum of squares ``sq``)."""
@@ -52,20 +43,30 @@ def spot_fit(sample, risk, init_q, row):
     """Calibrate one key's SPOT state ``row`` on a sample of its scores at once: ``t`` at
     their ``init_q`` quantile, the tail fitted to the excesses over it. ``S_SEEN`` is left
     to the caller."""
-    srt = np.sort(sample)
-    t = _quantile_sorted(srt, init_q)
+    n = len(sample)
+    pos = init_q * (n - 1)
+    lo = int(math.floor(pos))
+    part = np.partition(sample, lo)  # the lo-th smallest in place, linear time
+    below = part[lo]
+    above = below
+    if lo + 1 < n:
+        above = part[lo + 1]
+        for j in range(lo + 2, n):
+            if part[j] < above:
+                above = part[j]
+    t = below + (above - below) * (pos - lo)
     nt, s, sq = 0, 0.0, 0.0
-    for y in srt:
+    for y in part:
         if y > t:
             nt += 1
             s += y - t
             sq += (y - t) * (y - t)
-    row[S_N] = len(srt)
+    row[S_N] = n
     row[S_NT] = nt
     row[S_T] = t
     row[S_SUM] = s
     row[S_SQ] = sq
-    row[S_Z] = spot_level(t, len(srt), nt, s, sq, risk)
+    row[S_Z] = spot_level(t, n, nt, s, sq, risk)
 
 
 @njit(cache=True)
@@ -280,36 +281,18 @@ def alarm_step(i, k, t, x, thr, state, enter, exit_, min_hits, hit_window, spans
 
 @njit(cache=True)
 def tail_alarm_batch(slots, ts, scores, tstate, ring, risk, init_q, every, learn, least,
-                     astate, enter, exit_, min_hits, hit_window, spans, points, prune,
-                     out_thr, out_p, anomaly, event, event_ts, peak, last_alarm):
+                     guard, astate, enter, exit_, min_hits, hit_window, spans, points, prune,
+                     out_thr, anomaly, event, event_ts, peak, last_alarm):
     """:func:`tail_batch` and :func:`alarm_batch` point by point, so that what a key's
     memory learns can depend on whether the point is inside an alarm (``LEARN_CALM``)."""
-    cap = ring.shape[1]
     for i in range(len(slots)):
         k = slots[i]
-        x = scores[i]
         z = tstate[k, T_Z]
         out_thr[i] = z
-        out_p[i] = tail_probability(x, ring[k], tstate[k])
-        alarm_step(i, k, ts[i], x, z, astate, enter, exit_, min_hits, hit_window, spans,
-                   points, prune, anomaly, event, event_ts, peak, last_alarm)
-        if np.isnan(x):
-            continue
-        value = x
-        if not np.isnan(z):
-            if learn == LEARN_CALM and anomaly[i]:
-                continue
-            if learn != LEARN_ALL:
-                value = min(x, z)
-        tstate[k, T_SINCE] += 1
-        if tstate[k, T_SINCE] < every:
-            continue
-        tstate[k, T_SINCE] = 0
-        pos = int(tstate[k, T_POS])
-        ring[k, pos] = value
-        tstate[k, T_POS] = (pos + 1) % cap
-        tstate[k, T_SIZE] = min(tstate[k, T_SIZE] + 1, cap)
-        tail_fit(ring[k], tstate[k], risk, init_q, least)
+        alarm_step(i, k, ts[i], scores[i], z, astate, enter, exit_, min_hits, hit_window,
+                   spans, points, prune, anomaly, event, event_ts, peak, last_alarm)
+        tail_learn(k, scores[i], tstate, ring, risk, init_q, every, learn, least, guard,
+                   anomaly[i])
 
 
 def new_alarm_state(keys: int) -> np.ndarray:
@@ -323,8 +306,9 @@ def new_alarm_state(keys: int) -> np.ndarray:
 
 # Tail state columns: ring size, ring position, points since the last sample, then the
 # fitted tail (n, peaks, t, sum, sum of squares, z) as in SPOT
-T_SIZE, T_POS, T_SINCE, T_N, T_NT, T_T, T_SUM, T_SQ, T_Z = range(9)
-TAIL_COLS = 9
+# ..., and the share of recent points above the threshold (exponentially weighted)
+T_SIZE, T_POS, T_SINCE, T_N, T_NT, T_T, T_SUM, T_SQ, T_Z, T_OVER = range(10)
+TAIL_COLS = 10
 LEARN_ALL, LEARN_CAPPED, LEARN_CALM = 0, 1, 2
 
 
@@ -376,30 +360,46 @@ def tail_probability(x, ring, row):
 
 
 @njit(cache=True)
-def tail_batch(slots, scores, state, ring, risk, init_q, every, learn, least, out_thr, out_p):
+def tail_batch(slots, scores, state, ring, risk, init_q, every, learn, least, guard, out_thr,
+               out_p):
     """Per point: the threshold it is judged against (the key's level exceeded with
-    probability ``risk``) and its tail probability; then every ``every``-th score enters
-    the key's ring (as it is, or capped at the threshold: ``learn``; outside alarms only is
-    :func:`tail_alarm_batch`'s) and the tail is fitted again."""
-    cap = ring.shape[1]
+    probability ``risk``) and its tail probability; then the point is learnt
+    (:func:`tail_learn`; outside alarms only is :func:`tail_alarm_batch`'s)."""
     for i in range(len(slots)):
         k = slots[i]
-        x = scores[i]
-        z = state[k, T_Z]
-        out_thr[i] = z
-        out_p[i] = tail_probability(x, ring[k], state[k])
-        if np.isnan(x):
-            continue
-        value = x if np.isnan(z) or learn == LEARN_ALL else min(x, z)
-        state[k, T_SINCE] += 1
-        if state[k, T_SINCE] < every:
-            continue
-        state[k, T_SINCE] = 0
-        pos = int(state[k, T_POS])
-        ring[k, pos] = value
-        state[k, T_POS] = (pos + 1) % cap
-        state[k, T_SIZE] = min(state[k, T_SIZE] + 1, cap)
-        tail_fit(ring[k], state[k], risk, init_q, least)
+        out_thr[i] = state[k, T_Z]
+        out_p[i] = tail_probability(scores[i], ring[k], state[k])
+        tail_learn(k, scores[i], state, ring, risk, init_q, every, learn, least, guard, False)
+
+
+@njit(cache=True)
+def tail_learn(k, x, state, ring, risk, init_q, every, learn, least, guard, in_alarm):
+    """Learn one point of key ``k``: every ``every``-th enters its ring and the tail is
+    fitted again. ``LEARN_ALL``: as it is. ``LEARN_CAPPED``: capped at the threshold while
+    the threshold is crossed on at most ``guard`` of recent points (exponentially
+    weighted over the memory): beyond that it no longer describes the key, and points
+    enter as they are until it does. ``LEARN_CALM``: capped, and nothing from inside an
+    alarm."""
+    if np.isnan(x):
+        return
+    z = state[k, T_Z]
+    cap = ring.shape[1]
+    if not np.isnan(z):
+        over = 1.0 if x > z else 0.0
+        state[k, T_OVER] += (over - state[k, T_OVER]) / (cap * every)
+        if learn == LEARN_CALM and in_alarm:
+            return
+        if learn != LEARN_ALL and not (learn == LEARN_CAPPED and state[k, T_OVER] > guard):
+            x = min(x, z)
+    state[k, T_SINCE] += 1
+    if state[k, T_SINCE] < every:
+        return
+    state[k, T_SINCE] = 0
+    pos = int(state[k, T_POS])
+    ring[k, pos] = x
+    state[k, T_POS] = (pos + 1) % cap
+    state[k, T_SIZE] = min(state[k, T_SIZE] + 1, cap)
+    tail_fit(ring[k], state[k], risk, init_q, least)
 
 
 @njit(cache=True)

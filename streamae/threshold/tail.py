@@ -22,11 +22,15 @@ class TailThreshold(KeyedState):
 
     A key starts from held-out training scores (:meth:`seed`, worth ``init_points``), so
     it has a threshold at once; its own scores soon outweigh them. A key with no seed has
-    a threshold once it has ``init_points`` scores. With ``learn: capped`` every
-    point is remembered, capped at the threshold: a short alarm barely moves it, a level
-    that stays raises it (the capped points fill its upper tail). With ``calm`` only points
-    outside alarms are remembered (alarms never teach it; taking a new level as normal is
-    the updater's call); ``all`` remembers every point as it is.
+    a threshold once it has ``init_points`` scores. With ``learn: capped`` every point
+    is remembered capped at the threshold, so an alarm barely moves it, as long as the
+    threshold is crossed on at most ``relearn_above`` of the key's recent points; a key
+    crossing it more often than that (hundreds of times what ``risk`` allows) is not
+    having an anomaly but a threshold that does not describe it (a prior from training
+    that its live data has left, a new normal), and its points are remembered as they are
+    until it does again.
+    With ``calm`` nothing from inside an alarm is remembered (taking a new level as
+    normal is then the updater's call); ``all`` remembers every point as it is.
     """
 
     _STATE = ("state", "ring")
@@ -38,6 +42,7 @@ class TailThreshold(KeyedState):
         self.size = max(8, config.memory // self.every)
         # no threshold from fewer remembered scores than init_points stand for
         self.least = min(self.size, max(3, config.init_points // self.every))
+        self.guard = config.relearn_above
         super().__init__(_fill(), capacity)
         self.ring = np.zeros((capacity, self.size), dtype=np.float32)
 
@@ -50,24 +55,26 @@ class TailThreshold(KeyedState):
         thr, prob = np.empty(len(slots)), np.empty(len(slots))
         c = self.config
         tail_batch(slots, scores.astype(np.float64), self.state, self.ring, c.risk,
-                   c.init_quantile, self.every, LEARN[c.learn], self.least, thr, prob)
+                   c.init_quantile, self.every, LEARN[c.learn], self.least, self.guard,
+                   thr, prob)
         return thr, prob
 
     def judge_with(self, alarm: Alarm, slots: np.ndarray, ts: np.ndarray,
-                   scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, AlarmOutput]:
-        """Threshold, tail probability and the alarm stage point by point (what a key
-        remembers depends on whether the point is inside an alarm)."""
+                   scores: np.ndarray) -> tuple[np.ndarray, AlarmOutput]:
+        """Threshold and the alarm stage point by point (what a key remembers can depend
+        on whether the point is inside an alarm)."""
         n = len(slots)
-        thr, prob = np.empty(n), np.empty(n)
+        thr = np.empty(n)
         out = AlarmOutput(np.empty(n, dtype=np.bool_), np.empty(n, dtype=np.int8),
                           np.empty(n), np.empty(n, dtype=np.bool_), np.empty(n))
         c, a = self.config, alarm.config
         tail_alarm_batch(slots, ts, scores.astype(np.float64), self.state, self.ring, c.risk,
-                         c.init_quantile, self.every, LEARN[c.learn], self.least, alarm.state,
+                         c.init_quantile, self.every, LEARN[c.learn], self.least, self.guard,
+                         alarm.state,
                          a.enter_level, a.exit_level, a.min_hits, a.hit_window, alarm.spans,
-                         alarm.points, a.prune, thr, prob, out.anomaly, out.event,
-                         out.event_ts, out.peak, out.last_alarm)
-        return thr, prob, out
+                         alarm.points, a.prune, thr, out.anomaly, out.event, out.event_ts,
+                         out.peak, out.last_alarm)
+        return thr, out
 
     def seed(self, slot: int, sample: np.ndarray) -> None:
         """A new key's memory, from held-out training scores: as many as ``init_points``
