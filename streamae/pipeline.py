@@ -32,7 +32,7 @@ Locate = Callable[[int], "dict[str, Any] | None"]  # row id -> {topic, partition
 # an alarm: what an online updater learns from
 WindowHook = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
 
-UNSCORED = len(STATUS_NAMES)  # accepted, but its key never filled a window (warm-up)
+UNSCORED = len(STATUS_NAMES)  # accepted, but not scored: its key's warm-up
 OUTPUT_STATUS = (*STATUS_NAMES, "unscored")
 
 

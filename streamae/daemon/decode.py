@@ -51,9 +51,10 @@ class DecodedBatch:
     dead: list[DeadLetter] = field(default_factory=list)
 
     def rejected(self, first_row: int, rows: np.ndarray, status: np.ndarray) -> list[DeadLetter]:
-        """Dead letters for rows the windows dropped (``rows`` are pipeline row ids)."""
+        """Dead letters for rows the windows dropped (``rows`` are pipeline row ids; other
+        statuses, warm-up included, are accepted points)."""
         out = []
-        for j in np.flatnonzero(status >= DROPPED_FROM):
+        for j in np.flatnonzero((status >= DROPPED_FROM) & (status < len(STATUS_NAMES))):
             i, name = int(rows[j]) - first_row, STATUS_NAMES[status[j]]
             out.append(dead_letter(self.records[self.message[i]],
                                    f"{name}: key {self.frame.keys[i]!r} at "
