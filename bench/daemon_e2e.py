@@ -1,12 +1,13 @@
 """End-to-end daemon throughput and latency on a real broker, beside a do-nothing daemon.
 
     python bench/daemon_e2e.py [--points 300000] [--keys 1000] [--rate 10000]
-                               [--bootstrap-servers H:P]
+                               [--bootstrap-servers H:P] [--only throughput|latency]
+                               [--compare REV]
 
 1. Throughput: one topic pre-filled with ``--points`` JSON messages (default layout, one
    value each, ``--keys`` sensors). The do-nothing daemon (consume, decode, produce one
    small message per 100 inputs, flush + commit every poll) and the streamae daemon
-   (in-process, default config: LSTM, W=64, hop 8), with and without the state topic
+   (in-process, default config), with and without the state topic
    (per-partition key snapshots at every commit), each read all of it with their own
    consumer group; messages/s from first record to last commit.
 2. Latency: ``streamae run`` as its own process; a producer process writes ``--rate``
@@ -215,6 +216,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="latency run length")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--only", choices=["throughput", "latency"])
+    parser.add_argument("--compare", metavar="REV", help="also run this benchmark (same "
+                        "arguments) as it was at git revision REV and print its figures after")
     parser.add_argument("--bootstrap-servers")
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
@@ -237,6 +240,15 @@ def main() -> None:
             print(f"\nproduce-to-event latency at {args.rate:,} points/s for "
                   f"{args.seconds:.0f} s ({lat['events']} events): p50 {lat['p50_ms']:.0f} ms, "
                   f"p95 {lat['p95_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms")
+    if args.compare:
+        from earlier import run_at
+
+        argv, same = sys.argv[1:], []
+        for i, a in enumerate(argv):
+            if not (a.startswith("--compare") or (i and argv[i - 1] == "--compare")):
+                same.append(a)
+        print(f"\nthe same at {args.compare} (its default detector, its code, its broker):")
+        print(run_at(args.compare, "daemon_e2e.py", same))
 
 
 def throughput(args, config, detector, bootstrap: str, work: Path) -> None:

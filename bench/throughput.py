@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from earlier import run_at
 
 from streamae.clock import EventClock
 from streamae.config import load_config
@@ -109,26 +106,6 @@ def measure(args: argparse.Namespace) -> dict[tuple[str, int, int], float]:
     return rates
 
 
-def earlier(rev: str, args: argparse.Namespace) -> str:
-    """This benchmark's output at git revision ``rev`` (run from a temporary worktree)."""
-    root = Path(__file__).resolve().parent.parent
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), rev],
-                       check=True, capture_output=True)
-        try:
-            cmd = [sys.executable, str(tree / "bench" / "throughput.py"), "--rows",
-                   str(args.rows), "--threads", str(args.threads)]
-            if args.hop:
-                cmd += ["--hop", str(args.hop)]
-            return subprocess.run(cmd, check=True, capture_output=True, text=True,
-                                  env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
-                                  cwd=tree).stdout
-        finally:
-            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)],
-                           capture_output=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=60_000, help="rows per pipeline case")
@@ -141,7 +118,9 @@ def main() -> None:
     rates = measure(args)
     if args.compare:
         print(f"\nthe same at {args.compare} (its default detector, its code):")
-        before = earlier(args.compare, args)
+        before = run_at(args.compare, "throughput.py",
+                        ["--rows", str(args.rows), "--threads", str(args.threads)]
+                        + (["--hop", str(args.hop)] if args.hop else []))
         print(before)
         old = {(m[1], int(m[2]), int(m[3])): float(m[4].replace(",", ""))
                for m in re.finditer(r"^streamae-(\w+)\s+(\d+)\s+(\d+)\s+([\d,]+)", before, re.M)}

@@ -7,11 +7,24 @@ threshold and alarm stages as the autoencoder's, so the comparison is like for l
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import numpy as np
 
 from streamae.models.dataset import autocorrelation, key_series, peak_lag, sliding
 from streamae.models.scaler import Scaler
 from streamae.types import Frame
+
+
+def sklearn(path: str, baseline: str) -> Any:
+    """A scikit-learn class (an optional dependency) for a baseline that needs it."""
+    module, name = path.rsplit(".", 1)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:
+        raise ImportError(f"the {baseline} baseline needs scikit-learn: "
+                          "pip install 'streamae[eval]'") from None
 
 
 class Baseline:
@@ -114,11 +127,7 @@ class IsolationForest(PCAReconstruction):
         self.trees, self.seed = trees, seed
 
     def fit(self, train: Frame) -> IsolationForest:
-        try:
-            from sklearn.ensemble import IsolationForest as Forest
-        except ImportError:
-            raise ImportError("the isolation-forest baseline needs scikit-learn: "
-                              "pip install 'streamae[eval]'") from None
+        Forest = sklearn("sklearn.ensemble.IsolationForest", self.name)
         super().fit(train)  # scaler + lagged training windows
         self.forest = Forest(n_estimators=self.trees, random_state=self.seed)
         self.forest.fit(self._training)
@@ -147,11 +156,7 @@ class KMeansDistance(Baseline):
         self.k, self.seed = k, seed
 
     def fit(self, train: Frame) -> KMeansDistance:
-        try:
-            from sklearn.cluster import KMeans
-        except ImportError:
-            raise ImportError("the kmeans baseline needs scikit-learn: "
-                              "pip install 'streamae[eval]'") from None
+        KMeans = sklearn("sklearn.cluster.KMeans", self.name)
         super().fit(train)
         self.models: dict[str, tuple[int, object]] = {}
         series = {key: x.astype(np.float64) for key, _, x in key_series(train, self.scaler)}
