@@ -278,7 +278,12 @@ class InputConfig:
     alert_interval: float = _opt(60.0, "alertmanager: tumbling interval of the alert-rate series",
                                  duration=True, min=1.0)
     max_message_bytes: int = _opt(262_144, "larger messages go to the dead-letter topic", min=64)
-    max_abs_value: float = _opt(1e15, "larger absolute values are rejected as corrupt", min=1.0)
+    max_abs_value: float = _opt(1e15, "larger absolute values (and infinities) are rejected "
+                                "as corrupt", min=1.0)
+    max_future: float | None = _opt(
+        3600.0, "points stamped more than this ahead of the wall clock go to the dead-letter "
+        "topic (kind future) instead of holding their key back; null: no bound",
+        duration=True, min=0.0)
 
 
 @dataclass(frozen=True)

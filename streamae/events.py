@@ -19,7 +19,8 @@ def severity(score: float, threshold: float) -> str:
 
 
 def _digest(*parts: Any) -> str:
-    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:20]
+    text = "|".join(map(str, parts))  # decoders reject lone surrogates; never crash on one
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
 class EventBuilder:

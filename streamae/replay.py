@@ -56,7 +56,7 @@ def read_topic(config: Config, channels: list[str], topic: str, start: float | N
             consumer.seek(tp, first[tp])
         todo = {tp for tp in tps if first[tp] < stop[tp]}
         decoder = BatchDecoder(build_decoder(config.input, channels, config.data.default_key),
-                               channels, config.input.max_message_bytes)
+                               channels, config.input.max_message_bytes, config.input.max_future)
         frames, dead, count = [], [], 0
         while todo:
             polled = consumer.poll(timeout_ms=1000)

@@ -289,6 +289,13 @@ def fuzzed(live, rng):
         b'{"timestamp": 1767225600, "key": "x", "values": {"ch0": 1}, "pad": "'
         + b"x" * 300_000 + b'"}',
         b"",
+        # each of these once took good points or the daemon down with it
+        b'{"timestamp": %d, "key": "sensor-2\xed\xa0\x80", "values": {"ch0": 1}}' % t0,
+        b'{"timestamp": %d, "key": "sensor-2\\ud800", "values": {"ch0": 1}}' % t0,
+        orjson.dumps({"timestamp": 7_200_000_000, "key": "sensor-0", "values": {"ch0": 1}}),
+        b'{"timestamp": %d, "key": "sensor-0", "values": {"ch0": 1e400}}' % t0,
+        b"[]",
+        orjson.dumps({"timestamp": t0, "key": True, "values": {"ch0": 1.0}}),
     ]
     messages = list(good)
     for raw in bad:
@@ -321,7 +328,8 @@ def test_fuzzed_bad_input_goes_to_dead_letters(kafka, model, live, expected, tmp
         assert int(headers["streamae.offset"]) < len(messages)
     kinds = Counter(dict(r.headers)["streamae.kind"].decode() for r in dead)
     assert kinds["late"] == 1 and kinds["duplicate"] == 1 and kinds["oversized"] == 1
-    assert kinds["out_of_range"] == 1 and kinds["parse"] >= 2
+    assert kinds["out_of_range"] == 2 and kinds["parse"] >= 4
+    assert kinds["future"] == 1 and kinds["empty"] == 1
     # every good point was accepted (nan ones filled forward), none silently lost
     accepted = counts["ok"] + counts["nan_filled"] + counts["gap"]
     assert accepted == good_points and counts["nan_filled"] >= 1

@@ -51,7 +51,7 @@ def test_json_custom_fields_and_no_key():
     (b'{"timestamp": 1767225600, "key": "a", "value": 1e300}', "out_of_range", "limit"),
     (b'{"timestamp": "yesterday", "key": "a", "value": 1}', "invalid", "ISO 8601"),
     (b'{"timestamp": -5, "key": "a", "value": 1}', "invalid", "1970"),
-    (b'{"timestamp": 1767225600, "key": {"x": 1}, "value": 1}', "missing_field", "scalar"),
+    (b'{"timestamp": 1767225600, "key": {"x": 1}, "value": 1}', "invalid", "text or a number"),
     (b'"just a string"', "invalid", "object"),
 ])
 def test_json_rejects_with_reason(raw, kind, words):
@@ -184,3 +184,51 @@ def test_json_batch_fast_path_equals_message_by_message():
                 b'{"timestamp": 1767225600, "key": "k", "value": NaN}',
                 b'[{"timestamp": 1767225600, "key": "k", "value": 1}]'):
         assert decoder("json").decode_batch(good + [odd]) is None
+
+
+def test_a_bad_message_costs_only_itself():
+    """Each of these once became points (or crashed the daemon at the key's first event)."""
+    d = decoder("json")
+    cases = {
+        b'{"timestamp": 1767225600, "key": "sensor-2\xed\xa0\x80", "value": 1}': "parse",
+        b'{"timestamp": 1767225600, "key": "sensor-2\\ud800", "value": 1}': "parse",
+        b'{"timestamp": 1767225600, "key": "k", "value": 1e400}': "out_of_range",
+        b'{"timestamp": 1767225600, "key": "k", "value": "inf"}': "invalid",
+        b'[]': "empty",
+        b'{"timestamp": 1767225600, "key": true, "value": 1}': "invalid",
+    }
+    for raw, kind in cases.items():
+        with pytest.raises(BadMessage) as err:
+            d.decode(raw)
+        assert err.value.kind == kind, raw
+    [p] = d.decode(b'{"timestamp": 1767225600, "key": "k", "value": NaN}')  # missing value
+    assert math.isnan(p.values[0])
+    with pytest.raises(BadMessage, match="exceeds"):
+        decoder("json", ["a", "b"]).decode(
+            b'{"timestamp": 1767225600, "key": "k", "values": {"a": -Infinity, "b": 1}}')
+
+
+def test_points_far_ahead_of_the_wall_clock_are_dead_letters():
+    from streamae.daemon.decode import BatchDecoder
+
+    class Rec:
+        def __init__(self, i, value):
+            self.topic, self.partition, self.offset, self.timestamp = "t", 0, i, 1000
+            self.value = value
+
+    now = 1767225600.0
+    raws = [b'{"timestamp": %d, "key": "k", "value": 1}' % (now + dt)
+            for dt in (-10, 0, 60, 7200, 5)]
+    batch = BatchDecoder(decoder("json"), UNI, 1 << 20, max_future=3600, clock=lambda: now)
+    out = batch.decode([Rec(i, r) for i, r in enumerate(raws)])
+    assert list(out.frame.timestamps - now) == [-10, 0, 60, 5]
+    [dead] = out.dead
+    assert dead.kind == "future" and dead.offset == 3 and "input.max_future" in dead.reason
+    unbounded = BatchDecoder(decoder("json"), UNI, 1 << 20, max_future=None, clock=lambda: now)
+    assert len(unbounded.decode([Rec(i, r) for i, r in enumerate(raws)]).frame) == 5
+
+
+def test_event_ids_never_fail_on_odd_keys():
+    from streamae.events import _digest
+
+    assert len(_digest("sensor-2\ud800", 1.0)) == 20

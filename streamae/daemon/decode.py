@@ -8,6 +8,8 @@ events can name the input offsets behind them.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,15 +72,18 @@ def dead_letter(rec: Any, reason: str, kind: str) -> DeadLetter:
 class BatchDecoder:
     """Decode polled records with one format decoder; bad messages become dead letters."""
 
-    def __init__(self, decoder: Decoder, channels: list[str], max_message_bytes: int) -> None:
+    def __init__(self, decoder: Decoder, channels: list[str], max_message_bytes: int,
+                 max_future: float | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.decoder, self.channels = decoder, channels
-        self.max_bytes = max_message_bytes
+        self.max_bytes, self.max_future, self.clock = max_message_bytes, max_future, clock
 
     def decode(self, records: list[Any]) -> DecodedBatch:
         fast = getattr(self.decoder, "decode_batch", None)
+        latest = math.inf if self.max_future is None else self.clock() + self.max_future
         if fast and all(r.value is not None and len(r.value) <= self.max_bytes for r in records):
             columns = fast([r.value for r in records])
-            if columns is not None:
+            if columns is not None and not (columns[0] > latest).any():
                 ts, keys, values = columns
                 frame = Frame(ts, np.array(keys, dtype=object), values, self.channels)
                 return DecodedBatch(frame, np.arange(len(records)), records)
@@ -103,6 +108,12 @@ class BatchDecoder:
             except Exception as exc:  # a parser bug must not stop the daemon or lose the input
                 dead.append(dead_letter(rec, f"decoder error {type(exc).__name__}: {exc}",
                                         "decoder_error"))
+                continue
+            ahead = max((p.ts for p in got), default=-math.inf)
+            if ahead > latest:  # one bad clock must not hold its key back for good
+                dead.append(dead_letter(rec, f"timestamp {ahead:.3f} is more than "
+                                        f"{self.max_future:g} s ahead of the wall clock "
+                                        "(input.max_future)", "future"))
                 continue
             points += got
             message += [i] * len(got)

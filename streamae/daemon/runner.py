@@ -99,7 +99,8 @@ class Daemon:
         self.decoder = build_decoder(self.config.input, self.detector.channels,
                                      self.config.data.default_key)
         self.batches = BatchDecoder(self.decoder, self.detector.channels,
-                                    self.config.input.max_message_bytes)
+                                    self.config.input.max_message_bytes,
+                                    self.config.input.max_future)
         self.positions: Offsets = {}
         self.owners = KeyOwners()
         self.pending: list[Any] = []

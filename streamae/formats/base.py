@@ -33,15 +33,28 @@ class BadMessage(InputFormatError):
 
 
 def load_json(raw: bytes) -> Any:
-    """Parse JSON; tolerate the NaN/Infinity literals many producers write."""
+    """Parse JSON; tolerate the NaN/Infinity literals many producers write (an infinite
+    or overflowing number is then rejected where it is read, see :func:`parse_number`).
+    Text must be valid UTF-8 and hold no lone surrogate (``\\ud800``): such a string
+    could not be written out again as an event or a dead letter's reason."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadMessage(f"not valid UTF-8: {exc}", "parse") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
         raise BadMessage(f"not valid JSON: {exc}", "parse") from None
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadMessage("not valid JSON text: a string holds a lone surrogate escape",
+                         "parse") from None
+    return doc
 
 
 def parse_time(value: Any, unit: str = "auto", field: str = "timestamp") -> float:
@@ -103,7 +116,7 @@ def parse_number(value: Any, field: str, max_abs: float, text_ok: bool = False) 
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadMessage(f"field '{field}' must be a number, got {type(value).__name__}")
     value = float(value)
-    if math.isfinite(value) and abs(value) > max_abs:
+    if math.isinf(value) or abs(value) > max_abs:  # nan (a missing value) compares False
         raise BadMessage(f"field '{field}' = {value:g} exceeds the limit {max_abs:g} "
                          "(input.max_abs_value)", "out_of_range")
     return value

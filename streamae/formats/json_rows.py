@@ -29,6 +29,8 @@ class JsonDecoder:
         if type(doc) is dict:
             return [self._row(doc, 0)]
         if isinstance(doc, list):
+            if not doc:
+                raise BadMessage("empty JSON array: no points", "empty")
             return [self._row(item, n) for n, item in enumerate(doc)]
         raise BadMessage(f"expected a JSON object or array, got {type(doc).__name__}")
 
@@ -108,8 +110,11 @@ class JsonDecoder:
         parts = []
         for name in fields:
             value = item.get(name)
-            if value is None or isinstance(value, (dict, list)) or value == "":
-                raise BadMessage(f"item {n}: key field '{name}' missing or not a scalar",
+            if value is None or value == "":
+                raise BadMessage(f"item {n}: key field '{name}' missing or empty",
                                  "missing_field")
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise BadMessage(f"item {n}: key field '{name}' must be text or a number, "
+                                 f"got {type(value).__name__}")
             parts.append((name, str(value)))
         return join_key(parts) if parts else self.default_key
