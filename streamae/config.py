@@ -303,6 +303,10 @@ class DaemonConfig:
         "interval | exactly-once: Kafka transactions, for read_committed consumers")
     commit_every: float = _opt(1.0, "commit offsets and checkpoint state this often "
                                "(bounds the repeats after a crash)", duration=True, min=0.0)
+    commit_timeout: float = _opt(
+        30.0, "longest wait for one commit step (flush, transaction, offsets); one that runs "
+        "out is retried from the last durable checkpoint, and a stop waits at most this",
+        duration=True, min=1.0)
     state_dir: str = _opt("state", "checkpoints of windows, thresholds, alarms and offsets")
     poll_records: int = _opt(2000, "most records handled per poll", min=1)
     poll_timeout: float = _opt(0.1, "longest wait for records in one poll", duration=True,

@@ -248,24 +248,151 @@ def test_kill9_exactly_once_with_read_committed(kafka, model, live, expected, tm
     assert "resumed from checkpoint" in log
 
 
-def test_broker_restart_mid_stream(kafka, model, live, expected, tmp_path):
+def received(kafka, cfg, delivery):
+    """The output topic as a consumer of that delivery mode sees it: exactly-once in
+    ``read_committed`` with nothing repeated, at-least-once with repeats folded by id."""
+    if delivery == "exactly-once":
+        got = events_of(kafka, cfg.daemon.output_topic, read_committed=True)
+        assert len({e["event_id"] for e in got}) == len(got), "duplicates under exactly-once"
+        return got
+    return list({e["event_id"]: e for e in events_of(kafka, cfg.daemon.output_topic)}.values())
+
+
+def assert_backtest_events(got, expected):
+    assert {e["event_id"] for e in got} == {e["event_id"] for e in expected}
+    want = by_key(expected)
+    for key, events in by_key(sorted(got, key=lambda e: e["at"])).items():
+        same_events(events, want[key])
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_broker_restart_mid_stream(kafka, model, live, expected, tmp_path, delivery):
+    """The broker stops for 10 s while the daemon is busy, then comes back: the daemon
+    carries on unattended and the output holds exactly the backtest's events."""
     if kafka.broker is None:
         pytest.skip("an external cluster cannot be restarted by the suite")
     detector, _, config = model
-    cfg = daemon_config(config, kafka, tmp_path)
-    messages, half, run = first_half(kafka, cfg, detector, live)
-    kafka.broker.stop()
-    time.sleep(3)
-    kafka.broker.start()
-    kafka.produce(cfg.input.topics[0], messages[half:])
-    run.wait_consumed(len(messages), timeout=180)
+    cfg = daemon_config(config, kafka, tmp_path, delivery, commit_timeout=5.0)
+    messages = frame_messages(live)
+    quarter = len(messages) // 4
+    kafka.produce(cfg.input.topics[0], messages[:quarter])
+    run = InProcess(cfg, detector)
+    run.wait_consumed(quarter)
+    kafka.produce(cfg.input.topics[0], messages[quarter:])
+    time.sleep(0.3)  # mid-stream: batches and commits in flight
+    try:
+        kafka.broker.stop()
+        time.sleep(10)
+    finally:
+        kafka.broker.start()
+    run.wait_consumed(len(messages), timeout=240)
     run.stop()
-    got = {e["event_id"] for e in events_of(kafka, cfg.daemon.output_topic)}
-    want = {e["event_id"] for e in expected}
-    assert want <= got, f"{len(want - got)} events lost across the broker restart"
-    # rarely (about 1 run in 10 here) a few events appear that the backtest does not have;
-    # their cause is not established yet: they are reported, not hidden
-    print(f"broker restart: {len(got - want)} events beyond the file backtest's")
+    assert_backtest_events(received(kafka, cfg, delivery), expected)
+
+
+def test_a_stop_during_a_broker_outage_is_prompt(kafka, model, live, tmp_path):
+    """SIGTERM while the brokers are away: the daemon gives up its commit within
+    ``daemon.commit_timeout`` and exits, instead of waiting for them for good."""
+    if kafka.broker is None:
+        pytest.skip("an external cluster cannot be restarted by the suite")
+    _, model_path, config = model
+    cfg = daemon_config(config, kafka, tmp_path, "exactly-once", commit_timeout=4.0)
+    messages = frame_messages(live)
+    kafka.produce(cfg.input.topics[0], messages[: len(messages) // 2])
+    port = free_port()
+    proc = start_process(cfg, model_path, tmp_path, port)
+    try:
+        wait_ready(proc, port)
+        kafka.produce(cfg.input.topics[0], messages[len(messages) // 2:])
+        time.sleep(0.3)
+        kafka.broker.stop()
+        time.sleep(2)
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(cfg.daemon.commit_timeout * 2 + 10)
+        assert time.monotonic() - stopped < cfg.daemon.commit_timeout * 2 + 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kafka.broker.start()
+
+
+class FailsOnce:
+    """A producer whose ``nth`` event send raises, as a sink with a bug or a timeout would."""
+
+    def __init__(self, producer, topic, nth):
+        self.producer, self.topic, self.left = producer, topic, nth
+
+    def send(self, topic, *args, **kwargs):
+        if topic == self.topic:
+            self.left -= 1
+            if self.left == 0:
+                raise RuntimeError("injected: the sink failed")
+        return self.producer.send(topic, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.producer, name)
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_an_error_inside_a_batch_commits_nothing(kafka, model, live, expected, tmp_path,
+                                                 monkeypatch, delivery):
+    """An exception after a batch is scored but before its events are out stops the
+    daemon without a commit; the next start replays the batch and nothing is lost."""
+    from streamae.daemon import runner
+
+    detector, _, config = model
+    cfg = daemon_config(config, kafka, tmp_path, delivery)
+    kafka.produce(cfg.input.topics[0], frame_messages(live))
+    real = runner.clients.producer
+    monkeypatch.setattr(runner.clients, "producer", lambda *a, **k: FailsOnce(
+        real(*a, **k), cfg.daemon.output_topic, nth=len(expected) // 2))
+    failing = InProcess(cfg, detector)
+    failing.thread.join(120)
+    assert not failing.thread.is_alive(), "the injected error must stop the daemon"
+    monkeypatch.setattr(runner.clients, "producer", real)
+    run = InProcess(cfg, detector)
+    run.wait_consumed(len(live))
+    run.stop()
+    assert_backtest_events(received(kafka, cfg, delivery), expected)
+
+
+def test_lag_gauges_tell_the_truth_while_the_loop_is_stuck(kafka, model, live, tmp_path,
+                                                          monkeypatch):
+    """Both lag gauges are there from the start and read from the brokers, not from the
+    loop: while the loop is stuck they show everything unread and uncommitted."""
+    detector, _, config = model
+    cfg = daemon_config(config, kafka, tmp_path)
+    messages = frame_messages(live)
+    kafka.produce(cfg.input.topics[0], messages)
+    release = threading.Event()
+    handle = Daemon._handle
+
+    def stuck(self, polled):
+        release.wait(60)
+        return handle(self, polled)
+
+    monkeypatch.setattr(Daemon, "_handle", stuck)
+    monkeypatch.setattr(Daemon, "lag_every", 0.3)
+    run = InProcess(cfg, detector)
+    labels = {"topic": cfg.input.topics[0], "partition": "0"}
+
+    def gauge(name):
+        return run.daemon.metrics.registry.get_sample_value(name, labels)
+
+    try:
+        deadline = time.monotonic() + 60
+        while gauge("streamae_consumer_lag") is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert gauge("streamae_committed_lag") == len(messages)
+        assert gauge("streamae_consumer_lag") == len(messages)
+    finally:
+        release.set()
+    run.wait_consumed(len(messages))
+    time.sleep(1.0)
+    assert gauge("streamae_committed_lag") == 0 and gauge("streamae_consumer_lag") == 0
+    run.stop()
 
 
 # ---------------------------------------------------------------- bad input

@@ -11,18 +11,28 @@ Order of one commit (the daemon's ``_commit``), per delivery mode:
 at-least-once
     1. events and dead letters of every batch since the last commit are sent;
     2. ``producer.flush()``: every one is acknowledged by all in-sync replicas;
-    3. the checkpoint (state + next offsets) is written;
-    4. the offsets are committed to the consumer group.
-    A crash before 3 replays the interval from the previous checkpoint: its events are sent
-    again (same ``event_id``), which is the promise of at-least-once. A crash between 3
-    and 4 is caught on restart by the offset match below.
+    3. with a state topic (``daemon.state_topic``): each partition whose keys moved on gets
+       a snapshot of them, sent and flushed only now, after the events it follows;
+    4. the checkpoint (state + next offsets) is written;
+    5. the offsets are committed to the consumer group.
+    A crash before 4 replays the interval from the previous checkpoint: its events are sent
+    again (same ``event_id``), which is the promise of at-least-once. A crash between 4
+    and 5 is caught on restart by the offset match below.
 
 exactly-once
     1. a Kafka transaction is open for the interval; events and dead letters go into it;
     2. the checkpoint is written;
-    3. the offsets are added to the transaction and it commits.
-    A crash before 3 aborts the transaction: no consumer in ``read_committed`` mode ever
+    3. state-topic snapshots (when configured) go into the same transaction;
+    4. the offsets are added to the transaction and it commits. Each transactional call
+       is bounded by ``daemon.commit_timeout``; one that runs out aborts the transaction
+       (or, when the broker cannot be reached, replaces the producer, which fences the
+       old one) and the interval is replayed from the last durable checkpoint.
+    A crash before 4 aborts the transaction: no consumer in ``read_committed`` mode ever
     sees its events, and the group's offsets still point at the previous checkpoint.
+
+Only a clean stop (SIGTERM, SIGINT, end of input) commits on the way out. After an
+unhandled error nothing more is committed: the state in memory may hold a batch whose
+events were never sent, and the next start replays it from the last durable point.
 
 On start the group's committed offsets are the truth: the newest checkpoint whose offsets
 equal them is the state to resume from. Failing that, the newest checkpoint behind them is

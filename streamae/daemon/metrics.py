@@ -29,8 +29,12 @@ class DaemonMetrics:
         self.commits = Counter("streamae_commits", "offset commits with checkpoint", registry=r)
         self.commit_failures = Counter("streamae_commit_failures",
                                        "commits that failed and were retried", registry=r)
-        self.lag = Gauge("streamae_consumer_lag", "messages behind the partition's end",
+        self.lag = Gauge("streamae_consumer_lag", "messages between this daemon's position "
+                         "and the partition's end (partitions it owns)",
                          ["topic", "partition"], registry=r)
+        self.committed_lag = Gauge("streamae_committed_lag", "messages between the group's "
+                                   "committed offset and the partition's end",
+                                   ["topic", "partition"], registry=r)
         self.latency = Histogram("streamae_batch_seconds", "decode+score+send time per poll",
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),
                                  registry=r)

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from streamae.daemon.changelog import MAX_RECORD_BYTES, Changelog, Partition, Sn
     topic_options
 from streamae.daemon.checkpoint import CheckpointStore, Offsets
 from streamae.daemon.decode import BatchDecoder, DeadLetter, Provenance
+from streamae.daemon.lag import LagWatcher
 from streamae.daemon.metrics import DaemonMetrics, serve
 from streamae.daemon.ownership import KeyOwners
 from streamae.daemon.updates import DaemonUpdates, starting_model, updater_config
@@ -46,6 +48,38 @@ class DeliveryError(KafkaError):
     """Some events of the interval were not acknowledged; the interval is replayed."""
 
 
+class CommitTimeout(KafkaError):
+    """A commit step did not finish within ``daemon.commit_timeout``."""
+
+
+def bounded(call: Callable[[], Any], timeout: float, what: str,
+            abandon: threading.Event | None = None) -> Any:
+    """``call()`` on a helper thread, waited for at most ``timeout`` s (or until ``abandon``
+    is set). The client's transactional calls wait without a limit, and after a broker
+    restart some never return; the caller then gives the client up."""
+    done, box = threading.Event(), {}
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=f"streamae-{what}", daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not done.wait(0.1):
+        if time.monotonic() > deadline:
+            raise CommitTimeout(f"{what} did not finish within {timeout:g} s "
+                                "(daemon.commit_timeout)")
+        if abandon is not None and abandon.is_set():
+            raise CommitTimeout(f"{what} abandoned: the daemon is stopping")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 class Daemon:
     """Long-running scorer for the topics in ``config.input``.
 
@@ -53,6 +87,8 @@ class Daemon:
     group reads the same input, scores it only to learn from it (no events, no dead
     letters), fine-tunes on its device, and announces each accepted version on
     ``daemon.models_topic`` for every scoring daemon to verify and swap in."""
+
+    lag_every = 5.0  # seconds between readings of the lag gauges
 
     def __init__(self, config: Config, detector: Detector, role: str = "scorer") -> None:
         self.role = role
@@ -115,6 +151,8 @@ class Daemon:
     def run(self) -> None:
         d, k = self.config.daemon, self.config.kafka
         http = serve(self.metrics, d.http_host, d.http_port) if d.http_port else None
+        lag = LagWatcher(k, d.group_id, self.config.input.topics, lambda: self.positions,
+                         self.metrics, self.lag_every).start()
         try:
             clients.check_access(k)
             try:
@@ -128,11 +166,7 @@ class Daemon:
             # spent building consumer records. Freeze it: later garbage is still collected.
             gc.collect()
             gc.freeze()
-            self.producer = clients.producer(
-                k, self.instance_id if self.exactly_once else None,
-                **({"max_request_size": MAX_RECORD_BYTES} if self.changelog else {}))
-            if self.exactly_once:
-                self.producer.init_transactions()
+            self.producer = self._new_producer()
             self.consumer = clients.consumer(k, d, self.exactly_once,
                                              group_instance_id=self.instance_id)
             widest = 1
@@ -159,14 +193,24 @@ class Daemon:
                      ",".join(self.config.input.topics), d.group_id, d.delivery,
                      d.output_topic, d.dead_letter_topic)
             self._loop()
+        except BaseException as exc:
+            # the state may hold a batch whose events were never sent: commit nothing, so
+            # the next start replays from the last durable point
+            clean = False
+            log.error("stopping after an error (%s: %s); nothing more is committed, the next "
+                      "start resumes from the last durable checkpoint", type(exc).__name__, exc)
+            raise
+        else:
+            clean = True
         finally:
-            self._shutdown()
+            self._shutdown(commit=clean)
+            lag.stop()
             if http:
                 http.shutdown()
 
     def _loop(self) -> None:
         d = self.config.daemon
-        last_commit = last_lag = last_models = time.monotonic()
+        last_commit = last_models = time.monotonic()
         while not self.stopping.is_set():
             polled = self.consumer.poll(timeout_ms=int(d.poll_timeout * 1000),
                                         max_records=d.poll_records)
@@ -192,9 +236,6 @@ class Daemon:
             if now - last_commit >= d.commit_every:
                 self._commit()
                 last_commit = now
-            if now - last_lag >= 5.0:
-                self._update_lag()
-                last_lag = now
 
     def _unapplied(self, polled: dict[TopicPartition, list[Any]],
                    moved: set[tuple[str, int]]) -> dict[TopicPartition, list[Any]]:
@@ -263,16 +304,24 @@ class Daemon:
         self.unannounced = None
         log.info("announced model %s on %s", version, self.config.daemon.models_topic)
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, commit: bool = True) -> None:
+        """Close the clients; a clean stop (``commit``) makes the work so far durable first."""
         if self.consumer is not None:
-            try:
-                self._commit()
-            except Exception as exc:
-                log.error("final commit failed: %s; the next start replays from the last "
-                          "checkpoint", exc)
+            if commit:
+                try:
+                    self._commit()
+                except Exception as exc:
+                    log.error("final commit failed: %s; the next start replays from the last "
+                              "checkpoint", exc)
+            # closing leaves the group, which revokes the partitions: the hand-over in the
+            # rebalance callback must not commit what this stop did not
+            self.restored = False
             self.consumer.close(autocommit=False)
         if self.producer is not None:
-            self.producer.close(timeout=10)
+            try:
+                bounded(lambda: self.producer.close(timeout=10), 15.0, "producer close")
+            except Exception as exc:
+                log.warning("producer did not close cleanly: %s", exc)
         if self.updates:
             self.updates.close()
         if self.feed is not None:
@@ -291,7 +340,6 @@ class Daemon:
         their keys' state from the state topic. Returns every assigned partition: records
         already fetched for them are stale."""
         current = {(tp.topic, tp.partition) for tp in assigned}
-        self.metrics.lag.clear()  # partitions given up keep no stale lag
         if not self.restored:
             self.restore(assigned)
         else:
@@ -442,7 +490,7 @@ class Daemon:
         start = time.perf_counter()
         records = [r for recs in polled.values() for r in recs]
         if self.exactly_once and not self.in_transaction:
-            self.producer.begin_transaction()
+            self.producer.begin_transaction()  # local: it waits on no broker
             self.in_transaction = True
         batch = self.batches.decode(records)
         first = self.pipeline.next_row
@@ -499,22 +547,28 @@ class Daemon:
         start = time.perf_counter()
         offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
                    for (t, p), o in self.positions.items()}
+        timeout = self.config.daemon.commit_timeout
+        # a stop abandons a commit stuck in the loop; the stop's own commit has its timeout
+        abandon = None if handing_over or self.stopping.is_set() else self.stopping
         try:
             if self.exactly_once:
                 self._save()
                 self.pending += self._write_state()
-                self.producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
-                self.producer.commit_transaction()
+                group = self.consumer.group_metadata()
+                bounded(lambda: self.producer.send_offsets_to_transaction(offsets, group),
+                        timeout, "send_offsets_to_transaction", abandon)
+                bounded(self.producer.commit_transaction, timeout, "commit_transaction",
+                        abandon)
                 self.in_transaction = False
             else:
-                self._flush()
+                self._flush(timeout)
                 snapshots = self._write_state()
                 if snapshots:  # sent only once the events they follow are acknowledged
                     self.pending += snapshots
-                    self._flush()
+                    self._flush(timeout)
                 self._save()
                 if not handing_over:
-                    self.consumer.commit(offsets)
+                    self.consumer.commit(offsets, timeout_ms=int(timeout * 1000))
         except KafkaError as exc:
             self.metrics.commit_failures.inc()
             self._recover(exc, later=handing_over)
@@ -524,8 +578,12 @@ class Daemon:
         self.metrics.commits.inc()
         self.metrics.commit_seconds.observe(time.perf_counter() - start)
 
-    def _flush(self) -> None:
-        self.producer.flush()
+    def _flush(self, timeout: float) -> None:
+        try:
+            self.producer.flush(timeout=timeout)
+        except KafkaError as exc:  # still buffered: the next interval's flush waits again
+            raise CommitTimeout(f"events not acknowledged within {timeout:g} s "
+                                f"(daemon.commit_timeout): {exc}") from None
         failed = [f for f in self.pending if f.failed()]
         if failed:
             raise DeliveryError(f"{len(failed)} sends failed: {failed[0].exception}")
@@ -557,27 +615,64 @@ class Daemon:
         """After a failed commit: abort what is open and restore from the last durable
         state (``later``: inside the rebalance callback, the loop restores after it)."""
         if not self.exactly_once and not isinstance(exc, DeliveryError):
-            # events are durable and the checkpoint written; the next commit carries the
-            # offsets (a crash before then is matched to this checkpoint on restart)
-            log.warning("offset commit failed (%s); retrying at the next interval", exc)
+            # at-least-once keeps unacknowledged events in the producer, which goes on
+            # sending them; the checkpoint and offsets follow at the next interval (a
+            # crash before then replays from the previous checkpoint)
+            log.warning("commit not finished (%s); retrying at the next interval", exc)
             return
         log.warning("commit failed (%s); replaying from the last durable checkpoint", exc)
         if self.exactly_once and self.in_transaction:
-            try:
-                self.producer.abort_transaction()
-            except KafkaError as abort_exc:
-                log.error("could not abort the transaction (%s); restarting the producer",
-                          abort_exc)
-                self.producer.close(timeout=5)
-                self.producer = clients.producer(self.config.kafka, self.instance_id)
-                self.producer.init_transactions()
+            if isinstance(exc, CommitTimeout):
+                self._replace_producer(exc)
+            else:
+                try:
+                    bounded(self.producer.abort_transaction, self.config.daemon.commit_timeout,
+                            "abort_transaction", self.stopping)
+                except KafkaError as abort_exc:
+                    self._replace_producer(abort_exc)
             self.in_transaction = False
         if later:
             self.restored = False
             self.assigned = list(self.consumer.assignment())
             return
-        time.sleep(1.0)
-        self.restore(list(self.consumer.assignment()))
+        while not self.stopping.is_set():
+            try:
+                self.restore(list(self.consumer.assignment()))
+                return
+            except KafkaError as restore_exc:
+                log.error("could not restore from the last checkpoint (%s); retrying",
+                          restore_exc)
+                self.stopping.wait(1.0)
+        self.restored = False  # stopping: the state in memory is not durable, commit nothing
+
+    def _new_producer(self) -> Any:
+        producer = clients.producer(
+            self.config.kafka, self.instance_id if self.exactly_once else None,
+            **({"max_request_size": MAX_RECORD_BYTES} if self.changelog else {}))
+        if self.exactly_once:
+            # a new producer with this transactional id fences any older one and aborts the
+            # transaction it left open
+            bounded(producer.init_transactions, self.config.daemon.commit_timeout * 2,
+                    "init_transactions", self.stopping)
+        return producer
+
+    def _replace_producer(self, why: Exception) -> None:
+        """Give up a producer whose transaction cannot be finished; its successor fences
+        it. Retried until the brokers answer (or the daemon stops)."""
+        log.error("transaction cannot be finished (%s); replacing the producer", why)
+        old, self.producer = self.producer, None
+        try:
+            bounded(lambda: old.close(timeout=0), 5.0, "producer close")
+        except Exception as exc:
+            log.warning("old producer did not close cleanly: %s", exc)
+        while not self.stopping.is_set():
+            try:
+                self.producer = self._new_producer()
+                log.info("new transactional producer ready")
+                return
+            except Exception as exc:
+                log.error("could not start a transactional producer (%s); retrying", exc)
+                self.stopping.wait(1.0)
 
     def _state(self):
         state = self.pipeline.state()
@@ -587,13 +682,6 @@ class Daemon:
 
     def _decoder_state(self) -> dict[str, Any] | None:
         return self.decoder.state() if hasattr(self.decoder, "state") else None
-
-    def _update_lag(self) -> None:
-        for (topic, partition), position in self.positions.items():
-            high = self.consumer.highwater(TopicPartition(topic, partition))
-            if high is not None:
-                self.metrics.lag.labels(topic, str(partition)).set(max(0, high - position))
-
 
 class _Rebalance(ConsumerRebalanceListener):
     """Hands state over before partitions are revoked and notes assignments for the loop
