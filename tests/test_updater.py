@@ -209,3 +209,66 @@ def test_a_key_in_alarm_for_admit_after_relearns_its_threshold_without_a_new_mod
     assert in_alarm[0.0] > 0.9, in_alarm  # the old threshold never gets used to it
     assert in_alarm[4 * 3600.0] < 0.7 * in_alarm[0.0] and resolved[4 * 3600.0] >= 1, (
         in_alarm, resolved)
+
+
+def test_a_background_round_never_reads_the_buffer_the_scoring_thread_fills(trained):
+    """The round learns from a copy taken on the scoring thread: while it runs, new keys
+    keep arriving in a per-key buffer (and here the live buffer is made unreadable) and
+    the round still completes."""
+    import threading
+
+    from streamae.updater import online
+
+    detector, config = trained
+    config = dataclasses.replace(config, updater=dataclasses.replace(
+        config.updater, buffer="per-key", min_windows=20, cooldown=0.0, drift="none",
+        epochs=1, device="cpu", gate_tolerance=1.0, gate_alarm_rate=1.0, admit_after=0.0))
+    updater = online.OnlineUpdater(config, detector, background=True)
+    rng = np.random.default_rng(0)
+    shape = (detector.window, len(detector.channels))
+
+    def feed(key, n, t0):
+        updater.observe(rng.normal(size=(n, *shape)).astype(np.float32),
+                        np.array([key] * n, dtype=object), t0 + np.arange(n, dtype=float),
+                        np.zeros(n), np.zeros(n, dtype=bool))
+
+    for k in range(3):
+        feed(f"k{k}", 40, 0.0)
+    live_buffer, real = updater.buffer, online.fine_tune
+
+    class Unreadable:
+        def __getattr__(self, name):
+            raise AssertionError(f"the round read the live buffer ({name})")
+
+    def busy_fine_tune(*args, **kwargs):
+        updater.buffer = Unreadable()  # from here to the end of the round
+        return real(*args, **kwargs)
+
+    arriving = threading.Event()
+
+    def scoring_thread():
+        n = 0
+        while not arriving.is_set():
+            live_buffer.add(rng.normal(size=(2, *shape)).astype(np.float32),
+                            np.array([f"new{n}"] * 2, dtype=object), np.array([1e3, 1e3 + 1]),
+                            np.zeros(2, dtype=bool))
+            n += 1
+
+    online.fine_tune = busy_fine_tune
+    other = threading.Thread(target=scoring_thread)
+    try:
+        updater.request()
+        updater.poll(100.0)
+        other.start()
+        updater._thread.join(120)
+    finally:
+        arriving.set()
+        other.join()
+        online.fine_tune = real
+        updater.buffer = live_buffer
+    [round_] = updater.rounds
+    assert not any(r.startswith("error") for r in round_.reasons), round_.reasons
+    assert round_.accepted
+    update = updater.poll(101.0)  # the round ran to its end: its model waits to swap in
+    assert update is not None and update.model is not None
+    assert set(update.calibration) == {"k0", "k1", "k2"}

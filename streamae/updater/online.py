@@ -59,6 +59,18 @@ class Round:
 
 
 @dataclass
+class Snapshot:
+    """A round's copy of the buffer: training windows (with times and keys, oldest first),
+    the newest windows for the gate, and each key's newest windows for its threshold."""
+
+    windows: np.ndarray
+    ts: np.ndarray
+    keys: np.ndarray
+    recent: np.ndarray
+    newest: dict[str, np.ndarray]
+
+
+@dataclass
 class Update:
     """What :meth:`OnlineUpdater.poll` hands the pipeline between batches: a model to swap
     in (or None: same model) and keys' recent scores under the model that will score them,
@@ -165,8 +177,7 @@ class OnlineUpdater:
             self._manual = self._drift = False
             self._since_round = 0
             self._last_round_at = now
-            windows, ts, keys = self.buffer.keyed_windows()
-            args = (self.live, windows, ts, keys, now, reason)
+            args = (self.live, self._snapshot(), now, reason)
             if self.background:
                 self._thread = threading.Thread(target=self._round, args=args,
                                                 name="streamae-updater", daemon=True)
@@ -179,7 +190,8 @@ class OnlineUpdater:
             return ready
         # a new normal: only its newest scores, which the change dominates
         points = self.config.threshold.init_points
-        calibration = self._calibration(self.live, relearn, points) if relearn else {}
+        calibration = (self._calibration(self.live, self._newest(relearn, points))
+                       if relearn else {})
         if calibration:
             log.info("thresholds of %s re-learn on their new normal",
                      ", ".join(sorted(calibration)))
@@ -192,24 +204,33 @@ class OnlineUpdater:
             self.live = ready.model
         return ready
 
-    def _round(self, live: Detector, windows: np.ndarray, ts: np.ndarray, keys: np.ndarray,
-               now: float, reason: str) -> None:
+    def _snapshot(self) -> Snapshot:
+        """What a round learns from, copied on the scoring thread: the background round
+        never reads the buffer, which the scoring thread goes on filling."""
+        windows, ts, keys = self.buffer.keyed_windows()
         n_hold = max(1, int(len(windows) * self.cfg.holdout_fraction))
-        train, holdout = windows[:-n_hold], windows[-n_hold:]
-        recent = self.buffer.newest(4 * n_hold)
+        return Snapshot(windows, ts, keys, self.buffer.newest(4 * n_hold),
+                        self._newest(self.buffer.keys(), self.cfg.calibration_points))
+
+    def _round(self, live: Detector, snap: Snapshot, now: float, reason: str) -> None:
         try:
-            candidate, report = fine_tune(live, train, self.cfg, self.seed + len(self.rounds),
-                                          train=self.config.train)
-            # a new version scores on its own calibration: fitted on the held-out windows
-            held_keys = keys[-n_hold:]
-            order = np.argsort(held_keys.astype(str), kind="stable")  # each key's in time order
-            candidate = candidate.recalibrated(holdout[order], held_keys[order])
-            verdict = validate(live, candidate, holdout, recent, self.cfg,
-                               self.config.threshold)
+            self._try_round(live, snap, now, reason)
         except Exception as exc:  # a failed round must never stop scoring
             log.exception("update round failed")
             self.rounds.append(Round(now, reason, False, reasons=[f"error: {exc}"]))
-            return
+
+    def _try_round(self, live: Detector, snap: Snapshot, now: float, reason: str) -> None:
+        windows, ts, keys = snap.windows, snap.ts, snap.keys
+        n_hold = max(1, int(len(windows) * self.cfg.holdout_fraction))
+        train, holdout = windows[:-n_hold], windows[-n_hold:]
+        candidate, report = fine_tune(live, train, self.cfg, self.seed + len(self.rounds),
+                                      train=self.config.train)
+        # a new version scores on its own calibration: fitted on the held-out windows
+        held_keys = keys[-n_hold:]
+        order = np.argsort(held_keys.astype(str), kind="stable")  # each key's in time order
+        candidate = candidate.recalibrated(holdout[order], held_keys[order])
+        verdict = validate(live, candidate, holdout, snap.recent, self.cfg,
+                           self.config.threshold)
         result = Round(now, reason, verdict.accepted, candidate.version, verdict.reasons,
                        {**verdict.metrics, "seconds": report.seconds,
                         "windows_per_s": report.windows_per_s})
@@ -218,8 +239,7 @@ class OnlineUpdater:
             log.warning("candidate %s rejected (%s): %s", candidate.version, reason,
                         "; ".join(verdict.reasons))
             return
-        calibration = self._calibration(candidate, self.buffer.keys(),
-                                        self.cfg.calibration_points)
+        calibration = self._calibration(candidate, snap.newest)
         candidate.info = {**candidate.info, "parent": live.version, "trigger": reason,
                           "data_range": [float(ts.min()), float(ts.max())]}
         if self.store is not None:
@@ -230,21 +250,24 @@ class OnlineUpdater:
         with self._lock:
             self._ready = Update(candidate, calibration)
 
-    def _calibration(self, model: Detector, keys: Iterable[str],
-                     points: int) -> dict[str, np.ndarray]:
-        """Each key's newest ``points`` point scores under ``model`` (as far as the buffer
-        holds them), oldest first; keys with fewer than ``threshold.init_points`` are left
-        out."""
+    def _newest(self, keys: Iterable[str], points: int) -> dict[str, np.ndarray]:
+        """Each key's newest windows covering ``points`` points (as far as the buffer holds
+        them), oldest first; keys with fewer than ``threshold.init_points`` are left out."""
         hop = self.config.window.hop
         per_key = -(-max(points, self.config.threshold.init_points) // hop) + 1
         out = {}
-        for key in keys:
+        for key in list(keys):
             mine = self.buffer.newest_of(key, per_key)
-            if len(mine) * hop < self.config.threshold.init_points:
-                continue
-            step, _ = model.score(mine, batch_size=1024)
-            out[key] = step[:, -hop:].ravel()
+            if len(mine) * hop >= self.config.threshold.init_points:
+                out[key] = mine
         return out
+
+    def _calibration(self, model: Detector,
+                     newest: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each key's point scores under ``model`` on its newest windows."""
+        hop = self.config.window.hop
+        return {key: model.score(mine, batch_size=1024)[0][:, -hop:].ravel()
+                for key, mine in newest.items()}
 
     def summary(self) -> list[dict[str, Any]]:
         return [dataclasses.asdict(r) for r in self.rounds]
