@@ -673,12 +673,12 @@ def _synth(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace) -> int:
     import yaml
 
-    from streamae.config import config_to_dict
+    from streamae.config import public_dict
 
     config = _load(args)
     if args.action == "check":
         print(f"{args.config or 'packaged defaults'}: ok")
     else:
-        print(yaml.safe_dump(json.loads(json.dumps(config_to_dict(config))), sort_keys=False),
+        print(yaml.safe_dump(json.loads(json.dumps(public_dict(config))), sort_keys=False),
               end="")
     return 0

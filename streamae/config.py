@@ -485,6 +485,28 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return plain(config)
 
 
+SECRET_FIELD = re.compile(r"password|secret|token|credential|signing_key", re.I)
+_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+
+
+def masked(data: Any) -> Any:
+    """A copy of plain config data safe to print, log or write into a report: the value of
+    every secret-looking field becomes ``***`` (a ``${VAR}`` reference stays: it names the
+    secret, it does not hold it)."""
+    if isinstance(data, dict):
+        return {k: ("***" if isinstance(k, str) and SECRET_FIELD.search(k) and v is not None
+                    and not (isinstance(v, str) and _REFERENCE.match(v)) else masked(v))
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [masked(v) for v in data]
+    return data
+
+
+def public_dict(config: Any) -> dict[str, Any]:
+    """:func:`config_to_dict` with secrets masked: what ``config show`` and reports render."""
+    return masked(config_to_dict(config))
+
+
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"config section '{prefix or 'top level'}' must be a mapping, "

@@ -14,7 +14,7 @@ import numpy as np
 
 from streamae import __version__
 from streamae.backtest import BacktestResult, run_backtest, status_counts, write_outputs
-from streamae.config import Config, config_to_dict
+from streamae.config import Config, public_dict
 from streamae.evaluate.html import git_sha, write_html
 from streamae.evaluate.report import HEADLINE, evaluate, markdown_table, run_baselines
 from streamae.models.detector import Detector, train_detector
@@ -85,7 +85,7 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
         "model_version": detector.version,
         "rows": len(frame), "keys": len(frame.unique_keys()), "events": len(result.events),
         "row_status": status_counts(result), "point_policy": result.counts,
-        "config": config_to_dict(config), "git_sha": git_sha(),
+        "config": public_dict(config), "git_sha": git_sha(),
     }
     if updater is not None:
         report["updates"] = result.updates

@@ -128,3 +128,38 @@ def test_pretrain_finetune_embed_and_model_store_commands(tmp_path, capsys):
     assert main(["models", "list", "--store", store]) == 0
     listing = capsys.readouterr().out.splitlines()
     assert listing[0].startswith(f"* {versions[0]}")
+
+
+def test_no_secret_appears_in_a_rendered_config_report_or_log(tmp_path, capsys, caplog,
+                                                             monkeypatch):
+    """A literal password in the YAML is used, never shown: config show, report.json,
+    report.html and the clients' debug log all mask it (a ${VAR} reference is shown)."""
+    import logging
+
+    from streamae.config import load_config
+    from streamae.daemon import clients
+
+    secret = "hunter2-do-not-print"
+    monkeypatch.setenv("TLS_PASS", "from-the-environment")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("kafka:\n  security_protocol: SASL_PLAINTEXT\n  client:\n"
+                   "    sasl_mechanism: PLAIN\n    sasl_plain_username: me\n"
+                   f"    sasl_plain_password: {secret}\n    ssl_password: ${{TLS_PASS}}\n")
+    assert main(["config", "show", "--config", str(cfg)]) == 0
+    shown = capsys.readouterr().out
+    assert secret not in shown and "sasl_plain_password: '***'" in shown
+    assert "${TLS_PASS}" in shown
+    data = tmp_path / "data.csv.gz"
+    assert main(["synth", "--out", str(data), "--keys", "1", "--points", "400",
+                 "--clean-head", "200"]) == 0
+    out = tmp_path / "run"
+    assert main(["backtest", "--train-head", "0.5", "--input", str(data), "--out", str(out),
+                 "--config", str(cfg), *SMALL]) == 0
+    for path in out.iterdir():
+        if path.suffix in (".json", ".html", ".md", ".jsonl", ".csv"):
+            assert secret not in path.read_text(errors="replace"), path.name
+    caplog.set_level(logging.DEBUG, logger="streamae")
+    settings = clients.client_settings(load_config(cfg).kafka)
+    assert settings["sasl_plain_password"] == secret  # used as given
+    clients.log.debug("producer settings %s", clients.masked(settings))
+    assert secret not in caplog.text and "from-the-environment" not in caplog.text

@@ -15,12 +15,11 @@ from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssi
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streamae.config import DaemonConfig, KafkaConfig
+from streamae.config import DaemonConfig, KafkaConfig, masked
 from streamae.errors import ConfigError, KafkaAccessError
 
 log = logging.getLogger(__name__)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_SECRET = re.compile(r"password|secret|token|credential", re.I)
 
 
 def _expand(name: str, value: Any) -> Any:
@@ -125,11 +124,6 @@ def _untrusted_certificate(settings: dict[str, Any], host: str, port: int) -> st
         return exc.verify_message or str(exc)
     except (OSError, ssl.SSLError):
         return None
-
-
-def masked(settings: dict[str, Any]) -> dict[str, Any]:
-    """A copy safe to log: secret-looking values replaced."""
-    return {k: "***" if _SECRET.search(k) and v is not None else v for k, v in settings.items()}
 
 
 def consumer(config: KafkaConfig, daemon: DaemonConfig, exactly_once: bool,
