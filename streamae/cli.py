@@ -487,8 +487,10 @@ def _models(args: argparse.Namespace) -> int:
             args.set = [f"kafka.bootstrap_servers={args.bootstrap_servers}", *args.set]
         config = _load(args)
         topic = args.announce or config.daemon.models_topic or "streamae.models"
+        from streamae.daemon.signing import key_from_env
+
         doc = announce.announcement(store.root / "versions" / store.current())
-        announce.publish(config.kafka, topic, doc)
+        announce.publish(config.kafka, topic, doc, key_from_env(config.daemon.signature_key_env))
         print(f"announced {doc['version']} on {topic} ({doc['path']})")
     return 0
 
@@ -566,15 +568,19 @@ def _control(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
     from streamae.daemon.clients import client_settings
+    from streamae.daemon.signing import key_from_env, sign
 
     if args.bootstrap_servers:
         args.set = [f"kafka.bootstrap_servers={args.bootstrap_servers}", *args.set]
     config = _load(args)
-    command = {"command": args.action, **({"key": args.key} if args.key else {})}
+    command = sign({"command": args.action, **({"key": args.key} if args.key else {})},
+                   key_from_env(config.daemon.signature_key_env))
     producer = KafkaProducer(**client_settings(config.kafka), acks="all")
     producer.send(config.daemon.control_topic, json.dumps(command).encode()).get(30)
     producer.close()
-    print(f"sent {command} to {config.daemon.control_topic}")
+    shown = {k: v for k, v in command.items() if k != "signature"}
+    print(f"sent {shown}{' (signed)' if 'signature' in command else ''} to "
+          f"{config.daemon.control_topic}")
     return 0
 
 

@@ -328,6 +328,10 @@ class DaemonConfig:
     models_topic: str | None = _opt(None, "follow model announcements on this compacted "
                                     "topic (streamae models promote --announce) and swap "
                                     "in each verified version; null: off")
+    signature_key_env: str | None = _opt(
+        None, "environment variable holding the fleet's shared key: model announcements and "
+        "control messages must carry its HMAC-SHA256 signature (refused and counted "
+        "otherwise); publishers sign with it; null: off")
     http_host: str = _opt("127.0.0.1", "address for /metrics, /healthz, /readyz")
     http_port: int = _opt(9108, "port for /metrics, /healthz, /readyz (0: off)", min=0,
                           max=65535)

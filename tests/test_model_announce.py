@@ -146,3 +146,45 @@ def test_the_updater_process_announces_what_it_accepts_to_every_daemon(
         producer.close()
         for run in [*scorers, updater]:
             run.stop()
+
+
+def test_with_signing_on_a_forged_or_unsigned_announcement_is_refused(
+        kafka, model, live, train_frame, tmp_path, monkeypatch, capsys):
+    """``daemon.signature_key_env`` set: an announcement signed with another key, or not at
+    all, is refused and counted; one that ``models promote --announce`` signs with the
+    fleet's key is swapped in."""
+    detector, _, config = model
+    monkeypatch.setenv("STREAMAE_TEST_KEY", "fleet-secret")
+    store = ModelStore(tmp_path / "store")
+    store.add(detector)
+    store.promote(detector.version)
+    newer = train_detector(train_frame, dataclasses.replace(
+        config, train=dataclasses.replace(config.train, seed=11)))
+    store.add(newer, parent=detector.version)
+    topic = kafka.topic("models")
+    cfg = daemon_config(config, kafka, tmp_path / "d", models_topic=topic,
+                        signature_key_env="STREAMAE_TEST_KEY")
+    kafka.produce(cfg.input.topics[0], frame_messages(live)[:200])
+    run = InProcess(cfg, detector)
+
+    def refused():
+        return run.daemon.metrics.registry.get_sample_value(
+            "streamae_signed_messages_refused_total", {"topic": topic}) or 0
+
+    try:
+        run.wait_consumed(200)
+        doc = announce.announcement(store.root / "versions" / newer.version)
+        announce.publish(kafka.config, topic, doc)  # unsigned
+        wait_for(lambda: refused() == 1)
+        announce.publish(kafka.config, topic, doc, key=b"a guess")  # forged
+        wait_for(lambda: refused() == 2)
+        assert run.daemon.pipeline.detector.version == detector.version
+        yaml_cfg = tmp_path / "signed.yaml"
+        yaml_cfg.write_text("daemon:\n  signature_key_env: STREAMAE_TEST_KEY\n")
+        assert main(["models", "promote", newer.version, "--store", str(store.root),
+                     "--announce", topic, "--bootstrap-servers", kafka.bootstrap_servers,
+                     "--config", str(yaml_cfg)]) == 0
+        wait_for(lambda: run.daemon.pipeline.detector.version == newer.version)
+        assert refused() == 2 and run.thread.is_alive()
+    finally:
+        run.stop()

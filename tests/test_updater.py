@@ -272,3 +272,27 @@ def test_a_background_round_never_reads_the_buffer_the_scoring_thread_fills(trai
     update = updater.poll(101.0)  # the round ran to its end: its model waits to swap in
     assert update is not None and update.model is not None
     assert set(update.calibration) == {"k0", "k1", "k2"}
+
+
+def test_signed_control_commands_only_when_signing_is_on(trained, monkeypatch):
+    import json
+
+    from streamae.daemon.signing import sign
+    from streamae.daemon.updates import DaemonUpdates
+    from streamae.errors import ConfigError
+
+    detector, config = trained
+    config = dataclasses.replace(config, daemon=dataclasses.replace(
+        config.daemon, signature_key_env="STREAMAE_TEST_KEY"))
+    monkeypatch.delenv("STREAMAE_TEST_KEY", raising=False)
+    with pytest.raises(ConfigError, match="signature_key_env"):
+        DaemonUpdates(config, detector)
+    monkeypatch.setenv("STREAMAE_TEST_KEY", "fleet-secret")
+    refused = []
+    updates = DaemonUpdates(config, detector, lambda *a: refused.append(a))
+    for doc in ({"command": "update"}, sign({"command": "update"}, b"other key"),
+                {**sign({"command": "update"}, b"fleet-secret"), "command": "admit"}):
+        updates._command(json.dumps(doc).encode())
+    assert len(refused) == 3 and not updates.updater._manual
+    updates._command(json.dumps(sign({"command": "update"}, b"fleet-secret")).encode())
+    assert updates.updater._manual and len(refused) == 3

@@ -25,6 +25,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streamae.config import KafkaConfig
+from streamae.daemon import signing
 from streamae.daemon.clients import client_settings, ensure_topics
 from streamae.errors import ModelError
 from streamae.models.detector import FILES as MODEL_FILES
@@ -45,12 +46,15 @@ def announcement(model_dir: str | Path) -> dict[str, Any]:
             "announced_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def publish(kafka: KafkaConfig, topic: str, doc: dict[str, Any]) -> None:
-    """Write ``doc`` to the (compacted) announcement topic and wait for the brokers."""
+def publish(kafka: KafkaConfig, topic: str, doc: dict[str, Any],
+            key: bytes | None = None) -> None:
+    """Write ``doc`` (signed with ``key`` when given, see :mod:`streamae.daemon.signing`)
+    to the (compacted) announcement topic and wait for the brokers."""
     ensure_topics(kafka, [topic], compacted=True)
     producer = KafkaProducer(**client_settings(kafka), acks="all")
     try:
-        producer.send(topic, key=KEY, value=json.dumps(doc).encode()).get(timeout=30)
+        producer.send(topic, key=KEY, value=json.dumps(signing.sign(doc, key)).encode()).get(
+            timeout=30)
     finally:
         producer.close()
 

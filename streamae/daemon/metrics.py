@@ -50,6 +50,9 @@ class DaemonMetrics:
         self.models_refused = Counter("streamae_models_refused",
                                       "announced models refused (checksum, layout)",
                                       registry=r)
+        self.refused = Counter("streamae_signed_messages_refused", "model announcements "
+                               "and control messages refused: unsigned or signature wrong",
+                               ["topic"], registry=r)
         self.moves = Counter("streamae_partition_moves", "input partitions received (state "
                              "from: state_topic, checkpoint, none) or given up (out)",
                              ["direction", "state"], registry=r)

@@ -25,7 +25,7 @@ from kafka.structs import OffsetAndMetadata
 
 from streamae.clock import wall_clock
 from streamae.config import Config
-from streamae.daemon import announce, clients
+from streamae.daemon import announce, clients, signing
 from streamae.daemon.changelog import MAX_RECORD_BYTES, Changelog, Partition, Snapshot, \
     topic_options
 from streamae.daemon.checkpoint import CheckpointStore, Offsets
@@ -96,9 +96,11 @@ class Daemon:
             config = updater_config(config)
         detector = starting_model(config, detector)
         self.config, self.detector = config, detector
-        self.updates = DaemonUpdates(config, detector) if config.updater.enabled else None
+        self.updates = (DaemonUpdates(config, detector, self._refused)
+                        if config.updater.enabled else None)
         self.exactly_once = config.daemon.delivery == "exactly-once"
         self.store = CheckpointStore(config.daemon.state_dir)
+        self.signing_key = signing.key_from_env(config.daemon.signature_key_env)
         self.metrics = DaemonMetrics()
         self.metrics.model.labels(detector.version).set(1)
         self.stopping = threading.Event()
@@ -262,6 +264,12 @@ class Daemon:
             if version == current:
                 continue
             try:
+                signing.check(doc, self.signing_key)
+            except signing.SignatureError as exc:
+                self._refused(self.config.daemon.models_topic, f"model announcement {version}",
+                              exc)
+                continue
+            try:
                 detector = announce.verified(doc)
                 self.pipeline.swap(detector)
             except (ModelError, InputFormatError, OSError, KeyError, TypeError) as exc:
@@ -276,6 +284,10 @@ class Daemon:
             self.metrics.model.clear()
             self.metrics.model.labels(detector.version).set(1)
             log.info("announced model %s verified and swapped in (was %s)", version, current)
+
+    def _refused(self, topic: str, what: str, why: Exception) -> None:
+        self.metrics.refused.labels(topic).inc()
+        log.error("refused %s on %s: %s", what, topic, why)
 
     def _step_updates(self) -> None:
         """Between batches (and every second when idle): control commands, then swap in
@@ -297,7 +309,8 @@ class Daemon:
         version = self.unannounced
         try:
             doc = announce.announcement(Path(self.config.updater.store) / "versions" / version)
-            announce.publish(self.config.kafka, self.config.daemon.models_topic, doc)
+            announce.publish(self.config.kafka, self.config.daemon.models_topic, doc,
+                             self.signing_key)
         except (KafkaError, OSError, ModelError) as exc:
             log.error("could not announce model %s (%s); retrying", version, exc)
             return

@@ -8,12 +8,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 
 from streamae.config import Config
+from streamae.daemon import signing
 from streamae.daemon.clients import client_settings
 from streamae.errors import ConfigError
 from streamae.models.detector import Detector
@@ -54,8 +56,11 @@ def starting_model(config: Config, given: Detector) -> Detector:
 
 
 class DaemonUpdates:
-    def __init__(self, config: Config, live: Detector) -> None:
+    def __init__(self, config: Config, live: Detector,
+                 refused: Callable[[str, str, Exception], None] | None = None) -> None:
         self.config = config
+        self.key = signing.key_from_env(config.daemon.signature_key_env)
+        self.refused = refused
         store = ModelStore(config.updater.store) if config.updater.store else None
         if store is not None and live.version not in {v["version"] for v in store.versions()}:
             store.add(live, note="daemon start")
@@ -99,6 +104,15 @@ class DaemonUpdates:
             command = doc["command"]
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring malformed control message %r", raw[:200])
+            return
+        try:
+            signing.check(doc, self.key)
+        except signing.SignatureError as exc:
+            if self.refused is not None:
+                self.refused(self.config.daemon.control_topic, f"control command {command!r}",
+                             exc)
+            else:
+                log.error("refused control command %r: %s", command, exc)
             return
         if command == "update":
             log.info("manual update requested")
