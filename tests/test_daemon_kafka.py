@@ -265,10 +265,12 @@ def assert_backtest_events(got, expected):
         same_events(events, want[key])
 
 
-@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
-def test_broker_restart_mid_stream(kafka, model, live, expected, tmp_path, delivery):
-    """The broker stops for 10 s while the daemon is busy, then comes back: the daemon
-    carries on unattended and the output holds exactly the backtest's events."""
+@pytest.mark.parametrize("delivery,fault", [("at-least-once", "stop"),
+                                            ("exactly-once", "stop"), ("exactly-once", "kill")])
+def test_broker_restart_mid_stream(kafka, model, live, expected, tmp_path, delivery, fault):
+    """The broker stops (or is killed with kill -9) for 10 s while the daemon is busy, then
+    comes back: the daemon carries on unattended and the output holds exactly the
+    backtest's events."""
     if kafka.broker is None:
         pytest.skip("an external cluster cannot be restarted by the suite")
     detector, _, config = model
@@ -281,7 +283,7 @@ def test_broker_restart_mid_stream(kafka, model, live, expected, tmp_path, deliv
     kafka.produce(cfg.input.topics[0], messages[quarter:])
     time.sleep(0.3)  # mid-stream: batches and commits in flight
     try:
-        kafka.broker.stop()
+        kafka.broker.stop() if fault == "stop" else kafka.broker.kill()
         time.sleep(10)
     finally:
         kafka.broker.start()
