@@ -13,7 +13,8 @@ does not have, or the same id with other content) / duplicated. Exactly-once sce
 read the output as a ``read_committed`` consumer.
 
 Scenarios (``--only`` names):
-  kill9        ``--kills`` kill -9 restarts at random moments, at-least-once and exactly-once
+  kill9        ``--kills`` kill -9 restarts, each at a random moment 0.2-2.5 s after that
+               start got its partitions, at-least-once and exactly-once
   broker       the broker stopped for 10 s mid-stream and started again, both modes; and
                the broker killed with kill -9 (exactly-once)
   malformed    ``--bad`` malformed messages of many kinds mixed into the stream: sent,
@@ -231,13 +232,19 @@ def kill9(world: World, args: argparse.Namespace, delivery: str) -> dict[str, An
     daemons = Daemons(path, path.parent)
     rng = random.Random(args.seed)
     bootstrap = world.broker.bootstrap_servers
-    pace = 4.0 * (args.kills + 1)
+    pace = 8.0 * (args.kills + 1)  # the stream lasts through every restart
     producer = threading.Thread(target=send_all, args=(bootstrap, cfg.input.topics[0],
                                                        world.messages, pace, 40))
+    log = path.parent / "daemon-a.log"
     proc = daemons.start()
     producer.start()
-    for _ in range(args.kills):
-        time.sleep(rng.uniform(2.0, 6.0))  # start-up included: some kills land before ready
+    for i in range(args.kills):
+        # once this start has its partitions, at a random moment of its work
+        deadline = time.monotonic() + 60
+        while log.read_text(errors="replace").count("assigned ") <= i \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(rng.uniform(0.2, 2.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc = daemons.start()
