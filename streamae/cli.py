@@ -280,6 +280,9 @@ def _train(args: argparse.Namespace) -> int:
     from streamae import jobs
     from streamae.io.files import read_frames
 
+    from streamae.models.detector import check_model_out
+
+    check_model_out(args.out)  # before any work: the destination must be safe to write
     config = _load(args)
     _threads(config)
     frame = read_frames(args.input, config.data)
@@ -408,6 +411,9 @@ def _finetune(args: argparse.Namespace) -> int:
              "updater.freeze_layers": args.freeze_layers, "updater.lr": args.lr,
              "updater.encoder_lr_scale": args.encoder_lr_scale, "updater.epochs": args.epochs}
     args.set = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
+    from streamae.models.detector import check_model_out
+
+    check_model_out(args.out)
     config = _load(args)
     _threads(config)
     pretrained = Detector.load(args.source)

@@ -163,3 +163,28 @@ def test_no_secret_appears_in_a_rendered_config_report_or_log(tmp_path, capsys, 
     assert settings["sasl_plain_password"] == secret  # used as given
     clients.log.debug("producer settings %s", clients.masked(settings))
     assert secret not in caplog.text and "from-the-environment" not in caplog.text
+
+
+def test_train_never_overwrites_what_is_not_a_model(tmp_path):
+    """``--out`` onto a data file or a folder of other files is refused before any work
+    (exit 2, one line naming the problem), and the file is left as it was."""
+    def streamae(*args):
+        return subprocess.run([sys.executable, "-m", "streamae", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+
+    assert streamae("synth", "--out", "data.csv.gz", "--keys", "1", "--points", "300").returncode == 0
+    before = (tmp_path / "data.csv.gz").read_bytes()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("keep me")
+    for out, problem in (("data.csv.gz", "existing file"), ("notes", "holding other files")):
+        done = streamae("train", "--input", "data.csv.gz", "--out", out, *SMALL)
+        assert done.returncode == 2, done.stderr
+        first = done.stderr.strip().splitlines()[0]
+        assert first.startswith("error: ") and problem in first and "--out" in first
+        assert "Traceback" not in done.stderr
+    assert (tmp_path / "data.csv.gz").read_bytes() == before
+    assert (other / "todo.txt").read_text() == "keep me"
+    assert streamae("train", "--input", "data.csv.gz", "--out", "model", *SMALL).returncode == 0
+    again = streamae("train", "--input", "data.csv.gz", "--out", "model", *SMALL)
+    assert again.returncode == 0, again.stderr  # an earlier model is replaced

@@ -41,6 +41,19 @@ FORMAT = "streamae.model/2"
 FILES = ("model.safetensors", "calibration.safetensors")
 
 
+def check_model_out(directory: str | Path) -> None:
+    """Refuse a model destination that holds something other than a streamae model (a
+    file, or a non-empty folder without ``meta.json``): saving there would delete it."""
+    path = Path(directory)
+    if path.is_file() or path.is_symlink() and not path.is_dir():
+        raise ModelError(f"{path} is an existing file, not a model directory: saving the "
+                         "model there would delete it; choose another --out")
+    if path.is_dir() and any(path.iterdir()) and not (path / "meta.json").is_file():
+        raise ModelError(f"{path} is a folder holding other files, not a streamae model: "
+                         "saving the model there would delete them; choose another --out "
+                         "(an empty or new folder, or an earlier model to replace)")
+
+
 @dataclass
 class Detector:
     """Everything needed to score windows of one channel layout."""
@@ -93,8 +106,10 @@ class Detector:
             self, calibration=self.calibration.refit(self.errors(holdout, 1024), keys))
 
     def save(self, directory: str | Path) -> Path:
-        """Write the checkpoint atomically (a reader never sees half a model)."""
+        """Write the checkpoint atomically (a reader never sees half a model). Only an
+        earlier model is replaced: never a file or a folder of other things."""
         directory = Path(directory)
+        check_model_out(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
