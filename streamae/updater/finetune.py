@@ -89,8 +89,11 @@ def fine_tune(detector: Detector, windows: np.ndarray, cfg: UpdaterConfig,
         train or TrainConfig(), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         patience=cfg.patience, min_epochs=1, lr_schedule="constant",
         time_budget=cfg.time_budget, device=cfg.device, seed=seed)
+    # members with a closed form (the linear autoencoder) are refitted on the new windows,
+    # unless the encoder is to stay fixed; the others learn by gradient
+    closed = not cfg.freeze_encoder and not cfg.freeze_layers
     result = fit(model, windows[: len(windows) - n_val], windows[len(windows) - n_val:],
-                 settings, param_groups=groups, closed_form=False)
+                 settings, param_groups=groups, closed_form=closed)
     # the scaling is part of the model: the same weights on new sensors are a new version
     digest = hashlib.sha256(b"".join(t.detach().numpy().tobytes()
                                      for t in model.state_dict().values())
@@ -104,7 +107,8 @@ def fine_tune(detector: Detector, windows: np.ndarray, cfg: UpdaterConfig,
     report = FinetuneReport(result.device, len(windows), len(result.epochs), seconds,
                             seen / seconds if seconds > 0 else math.nan,
                             result.epochs[-1].train_loss if result.epochs else math.nan,
-                            result.best_val_loss, result.stopped,
+                            result.best_val_loss,
+                            result.stopped if result.epochs else "closed form",
                             result.best_val_loss < result.initial_val_loss,
                             {g["name"]: {"lr": g["lr"], "tensors": len(g["params"])}
                              for g in groups})
