@@ -336,6 +336,7 @@ class FailsOnce:
         return getattr(self.producer, name)
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
 def test_an_error_inside_a_batch_commits_nothing(kafka, model, live, expected, tmp_path,
                                                  monkeypatch, delivery):
