@@ -15,6 +15,7 @@ import numpy as np
 from streamae import __version__
 from streamae.backtest import BacktestResult, run_backtest, status_counts, write_outputs
 from streamae.config import Config, public_dict
+from streamae.errors import StreamaeError
 from streamae.evaluate.html import git_sha, write_html
 from streamae.evaluate.report import HEADLINE, evaluate, markdown_table, run_baselines
 from streamae.models.detector import Detector, train_detector
@@ -77,6 +78,11 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
     ``sort``); write scores, events and (with labels) the report with metrics, baselines
     and plots."""
     out_dir = Path(out_dir)
+    mask = np.ones(len(frame), dtype=bool) if eval_mask is None else eval_mask
+    reference = train_frame if train_frame is not None else frame.take(~mask)
+    if baselines and frame.labels is not None and len(reference) == 0:
+        raise StreamaeError("baselines need training rows: pass --train PATH or "
+                            "--train-head F (or leave out --baselines)")
     result = run_backtest(frame, detector, config, on_rows=progress("scoring", len(frame)),
                           sort=sort, speed=speed, updater=updater)
     write_outputs(result, out_dir)
@@ -90,22 +96,19 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
     if updater is not None:
         report["updates"] = result.updates
     if frame.labels is not None:
-        mask = np.ones(len(frame), dtype=bool) if eval_mask is None else eval_mask
         report["evaluated_rows"] = int(mask.sum())
         report["tolerance_s"] = {"early": early, "late": late}
         detectors = {f"streamae-{detector.model_config.kind}": (result.score, result.anomaly)}
         if baselines:
-            reference = train_frame if train_frame is not None else frame.take(~mask)
-            if len(reference) == 0:
-                raise ValueError("baselines need training rows: pass --train or --train-head")
             for name, pair in run_baselines(list(baselines), reference, frame, config).items():
                 detectors[name] = pair
         probation = 0.0 if eval_mask is not None else 0.15
         report["detectors"] = {name: evaluate(frame, s, a, mask, early, late, point_adjusted,
                                               probation)
                                for name, (s, a) in detectors.items()}
-    if plots:
-        _plot(result, out_dir, plots)
+    for stale in out_dir.glob("plot_*.png"):  # an earlier run's plots are not this run's
+        stale.unlink()
+    report["plots"] = _plot(result, out_dir, plots) if plots else []
     if "detectors" in report:
         _write_markdown(report, out_dir)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
@@ -131,11 +134,12 @@ def _write_markdown(report: dict[str, Any], out_dir: Path) -> None:
              "adjustment.", ""]
     for name, res in report["detectors"].items():
         lines += [f"## {name} per key", "", markdown_table(res["per_key"], HEADLINE), ""]
-    lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in sorted(out_dir.glob("plot_*.png"))]
+    lines += ["## Plots", ""] + [f"![{Path(name).stem}]({name})" for name in report["plots"]]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def _plot(result: BacktestResult, out_dir: Path, limit: int) -> None:
+def _plot(result: BacktestResult, out_dir: Path, limit: int) -> list[str]:
+    """Plot the ``limit`` keys with the most labelled (else alarmed) points; their files."""
     from streamae.evaluate.plots import plot_key
 
     frame = result.frame
@@ -143,12 +147,15 @@ def _plot(result: BacktestResult, out_dir: Path, limit: int) -> None:
     keys = frame.keys[order]
     weight = frame.labels if frame.labels is not None else result.anomaly
     chosen = sorted(frame.unique_keys(), key=lambda k: -int(weight[frame.keys == k].sum()))[:limit]
+    written: list[str] = []
     for key in chosen:
         rows = order[keys == key]
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
         plot_key(out_dir / f"plot_{safe}.png", key, frame.timestamps[rows], frame.values[rows],
                  frame.channels, result.score[rows], result.threshold[rows],
                  result.anomaly[rows], None if frame.labels is None else frame.labels[rows])
+        written.append(f"plot_{safe}.png")
+    return written
 
 
 def _json_default(x: Any) -> Any:

@@ -56,7 +56,7 @@ def write_html(report: dict[str, Any], events: list[dict[str, Any]], out_dir: Pa
                   "precision x event recall; NAB: standard profile, alarm starts as "
                   "detections. Best value per column shaded. No point adjustment unless a "
                   "column says so.</p>"]
-    plots = sorted(out_dir.glob("plot_*.png"))
+    plots = [out_dir / name for name in report.get("plots", [])]
     if plots:
         parts.append("<h2>Signal, score, threshold and alarms</h2><p class=meta>Gold: labelled "
                      "anomalies; red: alarms; orange line: the threshold each point was "
