@@ -228,11 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _duration_arg(text: str) -> str:
+    """argparse type for durations: refused at parse time with the accepted forms."""
+    from streamae.durations import parse_duration
+
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    return text
+
+
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baselines", default="", metavar="NAMES",
-                   help="comma list run beside streamae: rolling-zscore, pca, half-space-trees")
-    p.add_argument("--early", default="0s", help="event tolerance before a labelled segment")
-    p.add_argument("--late", default="0s", help="event tolerance after a labelled segment")
+                   help="comma list run beside streamae: pca, isolation-forest, "
+                   "rolling-zscore, kmeans, half-space-trees")
+    p.add_argument("--early", default="0s", type=_duration_arg, metavar="DURATION",
+                   help="event tolerance before a labelled segment (e.g. 0s, 5m, 1h)")
+    p.add_argument("--late", default="0s", type=_duration_arg, metavar="DURATION",
+                   help="event tolerance after a labelled segment (e.g. 0s, 5m, 1h)")
     p.add_argument("--plots", type=int, default=6, help="keys to plot (0: none)")
     p.add_argument("--point-adjusted", action="store_true",
                    help="also report point-adjusted F1 (inflated; for comparison with papers)")
@@ -309,6 +323,9 @@ def _backtest(args: argparse.Namespace) -> int:
     if bool(args.input) == bool(args.kafka_topic):
         raise StreamaeError("backtest replays either files (--input PATH...) or a topic "
                             "(--kafka-topic T), not both or neither")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise StreamaeError(f"--out {args.out} is an existing file; backtest writes a folder "
+                            "of outputs: choose a folder name")
     if args.bootstrap_servers:
         args.set = [f"kafka.bootstrap_servers={args.bootstrap_servers}", *args.set]
     config = _load(args)
@@ -674,6 +691,10 @@ def _synth(args: argparse.Namespace) -> int:
     from streamae.io.files import write_frame_csv
     from streamae.synth import generate
 
+    parent = Path(args.out).parent
+    if not parent.is_dir():
+        raise StreamaeError(f"--out {args.out}: folder {parent} does not exist; create it "
+                            "first or choose another path")
     config = _load(args)
     data = generate(n_points=args.points, keys=args.keys, channels=args.channels,
                     clean_head=args.clean_head, seed=args.seed)

@@ -217,3 +217,33 @@ def test_baselines_without_training_rows_fail_before_any_scoring(tmp_path, capsy
                  "--out", str(out), "--baselines", "pca", *SMALL]) == 2
     assert "baselines need training rows" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_ordinary_mistakes_are_one_line_and_exit_2(tmp_path):
+    """Each mistake: exit 2, one ``error`` line naming the problem and the fix, no
+    traceback, nothing left behind."""
+    def streamae(*args):
+        return subprocess.run([sys.executable, "-m", "streamae", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+
+    assert streamae("synth", "--out", "d.csv.gz", "--keys", "1", "--points", "300").returncode == 0
+    with open(tmp_path / "tiny.csv", "w") as fh:
+        fh.write("timestamp,value\n" + "".join(f"{1767225600 + 60 * i},{i % 7}\n"
+                                               for i in range(10)))
+    (tmp_path / "f.txt").write_text("mine")
+    cases = [
+        (["backtest", "--train-head", "0.5", "--input", "d.csv.gz", "--out", "o",
+          "--early", "five"], "--early", "o"),
+        (["synth", "--out", "missing/dir/x.csv"], "does not exist", "missing"),
+        (["backtest", "--train-head", "0.5", "--input", "d.csv.gz", "--out", "f.txt"],
+         "existing file", None),
+        (["train", "--input", "tiny.csv", "--out", "m"], "shorten window.size", "m"),
+    ]
+    for args, problem, left in cases:
+        done = streamae(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert "Traceback" not in done.stderr and problem in lines[-1], (args, done.stderr)
+        if left:
+            assert not (tmp_path / left).exists(), args
+    assert (tmp_path / "f.txt").read_text() == "mine"

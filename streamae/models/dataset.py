@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamae.errors import InputFormatError
 from streamae.models.scaler import Scaler
 from streamae.types import Frame
 
@@ -58,7 +59,8 @@ def training_windows(frame: Frame, scaler: Scaler, window: int, stride: int = 1,
             view = view[: len(view) - n_val - window]
         train.append(view[::stride])
     if not train:
-        raise ValueError(f"no key has {window} rows: shorten window.size or add history")
+        raise InputFormatError(f"no key has {window} rows to train on: shorten window.size "
+                               "or add history")
     channels = frame.values.shape[1]
     train_w = _subsample(train, max_windows, window, channels)
     if not val:
