@@ -610,7 +610,9 @@ def _control(args: argparse.Namespace) -> int:
 def _log_setup(args: argparse.Namespace) -> None:
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python logs every failed connection attempt (dozens a minute while brokers are
+    # away); the daemon says what matters in its own lines: the client's only with -v
+    logging.getLogger("kafka").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     if args.log_format == "json":
         for handler in root.handlers:
             handler.setFormatter(_JsonLog())

@@ -247,3 +247,45 @@ def test_ordinary_mistakes_are_one_line_and_exit_2(tmp_path):
         if left:
             assert not (tmp_path / left).exists(), args
     assert (tmp_path / "f.txt").read_text() == "mine"
+
+
+def test_a_daemon_without_a_broker_says_so_once_and_stops_at_once(tmp_path):
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    from streamae.broker import free_port
+
+    def streamae(*args):
+        return subprocess.run([sys.executable, "-m", "streamae", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+
+    assert streamae("synth", "--out", "d.csv.gz", "--keys", "1", "--points", "300").returncode == 0
+    assert streamae("train", "--input", "d.csv.gz", "--out", "m", *SMALL).returncode == 0
+    port, http = free_port(), free_port()
+    log = open(tmp_path / "run.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamae", "run", "--model", "m",
+                             "--bootstrap-servers", f"127.0.0.1:{port}",
+                             "--set", "window.size=16", "--set", "window.hop=4",
+                             "--set", f"daemon.http_port={http}"],
+                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "no broker at" not in (tmp_path / "run.log").read_text():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        time.sleep(6)  # a retry or two
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{http}/readyz", timeout=5)
+        assert err.value.code == 503
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert time.monotonic() - stopped < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = (tmp_path / "run.log").read_text()
+    assert text.count("no broker at") == 1 and "Traceback" not in text
+    assert len(text.splitlines()) <= 5, text

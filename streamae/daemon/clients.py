@@ -99,9 +99,18 @@ def _first_server(settings: dict[str, Any]) -> tuple[str, int]:
     return host.strip("[]"), int(port or 9092)
 
 
-def _reachable(host: str, port: int) -> bool:
+def reachable(config: KafkaConfig) -> bool:
+    """True when any bootstrap server accepts a TCP connection."""
+    for server in config.bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if _reachable(host.strip("[]"), int(port or 9092), timeout=2.0):
+            return True
+    return False
+
+
+def _reachable(host: str, port: int, timeout: float = 5.0) -> bool:
     try:
-        socket.create_connection((host, port), timeout=5).close()
+        socket.create_connection((host, port), timeout=timeout).close()
         return True
     except OSError:
         return False

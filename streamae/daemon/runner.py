@@ -155,7 +155,11 @@ class Daemon:
         http = serve(self.metrics, d.http_host, d.http_port) if d.http_port else None
         lag = LagWatcher(k, d.group_id, self.config.input.topics, lambda: self.positions,
                          self.metrics, self.lag_every).start()
+        clean = True
         try:
+            self._wait_for_brokers()
+            if self.stopping.is_set():
+                return
             clients.check_access(k)
             try:
                 clients.ensure_topics(k, [d.output_topic, d.dead_letter_topic]
@@ -202,13 +206,24 @@ class Daemon:
             log.error("stopping after an error (%s: %s); nothing more is committed, the next "
                       "start resumes from the last durable checkpoint", type(exc).__name__, exc)
             raise
-        else:
-            clean = True
         finally:
             self._shutdown(commit=clean)
             lag.stop()
             if http:
                 http.shutdown()
+
+    def _wait_for_brokers(self, every: float = 5.0) -> None:
+        """Until a bootstrap server answers (or the daemon is stopped): one line saying so,
+        not-ready on /readyz, and a stop that takes effect at once."""
+        where = self.config.kafka.bootstrap_servers
+        waited = False
+        while not self.stopping.is_set() and not clients.reachable(self.config.kafka):
+            if not waited:
+                log.warning("no broker at %s yet; retrying every %.0f s", where, every)
+            waited = True
+            self.stopping.wait(every)
+        if waited and not self.stopping.is_set():
+            log.info("broker at %s reachable", where)
 
     def _loop(self) -> None:
         d = self.config.daemon
