@@ -36,7 +36,9 @@ def _opt_dict(help: str) -> Any:
 class DataConfig:
     """Column roles in files and rows."""
 
-    timestamp_column: str = _opt("timestamp", "column holding ISO 8601 text or epoch seconds")
+    timestamp_column: str = _opt("timestamp", "column holding ISO 8601 text or epoch numbers")
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns"] = _opt(
+        "auto", "unit of numeric timestamps in files (auto: by magnitude, as for Kafka input)")
     key_column: str = _opt("key", "column naming the sensor/entity; one key if absent")
     label_column: str = _opt("label", "ground-truth column, used for evaluation only")
     channels: list[str] | None = _opt(None, "channel columns; default: every other numeric column")

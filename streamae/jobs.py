@@ -83,6 +83,10 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
     if baselines and frame.labels is not None and len(reference) == 0:
         raise StreamaeError("baselines need training rows: pass --train PATH or "
                             "--train-head F (or leave out --baselines)")
+    unordered = out_of_order(frame)
+    if unordered and sort:
+        log.warning("%d rows are out of time order within their key; replayed in event-time "
+                    "order", unordered)
     result = run_backtest(frame, detector, config, on_rows=progress("scoring", len(frame)),
                           sort=sort, speed=speed, updater=updater)
     write_outputs(result, out_dir)
@@ -91,6 +95,7 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
         "model_version": detector.version,
         "rows": len(frame), "keys": len(frame.unique_keys()), "events": len(result.events),
         "row_status": status_counts(result), "point_policy": result.counts,
+        "rows_out_of_order": unordered, "replayed_in_event_time": sort,
         "config": public_dict(config), "git_sha": git_sha(),
     }
     if updater is not None:
@@ -114,6 +119,18 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
     write_html(report, result.events, out_dir)
     return BacktestJob(result, report, out_dir)
+
+
+def out_of_order(frame: Frame) -> int:
+    """Rows whose timestamp is older than an earlier row of the same key (input order)."""
+    late = 0
+    newest: dict[str, float] = {}
+    for key, ts in zip(frame.keys, frame.timestamps):
+        if ts < newest.get(key, -np.inf):
+            late += 1
+        else:
+            newest[key] = ts
+    return late
 
 
 def summary_table(report: dict[str, Any]) -> str:

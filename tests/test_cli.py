@@ -289,3 +289,20 @@ def test_a_daemon_without_a_broker_says_so_once_and_stops_at_once(tmp_path):
     text = (tmp_path / "run.log").read_text()
     assert text.count("no broker at") == 1 and "Traceback" not in text
     assert len(text.splitlines()) <= 5, text
+
+
+def test_rows_out_of_time_order_are_counted_in_the_report(tmp_path, capsys):
+    import gzip
+
+    data = tmp_path / "data.csv.gz"
+    assert main(["synth", "--out", str(data), "--keys", "1", "--points", "400",
+                 "--clean-head", "200"]) == 0
+    lines = gzip.open(data, "rt").read().splitlines()
+    lines[300], lines[301] = lines[301], lines[300]  # one pair swapped
+    shuffled = tmp_path / "shuffled.csv"
+    shuffled.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    assert main(["backtest", "--train-head", "0.5", "--input", str(shuffled), "--out",
+                 str(out), "--plots", "0", *SMALL]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["rows_out_of_order"] == 1 and report["replayed_in_event_time"]

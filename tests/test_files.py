@@ -83,3 +83,24 @@ def test_bad_jsonl_and_unknown_suffix(tmp_path):
         fh.write(b"\xff\xfe\x00garbage")
     with pytest.raises(InputFormatError):
         read_frame(tmp_path / "bad.csv.gz")
+
+
+def test_epoch_milliseconds_in_a_file_are_read_as_kafka_input_reads_them(tmp_path):
+    """The same rule as the Kafka decoders: auto by magnitude, or data.timestamp_unit; a
+    number that is no time in any unit names the line and the setting."""
+    from streamae.config import DataConfig
+    from streamae.errors import InputFormatError
+    from streamae.formats.base import parse_time
+    from streamae.io.files import read_frame
+
+    ms = tmp_path / "ms.csv"
+    ms.write_text("timestamp,value\n" + "".join(f"{1700000000000 + 60000 * i},{i}\n"
+                                                for i in range(5)))
+    frame = read_frame(ms)
+    assert frame.timestamps[0] == parse_time(1700000000000) == 1_700_000_000.0
+    assert list(read_frame(ms, DataConfig(timestamp_unit="ms")).timestamps) == \
+        list(frame.timestamps)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,value\n1700000000,1\n9000000000000,2\n")
+    with pytest.raises(InputFormatError, match=r"bad.csv:3: .*1970..2200.*timestamp_unit"):
+        read_frame(bad)

@@ -1,6 +1,7 @@
 """Read CSV (also gzip), JSONL and Parquet files into a :class:`Frame`, and write CSV.
 
-Layout: ``timestamp`` (ISO 8601 text or epoch seconds), optional ``key``, optional
+Layout: ``timestamp`` (ISO 8601 text, or epoch numbers in s/ms/us/ns: by magnitude, as for
+Kafka input, or ``data.timestamp_unit``), optional ``key``, optional
 ``label``, and every other numeric column a channel. Column roles come from
 :class:`~streamae.config.DataConfig`. A file that does not fit raises
 :class:`InputFormatError` naming the file and line.
@@ -22,6 +23,7 @@ import numpy as np
 from streamae.clock import iso
 from streamae.config import DataConfig
 from streamae.errors import InputFormatError
+from streamae.formats.base import MAX_TS, epoch_seconds
 from streamae.types import Frame
 
 _MISSING = {"", "nan", "NaN", "NAN", "null", "None", "NA"}
@@ -168,7 +170,8 @@ def _to_frame(path: Path, header: list[str], columns: list[list[Any]], first_lin
     n = len(col[data.timestamp_column])
     if n == 0:
         raise InputFormatError(f"{path}: no data rows")
-    timestamps = _parse_timestamps(path, col[data.timestamp_column], first_line)
+    timestamps = _parse_timestamps(path, col[data.timestamp_column], first_line,
+                                   data.timestamp_unit)
     keys = (np.array([str(k) for k in col[data.key_column]], dtype=object)
             if data.key_column in col else np.full(n, data.default_key, dtype=object))
     labels = None
@@ -215,13 +218,33 @@ def _parse_numbers(path: Path, name: str, raw: list[Any], first_line: int) -> np
     return out
 
 
-def _parse_timestamps(path: Path, raw: list[Any], first_line: int) -> np.ndarray:
+def _parse_timestamps(path: Path, raw: list[Any], first_line: int,
+                      unit: str = "auto") -> np.ndarray:
+    """ISO 8601 text or epoch numbers (``unit``, or auto by magnitude: the rule Kafka input
+    follows), each within 1970..2200."""
     try:
         out = np.asarray(raw, dtype=np.float64)
-        if np.isfinite(out).all():
-            return out
     except (ValueError, TypeError):
-        pass
+        out = None
+    if out is not None and np.isfinite(out).all():
+        return _in_range(path, epoch_seconds(out, unit), out, first_line)
+    return _in_range(path, _text_timestamps(path, raw, first_line), raw, first_line)
+
+
+def _in_range(path: Path, ts: np.ndarray, raw: Any, first_line: int) -> np.ndarray:
+    bad = np.flatnonzero(~((ts > 0) & (ts < MAX_TS)))
+    if len(bad):
+        i = int(bad[0])
+        value = raw[i]
+        shown = f"{float(value):.15g}" if isinstance(value, (int, float, np.number)) \
+            else repr(value)
+        raise InputFormatError(f"{path}:{i + first_line}: timestamp {shown} is outside "
+                               "1970..2200 (set data.timestamp_unit: s, ms, us or ns if the "
+                               "numbers are epoch time in another unit)")
+    return ts
+
+
+def _text_timestamps(path: Path, raw: list[Any], first_line: int) -> np.ndarray:
     try:
         stamps = np.asarray([str(s).rstrip("Z") for s in raw], dtype="datetime64[ns]")
         if not np.isnat(stamps).any():
