@@ -29,3 +29,17 @@ def test_baseline_ranks_a_spike_high_and_only_uses_the_past(name):
     prefix = test.take(slice(0, 250))
     np.testing.assert_allclose(BASELINES[name]().fit(train).score(prefix), score[:250],
                                equal_nan=True, rtol=1e-6)
+
+
+def test_a_baseline_whose_package_is_missing_is_refused_before_any_work(monkeypatch):
+    import importlib.util
+
+    from streamae.evaluate.report import check_baselines
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sklearn" else real(name, *a))
+    check_baselines(["pca", "rolling-zscore"])
+    for name in ("isolation-forest", "kmeans"):
+        with pytest.raises(ValueError, match="needs scikit-learn.*streamae\\[eval\\]"):
+            check_baselines([name])

@@ -31,6 +31,7 @@ class Baseline:
     """``fit`` on training rows, ``score`` every row of a frame (nan when it cannot)."""
 
     name = "baseline"
+    needs: str | None = None  # an optional package the baseline imports
 
     def fit(self, train: Frame) -> Baseline:
         self.scaler = Scaler.fit(train)
@@ -121,6 +122,7 @@ class IsolationForest(PCAReconstruction):
     fitted on training windows (optional dependency: ``pip install streamae[eval]``)."""
 
     name = "isolation-forest"
+    needs = "sklearn"
 
     def __init__(self, lags: int = 16, trees: int = 100, seed: int = 0) -> None:
         super().__init__(lags)
@@ -151,6 +153,7 @@ class KMeansDistance(Baseline):
     scikit-learn)."""
 
     name = "kmeans"
+    needs = "sklearn"
 
     def __init__(self, k: int = 20, seed: int = 0) -> None:
         self.k, self.seed = k, seed

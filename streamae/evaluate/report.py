@@ -101,10 +101,17 @@ def run_baselines(names: list[str], train: Frame, frame: Frame, config: Config
 
 
 def check_baselines(names: list[str]) -> None:
-    """Fail before any work on a name that is not a baseline."""
+    """Fail before any work on a name that is not a baseline, or one whose optional
+    package is not installed."""
+    import importlib.util
+
     for name in names:
         if name not in BASELINES:
             raise ValueError(f"unknown baseline {name!r}; available: {', '.join(BASELINES)}")
+        needs = BASELINES[name].needs
+        if needs and importlib.util.find_spec(needs) is None:
+            raise ValueError(f"the {name} baseline needs scikit-learn, which is not installed: "
+                             "pip install 'streamae[eval]' (or leave it out of --baselines)")
 
 
 def split_newest(frame: Frame, fraction: float) -> tuple[Frame, Frame]:
