@@ -706,14 +706,11 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    import yaml
-
-    from streamae.config import public_dict
+    from streamae.config import commented_yaml
 
     config = _load(args)
     if args.action == "check":
         print(f"{args.config or 'packaged defaults'}: ok")
     else:
-        print(yaml.safe_dump(json.loads(json.dumps(public_dict(config))), sort_keys=False),
-              end="")
+        print(commented_yaml(config), end="")
     return 0

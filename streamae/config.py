@@ -69,7 +69,7 @@ class WindowConfig:
 class LSTMConfig:
     """LSTM sequence autoencoder."""
 
-    kind: Literal["lstm"] = "lstm"
+    kind: Literal["lstm"] = _opt("lstm", "model kind: lstm | transformer | linear | ensemble (see README: models)")
     hidden: int = _opt(64, "LSTM hidden units", min=1)
     latent: int = _opt(16, "bottleneck size (keep it below window x channels)", min=1)
     layers: int = _opt(1, "stacked LSTM layers in encoder and decoder", min=1, max=8)
@@ -84,7 +84,7 @@ class LSTMConfig:
 class TransformerConfig:
     """Transformer sequence autoencoder."""
 
-    kind: Literal["transformer"] = "transformer"
+    kind: Literal["transformer"] = _opt("transformer", "model kind: lstm | transformer | linear | ensemble (see README: models)")
     d_model: int = _opt(32, "token width", min=4)
     heads: int = _opt(4, "attention heads (must divide d_model)", min=1)
     layers: int = _opt(2, "encoder layers (the decoder has the same number)", min=1, max=12)
@@ -99,7 +99,7 @@ class TransformerConfig:
 class LinearConfig:
     """Linear autoencoder: principal components of training windows (closed form)."""
 
-    kind: Literal["linear"] = "linear"
+    kind: Literal["linear"] = _opt("linear", "model kind: lstm | transformer | linear | ensemble (see README: models)")
     components: int = _opt(512, "most principal components kept", min=1)
     variance: float = _opt(0.95, "fewest components explaining this share of the training "
                            "windows' variance (up to components)", min=0.5, max=1.0)
@@ -112,7 +112,7 @@ MemberConfig = LSTMConfig | TransformerConfig | LinearConfig
 class EnsembleConfig:
     """Members of any kind, each calibrated on its own; the score is their mean."""
 
-    kind: Literal["ensemble"] = "ensemble"
+    kind: Literal["ensemble"] = _opt("ensemble", "model kind: lstm | transformer | linear | ensemble (see README: models)")
     members: list[MemberConfig] = field(
         default_factory=lambda: [LSTMConfig(), LinearConfig()],
         metadata={"help": "member models (each a model section with its kind)"})
@@ -511,6 +511,28 @@ def masked(data: Any) -> Any:
 def public_dict(config: Any) -> dict[str, Any]:
     """:func:`config_to_dict` with secrets masked: what ``config show`` and reports render."""
     return masked(config_to_dict(config))
+
+
+def commented_yaml(config: Config) -> str:
+    """Every field of ``config`` as YAML with its meaning above it (``config show``);
+    secrets masked. Loads back as the same settings."""
+    import json
+    import textwrap
+
+    data = json.loads(json.dumps(public_dict(config)))
+    out: list[str] = []
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        doc = (type(value).__doc__ or "").strip().splitlines()[0]
+        out += [f"# {doc}", f"{section.name}:"]
+        for f in dataclasses.fields(value):
+            meaning = f.metadata.get("help", "")
+            out += [f"  # {line}" for line in textwrap.wrap(meaning, 86)]
+            text = yaml.safe_dump(data[section.name][f.name], default_flow_style=True,
+                                  width=1 << 20).strip()
+            out.append(f"  {f.name}: {text.removesuffix('...').strip()}")
+        out.append("")
+    return "\n".join(out)
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:

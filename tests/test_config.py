@@ -63,3 +63,31 @@ def test_yaml_is_loaded_safely(tmp_path):
     path.write_text("window: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
+
+
+def test_config_show_prints_every_field_with_its_meaning_and_loads_back(tmp_path, capsys):
+    import yaml
+
+    from streamae.cli import main
+    from streamae.config import config_to_dict, load_config
+
+    assert main(["config", "show"]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    fields = [i for i, line in enumerate(lines) if line.startswith("  ") and
+              not line.lstrip().startswith("#") and ":" in line]
+    assert fields and all(lines[i - 1].lstrip().startswith("#") for i in fields)
+    shown = tmp_path / "shown.yaml"
+    shown.write_text(text)
+    assert config_to_dict(load_config(shown)) == config_to_dict(load_config())
+    assert yaml.safe_load(text).keys() == config_to_dict(load_config()).keys()
+
+
+def test_every_field_of_the_default_config_file_has_a_comment():
+    from pathlib import Path
+
+    lines = (Path(__file__).parents[1] / "configs/default.yaml").read_text().splitlines()
+    bare = [line for n, line in enumerate(lines)
+            if line.startswith("  ") and not line.startswith("   ") and ":" in line
+            and "#" not in line and not lines[n - 1].lstrip().startswith("#")]
+    assert not bare, bare
