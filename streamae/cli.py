@@ -54,6 +54,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class _Help(argparse.HelpFormatter):
+    """Shows an option's default only when it says something (not None, False or [],
+    and not already in the help text)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default in (None, False, [], "", argparse.SUPPRESS) or "default" in text
+                or action.option_strings == [] or not action.option_strings):
+            return text
+        return f"{text} (default: {default})" if text else f"default: {default}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamae", description="Streaming anomaly detection for sensor telemetry with "
@@ -63,8 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def command(name: str, help: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = sub.add_parser(name, help=help, description=help, formatter_class=_Help)
         p.set_defaults(handler=handler)
         p.add_argument("--config", default=os.environ.get("STREAMAE_CONFIG"),
                        help="YAML config; absent: packaged defaults [env: STREAMAE_CONFIG]")
@@ -107,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("control", "Send a command to running daemons through the control topic: "
                 "update (start an update round now) or admit (take a key's quarantined "
                 "windows as the new normal).", _control)
-    p.add_argument("action", choices=["update", "admit"])
+    p.add_argument("action", choices=["update", "admit"],
+                   help="update: a round now; admit: quarantined windows become normal")
     p.add_argument("--key", help="admit: the key (default: every key)")
     p.add_argument("--bootstrap-servers", metavar="HOST:PORT",
                    default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
@@ -148,13 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("embed", "Write the encoder's latent features, one row per scored window "
                 "(timestamp, key, z0..), for downstream models.", _embed)
-    p.add_argument("--model", required=True, metavar="MODEL_DIR")
-    p.add_argument("--input", nargs="+", required=True, metavar="PATH")
-    p.add_argument("--out", required=True, metavar="FILE", help=".csv, .csv.gz or .parquet")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR",
+                   help="a trained model (streamae train --out)")
+    p.add_argument("--input", nargs="+", required=True, metavar="PATH",
+                   help="CSV/CSV.GZ/JSONL/Parquet files to embed")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="where the features go: .csv, .csv.gz or .parquet")
 
     p = command("models", "List the versions in a model store, add a model directory to it, "
                 "promote a version to live, or roll back to the previous live version.", _models)
-    p.add_argument("action", choices=["list", "add", "promote", "rollback"])
+    p.add_argument("action", choices=["list", "add", "promote", "rollback"],
+                   help="list versions, add a model directory, promote VERSION to live, or "
+                   "roll back to the previous live version")
     p.add_argument("version", nargs="?",
                    help="add: a model directory; promote: the version to make live")
     p.add_argument("--store", required=True, metavar="DIR", help="model store directory")

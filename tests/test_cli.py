@@ -306,3 +306,19 @@ def test_rows_out_of_time_order_are_counted_in_the_report(tmp_path, capsys):
                  str(out), "--plots", "0", *SMALL]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["rows_out_of_order"] == 1 and report["replayed_in_event_time"]
+
+
+def test_every_option_of_every_command_has_help_and_no_empty_defaults(capsys):
+    from streamae.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if action.option_strings or action.dest not in ("help",):
+                assert action.help, f"{name} {action.option_strings or action.dest}: no help"
+        with pytest.raises(SystemExit):
+            sub.parse_args(["--help"])
+        text = capsys.readouterr().out
+        assert "(default: None)" not in text and "(default: [])" not in text, name
+        assert "(default: False)" not in text, name
