@@ -217,10 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
                 "(NAB, SMD, SMAP, MSL, UCR layouts): train, backtest, report per run, and a "
                 "macro average over runs.", _evaluate)
     p.add_argument("--dataset", required=True, choices=["nab", "smd", "smap", "msl", "ucr"],
-                   help="layout of --path (see streamae.evaluate.datasets)")
+                   help="layout of --path: nab (folders of timestamp,value[,label] CSVs, or "
+                   "combined_windows.json), smd (<machine>_train/_test.csv.gz, or train/ test/ "
+                   "test_label/ text files), smap | msl (train/ and test/ .npy with "
+                   "labeled_anomalies.csv), ucr (NNN_UCR_Anomaly_<name>_<trainEnd>_<begin>_"
+                   "<end>.txt)")
     p.add_argument("--path", required=True, metavar="DIR", help="dataset folder")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N runs")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N runs (NAB, one run of many series: its first N series)")
     _eval_args(p)
 
     p = command("demo", "Generate a synthetic sensor set with injected anomalies, train on its "

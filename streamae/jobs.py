@@ -194,7 +194,7 @@ def evaluate_dataset(kind: str, path: str | Path, config: Config, out_dir: str |
 
     out_dir = Path(out_dir)
     runs: dict[str, dict[str, Any]] = {}
-    for i, run in enumerate(load(kind, path)):
+    for i, run in enumerate(load(kind, path, series=limit if kind == "nab" else None)):
         if limit is not None and i >= limit:
             break
         if run.train_head is not None:

@@ -80,3 +80,14 @@ def test_evaluate_job_writes_per_run_reports_and_macro(tmp_path):
     html = (run_dir / "report.html").read_text()
     assert "data:image/png;base64," in html and "Strongest alarms" in html
     assert (out / "summary.md").exists() and (run_dir / "report.json").exists()
+
+
+def test_nab_limit_takes_the_first_series(tmp_path):
+    (tmp_path / "realX").mkdir()
+    rows = ["timestamp,value,label"] + [f"2026-01-01 00:{m:02d}:00,{m % 7},0" for m in range(30)]
+    for name in ("a", "b", "c"):
+        (tmp_path / "realX" / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    [run] = load("nab", tmp_path, series=1)
+    assert set(run.test.keys) == {"realX/a.csv"}
+    [run] = load("nab", tmp_path)
+    assert len(set(run.test.keys)) == 3

@@ -47,15 +47,17 @@ class Run:
     train_head: float | None = None
 
 
-def load(kind: str, path: str | Path) -> Iterator[Run]:
-    """The runs of a dataset folder; ``kind`` is one of :data:`DATASETS`."""
+def load(kind: str, path: str | Path, series: int | None = None) -> Iterator[Run]:
+    """The runs of a dataset folder; ``kind`` is one of :data:`DATASETS`. ``series``: NAB
+    (one run of many series) reads only its first ``series`` files, in sorted order."""
     path = Path(path)
     if not path.is_dir():
         raise InputFormatError(f"dataset folder {path} does not exist")
     loader = {"nab": _nab, "smd": _smd, "smap": _nasa, "msl": _nasa, "ucr": _ucr}.get(kind)
     if loader is None:
         raise InputFormatError(f"unknown dataset {kind!r}; known: {', '.join(DATASETS)}")
-    runs = list(loader(path, kind) if loader is _nasa else loader(path))
+    runs = list(loader(path, kind) if loader is _nasa
+                else loader(path, series) if loader is _nab else loader(path))
     if not runs:
         raise InputFormatError(f"no {kind} data found in {path} (see streamae.evaluate."
                                "datasets for the layouts read)")
@@ -73,11 +75,11 @@ def _frame(values: np.ndarray, labels: np.ndarray | None, key: str, start: float
 
 
 # ---------------------------------------------------------------- NAB
-def _nab(path: Path) -> Iterator[Run]:
+def _nab(path: Path, series: int | None = None) -> Iterator[Run]:
     windows_file = next(iter(sorted(path.rglob("combined_windows.json"))), None)
     windows = json.loads(windows_file.read_text()) if windows_file else {}
     frames = []
-    for file in sorted(path.rglob("*.csv*")):
+    for file in sorted(path.rglob("*.csv*"))[:series]:
         rel = file.relative_to(path).as_posix()
         key = rel[:-3] if rel.endswith(".gz") else rel
         frame = read_frame(file)
