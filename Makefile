@@ -22,8 +22,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python bench/throughput.py
 
+# labelled public data (NAB, SMD, SMAP/MSL): `make eval DATA=/path/to/data`
+DATA ?= ../shared/data
+
 eval: $(STAMP)
-	STREAMAE=$(VENV)/bin/streamae bench/evaluate_datasets.sh ../shared/data runs/datasets
+	STREAMAE=$(VENV)/bin/streamae bench/evaluate_datasets.sh $(DATA) runs/datasets
 
 quality: $(STAMP)
-	$(VENV)/bin/python bench/quality.py --data ../shared/data --out runs/quality
+	$(VENV)/bin/python bench/quality.py --data $(DATA) --out runs/quality
