@@ -104,3 +104,18 @@ def test_epoch_milliseconds_in_a_file_are_read_as_kafka_input_reads_them(tmp_pat
     bad.write_text("timestamp,value\n1700000000,1\n9000000000000,2\n")
     with pytest.raises(InputFormatError, match=r"bad.csv:3: .*1970..2200.*timestamp_unit"):
         read_frame(bad)
+
+
+def test_one_missing_value_rule_for_numeric_cells(tmp_path):
+    from streamae.errors import InputFormatError
+    from streamae.io.files import read_frame
+
+    path = tmp_path / "gaps.csv"
+    cells = ["1", "n/a", "NULL", "-", "", " NaN ", "None", "NA", "2"]
+    path.write_text("timestamp,value\n" + "".join(f"{1767225600 + 60 * i},{c}\n"
+                                                  for i, c in enumerate(cells)))
+    values = read_frame(path).values[:, 0]
+    assert values[0] == 1 and values[-1] == 2 and np.isnan(values[1:-1]).all()
+    path.write_text("timestamp,value\n1767225600,1\n1767225660,high\n")
+    with pytest.raises(InputFormatError, match=r"gaps.csv:3: column 'value' holds 'high'"):
+        read_frame(path)

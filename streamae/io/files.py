@@ -4,7 +4,8 @@ Layout: ``timestamp`` (ISO 8601 text, or epoch numbers in s/ms/us/ns: by magnitu
 Kafka input, or ``data.timestamp_unit``), optional ``key``, optional
 ``label``, and every other numeric column a channel. Column roles come from
 :class:`~streamae.config.DataConfig`. A file that does not fit raises
-:class:`InputFormatError` naming the file and line.
+:class:`InputFormatError` naming the file and line. A numeric cell that is empty or one of
+``nan``, ``null``, ``none``, ``na``, ``n/a``, ``-`` (any case) is a missing value.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from streamae.errors import InputFormatError
 from streamae.formats.base import MAX_TS, epoch_seconds
 from streamae.types import Frame
 
-_MISSING = {"", "nan", "NaN", "NAN", "null", "None", "NA"}
+#: Cells read as a missing value (any case, surrounding blanks ignored): they become nan,
+#: which ``window.nan_policy`` handles as it does a JSON null or NaN from Kafka.
+MISSING = frozenset({"", "nan", "null", "none", "na", "n/a", "-"})
 
 
 def read_frame(path: str | Path, data: DataConfig | None = None) -> Frame:
@@ -205,7 +208,7 @@ def _parse_numbers(path: Path, name: str, raw: list[Any], first_line: int) -> np
         pass
     out = np.empty(len(raw), dtype=np.float64)
     for i, v in enumerate(raw):
-        if v is None or (isinstance(v, str) and v.strip() in _MISSING):
+        if v is None or (isinstance(v, str) and v.strip().lower() in MISSING):
             out[i] = math.nan
             continue
         try:
