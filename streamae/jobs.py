@@ -113,7 +113,7 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
                                for name, (s, a) in detectors.items()}
     for stale in out_dir.glob("plot_*.png"):  # an earlier run's plots are not this run's
         stale.unlink()
-    report["plots"] = _plot(result, out_dir, plots) if plots else []
+    report["plots"] = _plot(result, out_dir, plots, eval_mask) if plots else []
     if "detectors" in report:
         _write_markdown(report, out_dir)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
@@ -155,8 +155,10 @@ def _write_markdown(report: dict[str, Any], out_dir: Path) -> None:
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def _plot(result: BacktestResult, out_dir: Path, limit: int) -> list[str]:
-    """Plot the ``limit`` keys with the most labelled (else alarmed) points; their files."""
+def _plot(result: BacktestResult, out_dir: Path, limit: int,
+          evaluated: np.ndarray | None = None) -> list[str]:
+    """Plot the ``limit`` keys with the most labelled (else alarmed) points, each with the
+    channels its alarms name most; returns the files written."""
     from streamae.evaluate.plots import plot_key
 
     frame = result.frame
@@ -170,9 +172,22 @@ def _plot(result: BacktestResult, out_dir: Path, limit: int) -> list[str]:
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
         plot_key(out_dir / f"plot_{safe}.png", key, frame.timestamps[rows], frame.values[rows],
                  frame.channels, result.score[rows], result.threshold[rows],
-                 result.anomaly[rows], None if frame.labels is None else frame.labels[rows])
+                 result.anomaly[rows], None if frame.labels is None else frame.labels[rows],
+                 order=_attribution(result.events, key, frame.channels),
+                 evaluated=None if evaluated is None else evaluated[rows])
         written.append(f"plot_{safe}.png")
     return written
+
+
+def _attribution(events: list[dict[str, Any]], key: str, channels: list[str]) -> list[int]:
+    """Channel indices by their summed share in the key's events (then in input order)."""
+    share = dict.fromkeys(channels, 0.0)
+    for event in events:
+        if event["key"] == key:
+            for item in event["top_channels"]:
+                if item["channel"] in share:
+                    share[item["channel"]] += item["share"]
+    return sorted(range(len(channels)), key=lambda j: (-share[channels[j]], j))
 
 
 def _json_default(x: Any) -> Any:

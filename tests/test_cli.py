@@ -322,3 +322,31 @@ def test_every_option_of_every_command_has_help_and_no_empty_defaults(capsys):
         text = capsys.readouterr().out
         assert "(default: None)" not in text and "(default: [])" not in text, name
         assert "(default: False)" not in text, name
+
+
+def test_the_html_report_answers_its_question_in_one_line():
+    from streamae.evaluate.html import verdict
+
+    macro = {"streamae-ensemble": {"auc_pr": 0.30, "composite_f1": 0.31, "event_f1": 0.38},
+             "pca": {"auc_pr": 0.20, "composite_f1": 0.22, "event_f1": 0.23},
+             "isolation-forest": {"auc_pr": 0.25, "composite_f1": 0.09, "event_f1": 0.78}}
+    line = verdict(macro)
+    assert line.startswith("streamae-ensemble ranks anomalies best: AUC-PR 0.300, 1.20x")
+    assert "composite F1 0.310 vs 0.220 (pca)" in line
+    macro["pca"]["auc_pr"] = 0.6
+    assert verdict(macro).startswith("pca ranks anomalies best: AUC-PR 0.600; "
+                                     "streamae-ensemble 0.300 (0.50x)")
+    assert "no baseline ran" in verdict({"streamae-lstm": {"auc_pr": 0.1}})
+
+
+def test_report_html_has_readable_columns_and_no_single_channel_attribution(tmp_path, capsys):
+    data = tmp_path / "one.csv.gz"
+    assert main(["synth", "--out", str(data), "--keys", "1", "--channels", "1", "--points",
+                 "600", "--clean-head", "300"]) == 0
+    out = tmp_path / "run"
+    assert main(["backtest", "--train-head", "0.5", "--input", str(data), "--out", str(out),
+                 "--baselines", "pca", *SMALL]) == 0
+    html = (out / "report.html").read_text()
+    assert "class=verdict" in html and ">composite F1</th>" in html
+    assert "alarm_time_share" not in html.split("Resolved configuration")[0]
+    assert "1 key," in html and "top channels" not in html
