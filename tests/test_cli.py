@@ -190,33 +190,39 @@ def test_train_never_overwrites_what_is_not_a_model(tmp_path):
     assert again.returncode == 0, again.stderr  # an earlier model is replaced
 
 
-def test_a_reused_out_folder_shows_only_this_runs_plots(tmp_path, capsys):
-    two, one = tmp_path / "two.csv.gz", tmp_path / "one.csv.gz"
-    assert main(["synth", "--out", str(two), "--keys", "2", "--points", "400",
-                 "--clean-head", "200"]) == 0
-    assert main(["synth", "--out", str(one), "--keys", "1", "--points", "400",
-                 "--clean-head", "200", "--seed", "3"]) == 0
+def console(cwd, *args):
+    """The installed console script, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "streamae", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_reused_out_folder_shows_only_this_runs_plots(tmp_path):
+    assert console(tmp_path, "synth", "--out", "two.csv.gz", "--keys", "2", "--points", "400",
+                   "--clean-head", "200").returncode == 0
+    assert console(tmp_path, "synth", "--out", "one.csv.gz", "--keys", "1", "--points", "400",
+                   "--clean-head", "200", "--seed", "3").returncode == 0
+    for data in ("two.csv.gz", "one.csv.gz"):
+        done = console(tmp_path, "backtest", "--train-head", "0.5", "--input", data, "--out",
+                       "run", "--plots", "6", *SMALL)
+        assert done.returncode == 0, done.stderr
     out = tmp_path / "run"
-    for data in (two, one):
-        assert main(["backtest", "--train-head", "0.5", "--input", str(data), "--out", str(out),
-                     "--plots", "6", *SMALL]) == 0
     plots = sorted(p.name for p in out.glob("plot_*.png"))
     report = json.loads((out / "report.json").read_text())
     assert plots == sorted(report["plots"]) and len(plots) == 1
-    html = (out / "report.html").read_text()
-    assert html.count("data:image/png") == 1
+    assert (out / "report.html").read_text().count("data:image/png") == 1
 
 
-def test_baselines_without_training_rows_fail_before_any_scoring(tmp_path, capsys):
-    data = tmp_path / "data.csv.gz"
-    assert main(["synth", "--out", str(data), "--keys", "1", "--points", "400",
-                 "--clean-head", "200"]) == 0
-    assert main(["train", "--input", str(data), "--out", str(tmp_path / "model"), *SMALL]) == 0
-    out = tmp_path / "run"
-    assert main(["backtest", "--model", str(tmp_path / "model"), "--input", str(data),
-                 "--out", str(out), "--baselines", "pca", *SMALL]) == 2
-    assert "baselines need training rows" in capsys.readouterr().err
-    assert not out.exists()
+def test_baselines_without_training_rows_fail_before_any_scoring(tmp_path):
+    assert console(tmp_path, "synth", "--out", "d.csv.gz", "--keys", "1", "--points", "400",
+                   "--clean-head", "200").returncode == 0
+    assert console(tmp_path, "train", "--input", "d.csv.gz", "--out", "model",
+                   *SMALL).returncode == 0
+    done = console(tmp_path, "backtest", "--model", "model", "--input", "d.csv.gz", "--out",
+                   "run", "--baselines", "pca", *SMALL)
+    assert done.returncode == 2
+    first = done.stderr.strip().splitlines()[0]
+    assert first.startswith("error: baselines need training rows") and "--train" in first
+    assert not (tmp_path / "run").exists()
 
 
 def test_ordinary_mistakes_are_one_line_and_exit_2(tmp_path):
