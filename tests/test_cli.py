@@ -110,7 +110,11 @@ def test_pretrain_finetune_embed_and_model_store_commands(tmp_path, capsys):
                  str(tmp_path / "tuned"), "--freeze-layers", "1", "--lr", "0.0005",
                  *SMALL]) == 0
     out = capsys.readouterr().out
-    assert "from lstm-" in out and "'encoder'" in out or "'decoder'" in out
+    from streamae.models.detector import Detector
+
+    pre = Detector.load(tmp_path / "pre").version
+    assert f"(from {pre})" in out
+    assert "'decoder'" in out and "'encoder'" in out  # the per-layer learning rates
     emb = tmp_path / "z.csv"
     assert main(["embed", "--model", str(tmp_path / "tuned"), "--input", str(new), "--out",
                  str(emb), *SMALL]) == 0
