@@ -62,7 +62,7 @@ class _Help(argparse.HelpFormatter):
         text = action.help or ""
         default = action.default
         if (default in (None, False, [], "", argparse.SUPPRESS) or "default" in text
-                or action.option_strings == [] or not action.option_strings):
+                or not action.option_strings):
             return text
         return f"{text} (default: {default})" if text else f"default: {default}"
 
@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "<end>.txt)")
     p.add_argument("--path", required=True, metavar="DIR", help="dataset folder")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N runs (NAB, one run of many series: its first N series)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="only the first N runs (NAB, one run of many series: its first N series)")
     _eval_args(p)
 
     p = command("demo", "Generate a synthetic sensor set with injected anomalies, train on its "
@@ -250,15 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _duration_arg(text: str) -> str:
-    """argparse type for durations: refused at parse time with the accepted forms."""
+def _duration_arg(text: str) -> float:
+    """argparse type for durations (seconds): refused at parse time with the accepted forms."""
     from streamae.durations import parse_duration
 
     try:
-        parse_duration(text)
+        return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
-    return text
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
@@ -338,7 +338,6 @@ def _print_training(detector, saved_to=None) -> None:
 
 def _backtest(args: argparse.Namespace) -> int:
     from streamae import jobs
-    from streamae.durations import parse_duration
     from streamae.io.files import read_frames
     from streamae.models.detector import Detector
 
@@ -375,7 +374,7 @@ def _backtest(args: argparse.Namespace) -> int:
     else:
         raise StreamaeError("backtest needs a model: --model DIR, --train PATH... or --train-head F")
     job = jobs.backtest(frame, detector, config, args.out, train_frame, mask, baselines,
-                        parse_duration(args.early), parse_duration(args.late), args.plots, progress,
+                        args.early, args.late, args.plots, progress,
                         args.point_adjusted, updater=_updater(args, config, detector))
     for r in job.report.get("updates", []):
         print(f"update round at {r['at']:.0f} ({r['reason']}): "
@@ -542,7 +541,6 @@ def _models(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from streamae import jobs
-    from streamae.durations import parse_duration
     from streamae.evaluate.report import markdown_table
 
     config = _load(args)
@@ -553,7 +551,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"\n{name}:\n{markdown_table(metrics)}", flush=True)
 
     summary = jobs.evaluate_dataset(args.dataset, args.path, config, args.out, baselines,
-                                    parse_duration(args.early), parse_duration(args.late),
+                                    args.early, args.late,
                                     args.plots, _progress(args), args.limit, args.point_adjusted,
                                     done)
     print(f"\n{args.dataset}: macro average over {len(summary['runs'])} run(s) "

@@ -28,6 +28,9 @@ def _opt(default: Any, help: str, **checks: Any) -> Any:
     return field(default=default, metadata={"help": help, **checks})
 
 
+KIND_HELP = "model kind: lstm | transformer | linear | ensemble (see README: models)"
+
+
 def _opt_dict(help: str) -> Any:
     return field(default_factory=dict, metadata={"help": help})
 
@@ -69,7 +72,7 @@ class WindowConfig:
 class LSTMConfig:
     """LSTM sequence autoencoder."""
 
-    kind: Literal["lstm"] = _opt("lstm", "model kind: lstm | transformer | linear | ensemble (see README: models)")
+    kind: Literal["lstm"] = _opt("lstm", KIND_HELP)
     hidden: int = _opt(64, "LSTM hidden units", min=1)
     latent: int = _opt(16, "bottleneck size (keep it below window x channels)", min=1)
     layers: int = _opt(1, "stacked LSTM layers in encoder and decoder", min=1, max=8)
@@ -84,7 +87,7 @@ class LSTMConfig:
 class TransformerConfig:
     """Transformer sequence autoencoder."""
 
-    kind: Literal["transformer"] = _opt("transformer", "model kind: lstm | transformer | linear | ensemble (see README: models)")
+    kind: Literal["transformer"] = _opt("transformer", KIND_HELP)
     d_model: int = _opt(32, "token width", min=4)
     heads: int = _opt(4, "attention heads (must divide d_model)", min=1)
     layers: int = _opt(2, "encoder layers (the decoder has the same number)", min=1, max=12)
@@ -99,7 +102,7 @@ class TransformerConfig:
 class LinearConfig:
     """Linear autoencoder: principal components of training windows (closed form)."""
 
-    kind: Literal["linear"] = _opt("linear", "model kind: lstm | transformer | linear | ensemble (see README: models)")
+    kind: Literal["linear"] = _opt("linear", KIND_HELP)
     components: int = _opt(512, "most principal components kept", min=1)
     variance: float = _opt(0.95, "fewest components explaining this share of the training "
                            "windows' variance (up to components)", min=0.5, max=1.0)
@@ -112,7 +115,7 @@ MemberConfig = LSTMConfig | TransformerConfig | LinearConfig
 class EnsembleConfig:
     """Members of any kind, each calibrated on its own; the score is their mean."""
 
-    kind: Literal["ensemble"] = _opt("ensemble", "model kind: lstm | transformer | linear | ensemble (see README: models)")
+    kind: Literal["ensemble"] = _opt("ensemble", KIND_HELP)
     members: list[MemberConfig] = field(
         default_factory=lambda: [LSTMConfig(), LinearConfig()],
         metadata={"help": "member models (each a model section with its kind)"})

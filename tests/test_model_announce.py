@@ -28,15 +28,22 @@ def wait_for(condition, timeout: float = 60.0) -> float:
     return time.monotonic() - start
 
 
-def test_announced_model_reaches_every_daemon_and_a_tampered_one_is_refused(
-        kafka, model, live, train_frame, tmp_path, capsys):
-    detector, _, config = model
-    store = ModelStore(tmp_path / "store")
+def store_with_newer(detector, train_frame, config, root, seed):
+    """A model store whose live version is ``detector``, holding a newer one (trained with
+    ``seed``) that is not promoted yet; returns the store and the newer model."""
+    store = ModelStore(root)
     store.add(detector)
     store.promote(detector.version)
     newer = train_detector(train_frame, dataclasses.replace(
-        config, train=dataclasses.replace(config.train, seed=7)))
+        config, train=dataclasses.replace(config.train, seed=seed)))
     store.add(newer, parent=detector.version)
+    return store, newer
+
+
+def test_announced_model_reaches_every_daemon_and_a_tampered_one_is_refused(
+        kafka, model, live, train_frame, tmp_path, capsys):
+    detector, _, config = model
+    store, newer = store_with_newer(detector, train_frame, config, tmp_path / "store", 7)
     topic = kafka.topic("models")
     runs = []
     for i in range(2):
@@ -155,12 +162,7 @@ def test_with_signing_on_a_forged_or_unsigned_announcement_is_refused(
     fleet's key is swapped in."""
     detector, _, config = model
     monkeypatch.setenv("STREAMAE_TEST_KEY", "fleet-secret")
-    store = ModelStore(tmp_path / "store")
-    store.add(detector)
-    store.promote(detector.version)
-    newer = train_detector(train_frame, dataclasses.replace(
-        config, train=dataclasses.replace(config.train, seed=11)))
-    store.add(newer, parent=detector.version)
+    store, newer = store_with_newer(detector, train_frame, config, tmp_path / "store", 11)
     topic = kafka.topic("models")
     cfg = daemon_config(config, kafka, tmp_path / "d", models_topic=topic,
                         signature_key_env="STREAMAE_TEST_KEY")

@@ -275,22 +275,25 @@ def test_a_background_round_never_reads_the_buffer_the_scoring_thread_fills(trai
     assert set(update.calibration) == {"k0", "k1", "k2"}
 
 
-def test_signed_control_commands_only_when_signing_is_on(trained, monkeypatch):
+def test_signed_control_commands_only_when_signing_is_on(trained, monkeypatch, tmp_path):
     import json
 
+    from streamae.daemon.runner import Daemon
     from streamae.daemon.signing import sign
-    from streamae.daemon.updates import DaemonUpdates
     from streamae.errors import ConfigError
 
     detector, config = trained
     config = dataclasses.replace(config, daemon=dataclasses.replace(
-        config.daemon, signature_key_env="STREAMAE_TEST_KEY"))
+        config.daemon, signature_key_env="STREAMAE_TEST_KEY", state_dir=str(tmp_path)),
+        updater=dataclasses.replace(
+        config.updater, enabled=True))
     monkeypatch.delenv("STREAMAE_TEST_KEY", raising=False)
     with pytest.raises(ConfigError, match="signature_key_env"):
-        DaemonUpdates(config, detector)
+        Daemon(config, detector)
     monkeypatch.setenv("STREAMAE_TEST_KEY", "fleet-secret")
     refused = []
-    updates = DaemonUpdates(config, detector, lambda *a: refused.append(a))
+    updates = Daemon(config, detector).updates
+    updates.refused = lambda *a: refused.append(a)
     for doc in ({"command": "update"}, sign({"command": "update"}, b"other key"),
                 {**sign({"command": "update"}, b"fleet-secret"), "command": "admit"}):
         updates._command(json.dumps(doc).encode())

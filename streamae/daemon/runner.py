@@ -96,11 +96,11 @@ class Daemon:
             config = updater_config(config)
         detector = starting_model(config, detector)
         self.config, self.detector = config, detector
-        self.updates = (DaemonUpdates(config, detector, self._refused)
+        self.signing_key = signing.key_from_env(config.daemon.signature_key_env)
+        self.updates = (DaemonUpdates(config, detector, self.signing_key, self._refused)
                         if config.updater.enabled else None)
         self.exactly_once = config.daemon.delivery == "exactly-once"
         self.store = CheckpointStore(config.daemon.state_dir)
-        self.signing_key = signing.key_from_env(config.daemon.signature_key_env)
         self.metrics = DaemonMetrics()
         self.metrics.model.labels(detector.version).set(1)
         self.stopping = threading.Event()
@@ -346,10 +346,7 @@ class Daemon:
             self.restored = False
             self.consumer.close(autocommit=False)
         if self.producer is not None:
-            try:
-                bounded(lambda: self.producer.close(timeout=10), 15.0, "producer close")
-            except Exception as exc:
-                log.warning("producer did not close cleanly: %s", exc)
+            _close(self.producer, 10.0)
         if self.updates:
             self.updates.close()
         if self.feed is not None:
@@ -689,10 +686,7 @@ class Daemon:
         it. Retried until the brokers answer (or the daemon stops)."""
         log.error("transaction cannot be finished (%s); replacing the producer", why)
         old, self.producer = self.producer, None
-        try:
-            bounded(lambda: old.close(timeout=0), 5.0, "producer close")
-        except Exception as exc:
-            log.warning("old producer did not close cleanly: %s", exc)
+        _close(old, 0.0)
         while not self.stopping.is_set():
             try:
                 self.producer = self._new_producer()
@@ -710,6 +704,16 @@ class Daemon:
 
     def _decoder_state(self) -> dict[str, Any] | None:
         return self.decoder.state() if hasattr(self.decoder, "state") else None
+
+
+def _close(producer: Any, wait: float) -> None:
+    """Close a producer, flushing for at most ``wait`` s; one stuck on absent brokers is
+    left behind rather than holding the caller."""
+    try:
+        bounded(lambda: producer.close(timeout=wait), wait + 5.0, "producer close")
+    except Exception as exc:
+        log.warning("producer did not close cleanly: %s", exc)
+
 
 class _Rebalance(ConsumerRebalanceListener):
     """Hands state over before partitions are revoked and notes assignments for the loop

@@ -56,11 +56,11 @@ def starting_model(config: Config, given: Detector) -> Detector:
 
 
 class DaemonUpdates:
-    def __init__(self, config: Config, live: Detector,
+    def __init__(self, config: Config, live: Detector, key: bytes | None = None,
                  refused: Callable[[str, str, Exception], None] | None = None) -> None:
-        self.config = config
-        self.key = signing.key_from_env(config.daemon.signature_key_env)
-        self.refused = refused
+        """``key``: the fleet's signing key (control messages must carry its signature);
+        ``refused`` is told of each message refused for its signature."""
+        self.config, self.key, self.refused = config, key, refused
         store = ModelStore(config.updater.store) if config.updater.store else None
         if store is not None and live.version not in {v["version"] for v in store.versions()}:
             store.add(live, note="daemon start")

@@ -179,14 +179,12 @@ def _alarms(events: list[dict[str, Any]], limit: int) -> str:
     rows = []
     single = all(len(ev["top_channels"]) <= 1 for ev in top)  # one channel: nothing to say
     for ev in top[:limit]:
-        chans = "" if single else "".join(f"<div><span class=bar style='width:{60 * c['share']:.0f}px'></span>"
-                        f"{e(c['channel'])} {c['share']:.0%}</div>" for c in ev["top_channels"])
+        chans = "" if single else "<td style='text-align:left'>" + "".join(
+            f"<div><span class=bar style='width:{60 * c['share']:.0f}px'></span>"
+            f"{e(c['channel'])} {c['share']:.0%}</div>" for c in ev["top_channels"]) + "</td>"
         rows.append(f"<tr><td>{e(ev['key'])}</td><td>{e(ev['start'])}</td>"
                     f"<td>{e(ends.get(ev['alarm_id']) or 'open')}</td><td>{e(ev['severity'])}</td>"
-                    f"<td>{ev['score'] / max(ev['threshold'], 1e-12):.1f}x</td>"
-                    f"<td style='text-align:left'>{chans}</td></tr>")
-    if single:
-        rows = [r.replace("<td style='text-align:left'></td>", "") for r in rows]
+                    f"<td>{ev['score'] / max(ev['threshold'], 1e-12):.1f}x</td>{chans}</tr>")
     return ("<table><tr><th>key</th><th>start</th><th>end</th><th>severity</th>"
             "<th>peak / threshold</th>" + ("" if single else "<th>top channels</th>")
             + "</tr>" + "".join(rows) + "</table>")

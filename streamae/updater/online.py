@@ -66,6 +66,7 @@ class Snapshot:
     windows: np.ndarray
     ts: np.ndarray
     keys: np.ndarray
+    held: int  # newest windows held out for the gate and the new calibration
     recent: np.ndarray
     newest: dict[str, np.ndarray]
 
@@ -209,7 +210,7 @@ class OnlineUpdater:
         never reads the buffer, which the scoring thread goes on filling."""
         windows, ts, keys = self.buffer.keyed_windows()
         n_hold = max(1, int(len(windows) * self.cfg.holdout_fraction))
-        return Snapshot(windows, ts, keys, self.buffer.newest(4 * n_hold),
+        return Snapshot(windows, ts, keys, n_hold, self.buffer.newest(4 * n_hold),
                         self._newest(self.buffer.keys(), self.cfg.calibration_points))
 
     def _round(self, live: Detector, snap: Snapshot, now: float, reason: str) -> None:
@@ -220,8 +221,7 @@ class OnlineUpdater:
             self.rounds.append(Round(now, reason, False, reasons=[f"error: {exc}"]))
 
     def _try_round(self, live: Detector, snap: Snapshot, now: float, reason: str) -> None:
-        windows, ts, keys = snap.windows, snap.ts, snap.keys
-        n_hold = max(1, int(len(windows) * self.cfg.holdout_fraction))
+        windows, ts, keys, n_hold = snap.windows, snap.ts, snap.keys, snap.held
         train, holdout = windows[:-n_hold], windows[-n_hold:]
         candidate, report = fine_tune(live, train, self.cfg, self.seed + len(self.rounds),
                                       train=self.config.train)
