@@ -152,6 +152,30 @@ def consumer(config: KafkaConfig, daemon: DaemonConfig, exactly_once: bool,
     return KafkaConsumer(**settings)
 
 
+def resume_stalled_join(consumer: KafkaConsumer) -> bool:
+    """Restart a group join whose result the client dropped; True when one was restarted.
+
+    kafka-python 3.0 leaves its coordinator REBALANCING for good when a join outlives one
+    ``poll`` and the metadata change that started it is gone by the next: the finished
+    join is never taken up, and every commit fails with RebalanceInProgressError. Seen as
+    a rebalance in progress with no join in flight and none wanted; asking for a rejoin
+    lets the next ``poll`` join afresh. Reads client internals, defensively: where they
+    differ (another client version) it does nothing.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    try:
+        join = coordinator._join_task
+        stalled = (coordinator.rebalance_in_progress() and not coordinator.need_rejoin()
+                   and (join is None or join.is_done))
+    except AttributeError:
+        return False
+    if stalled:
+        log.warning("the group join stalled (a finished join was never taken up); "
+                    "joining again")
+        coordinator.request_rejoin()
+    return stalled
+
+
 def producer(config: KafkaConfig, transactional_id: str | None = None,
              **overrides: Any) -> KafkaProducer:
     settings = {**client_settings(config), "acks": "all", "enable_idempotence": True,

@@ -231,6 +231,7 @@ class Daemon:
         while not self.stopping.is_set():
             polled = self.consumer.poll(timeout_ms=int(d.poll_timeout * 1000),
                                         max_records=d.poll_records)
+            clients.resume_stalled_join(self.consumer)
             self.metrics.beat()
             # the rebalance listener records assignments during any client call, restore's
             # own included: take each one exactly once, newest last
