@@ -20,7 +20,7 @@ Modes: ``offline`` (the frozen model), ``online`` (the updater with its replay b
 shift, on the test labels): incidents found (event recall), composite F1 (point precision
 x event recall), false alarms per 10k points, share of normal points in alarm; time (points
 after the shift) until the false-alarm rate is back at the run's own pre-shift rate; update
-rounds run / accepted. Then the macro average per mode and shift, and the issue's targets.
+rounds run / accepted, keys re-scaled. Then the macro average per mode and shift, and the issue's targets.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from streamae.backtest import run_backtest
 from streamae.config import load_config
@@ -120,6 +121,8 @@ def one(run: Run, detector, config, frame: Frame, start: int, mode: str) -> dict
     return {"before": before, "after": after,
             "back_after": back_after(labels, anomaly, start, before["fa_10k"]),
             "rounds": len(rounds), "accepted": sum(1 for r in rounds if r.get("accepted")),
+            "rescaled": [{**r, "key": str(r["key"])} for r in updater.rescaled] if updater
+            else [],
             "seconds": round(time.perf_counter() - began, 1)}
 
 
@@ -141,8 +144,11 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=None, metavar="DIR")
     parser.add_argument("--limit", type=int, default=None, help="first N runs per family")
     parser.add_argument("--out", type=Path, default=Path("runs/drift_real"))
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a config field (e.g. updater.rescale_after=0)")
     args = parser.parse_args()
-    config = load_config()
+    config = load_config(overrides={k: yaml.safe_load(v) for k, v in
+                                    (s.split("=", 1) for s in args.set)})
     shifts, modes = args.shifts.split(","), args.modes.split(",")
     runs = [r for fam in families(args.data, args.families.split(","), None).values()
             for r in fam[: args.limit]]
@@ -164,7 +170,7 @@ def main() -> None:
                       f"{fmt(b['fa_10k'], 1)} -> {fmt(a['fa_10k'], 1)}  normal in alarm "
                       f"{100 * b['normal_in_alarm']:.1f}% -> {100 * a['normal_in_alarm']:.1f}%"
                       f"  back after {r['back_after']}  rounds {r['accepted']}/{r['rounds']}"
-                      f"  ({r['seconds']} s)", flush=True)
+                      f"  re-scaled {len(r['rescaled'])}  ({r['seconds']} s)", flush=True)
     print("\nmacro average (series with incidents in the phase)")
     print("shift | mode | recall before | recall after | composite F1 before | after | "
           "normal in alarm before | after")

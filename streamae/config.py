@@ -388,6 +388,10 @@ class UpdaterConfig:
     min_windows: int = _opt(2_000, "no round before the buffer holds this many windows", min=16)
     cooldown: float = _opt(3600.0, "event time between two rounds, whatever triggers",
                            duration=True, min=0.0)
+    rescale_after: float = _opt(3600.0, "a key in alarm this long gets new scaling of its "
+                                "moved channels if that makes its windows score as normal "
+                                "again (a recalibrated sensor; 0: off)", duration=True,
+                                min=0.0)
     admit_after: float = _opt(21600.0, "a key in alarm this long is taken as a change of "
                               "normal: its quarantined windows enter the buffer (0: only "
                               "when an operator admits them)", duration=True, min=0.0)

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from streamae.threshold import Decision
 from streamae.threshold.alarm import EVENT_NAMES
 from streamae.types import Frame
 from streamae.windows import DROPPED_FROM, STATUS_NAMES, Closed, Windows
+
+if TYPE_CHECKING:
+    from streamae.updater.rescale import Rescale
 
 log = logging.getLogger(__name__)
 Locate = Callable[[int], "dict[str, Any] | None"]  # row id -> {topic, partition, offset}
@@ -203,10 +206,24 @@ class Pipeline:
         cal = self.detector.calibration
         self.decision.seed({int(s): cal.sample_for(self.keys.names[s]) for s in slots})
 
+    def rescale(self, key: str, change: Rescale) -> None:
+        """New scaling for a key's moved channels (a recalibrated sensor): its raw mean and
+        spread change, the points its window holds are mapped to the new scaling, and its
+        threshold starts again from the model's held-out scores (what it learnt during
+        the alarm is not its normal; its alarm closes once calm)."""
+        slot = self.keys.slot.get(key)
+        if slot is None:
+            return
+        self.keys.mean[slot], self.keys.std[slot] = change.of(self.keys.mean[slot],
+                                                              self.keys.std[slot])
+        self.windows.ring[slot] = change.windows(self.windows.ring[slot][None])[0]
+        self._reseed(np.array([slot]))
+
     def state(self) -> PipelineState:
         """Everything a restart needs to carry on where this pipeline stands."""
         arrays = {**{f"windows.{k}": v for k, v in self.windows.state_dict().items()},
-                  **{f"decision.{k}": v for k, v in self.decision.state_dict().items()}}
+                  **{f"decision.{k}": v for k, v in self.decision.state_dict().items()},
+                  "keys.mean": self.keys.mean.copy(), "keys.std": self.keys.std.copy()}
         meta = {"keys": list(self.keys.names), "next_row": self.next_row,
                 "open_alarms": self.events.open, "model_version": self.detector.version}
         return PipelineState(arrays, meta)
@@ -218,6 +235,9 @@ class Pipeline:
         for key in meta["keys"]:  # slots in the saved order (not sorted)
             self.keys.slot_of(key)
         assert self.keys.names == meta["keys"], "restore into a fresh pipeline"
+        if "keys.mean" in state.arrays:  # re-scaled keys (absent in older states)
+            self.keys.mean = np.array(state.arrays["keys.mean"], dtype=np.float64)
+            self.keys.std = np.array(state.arrays["keys.std"], dtype=np.float64)
         self.windows.load_state_dict(_section(state.arrays, "windows."))
         decision = _section(state.arrays, "decision.")
         other = meta["model_version"] != self.detector.version
@@ -237,7 +257,8 @@ class Pipeline:
         :meth:`import_keys`: how a partition's keys move between daemons."""
         slots = np.array([self.keys.slot[k] for k in names], dtype=np.int64)
         arrays = {**{f"windows.{k}": v for k, v in self.windows.take(slots).items()},
-                  **{f"decision.{k}": v for k, v in self.decision.take(slots).items()}}
+                  **{f"decision.{k}": v for k, v in self.decision.take(slots).items()},
+                  "keys.mean": self.keys.mean[slots], "keys.std": self.keys.std[slots]}
         del arrays["windows.ring_rows"]  # row ids are numbered per pipeline
         meta = {"keys": list(names), "model_version": self.detector.version,
                 "window": self.windows.size, "channels": list(self.detector.channels),
@@ -256,6 +277,9 @@ class Pipeline:
         known = len(self.keys.names)
         slots = np.array([self.keys.slot_of(k) for k in names], dtype=np.int64)
         self._grow(known)
+        if "keys.mean" in state.arrays:
+            self.keys.mean[slots] = state.arrays["keys.mean"]
+            self.keys.std[slots] = state.arrays["keys.std"]
         windows = _section(state.arrays, "windows.")
         windows["ring_rows"] = np.full(windows["ring_ts"].shape, -1, dtype=np.int64)
         self.windows.put(slots, windows)

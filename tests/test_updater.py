@@ -197,7 +197,8 @@ def test_a_key_in_alarm_for_admit_after_relearns_its_threshold_without_a_new_mod
     in_alarm, resolved = {}, {}  # share of the late shifted points in alarm; resolves
     for admit_after in (0.0, 4 * 3600.0):
         cfg = dataclasses.replace(config, updater=dataclasses.replace(
-            config.updater, min_windows=10**6, drift="none", admit_after=admit_after),
+            config.updater, min_windows=10**6, drift="none", admit_after=admit_after,
+            rescale_after=0.0),
             threshold=dataclasses.replace(config.threshold, learn="calm"))
         updater = OnlineUpdater(cfg, detector)
         result = run_backtest(live, detector, cfg, updater=updater)
@@ -210,6 +211,99 @@ def test_a_key_in_alarm_for_admit_after_relearns_its_threshold_without_a_new_mod
     assert in_alarm[0.0] > 0.9, in_alarm  # the old threshold never gets used to it
     assert in_alarm[4 * 3600.0] < 0.7 * in_alarm[0.0] and resolved[4 * 3600.0] >= 1, (
         in_alarm, resolved)
+
+
+@pytest.fixture(scope="module", params=["lstm", "ensemble"])
+def clean(request):
+    """A model trained on the first half of a set with no anomalies, and the second half."""
+    from streamae.models.detector import train_detector
+    from streamae.synth import generate
+
+    data = generate(n_points=2400, keys=2, channels=3, step_s=432.0, anomalies_per_key=0,
+                    seed=5).frame
+    half = data.timestamps < np.median(data.timestamps)
+    config = small_config(request.param)
+    return train_detector(data.take(half), config), config, data.take(~half)
+
+
+def _late_change(live, change):
+    """``live`` with ``change(values, reference)`` applied to sensor-0's channel 0 over its
+    second half; returns the frame and the changed rows."""
+    values = live.values.copy()
+    moved = (live.keys == "sensor-0") & (live.timestamps >= np.median(live.timestamps))
+    values[moved, 0] = change(values[moved, 0], live.values[live.keys == "sensor-0", 0])
+    return dataclasses.replace(live, values=values, labels=np.zeros(len(live), np.int8)), moved
+
+
+def _online(config, detector, live, rescale_after):
+    from streamae.backtest import run_backtest
+    from streamae.updater.online import OnlineUpdater
+
+    cfg = dataclasses.replace(config, updater=dataclasses.replace(
+        config.updater, min_windows=10**6, drift="none", admit_after=0.0,
+        rescale_after=rescale_after),
+        threshold=dataclasses.replace(config.threshold, learn="calm"))  # alarms teach nothing
+    updater = OnlineUpdater(cfg, detector)
+    return run_backtest(live, detector, cfg, updater=updater), updater
+
+
+def test_a_recalibrated_sensor_is_re_scaled_and_leaves_its_alarm_without_a_new_model(clean):
+    """One channel gets a new offset and gain (its relations to the others intact): after
+    ``rescale_after`` in alarm that channel alone gets new scaling, the key scores as
+    normal again on the same model, and its alarm stays in the events."""
+    detector, config, live = clean
+    live, moved = _late_change(live, lambda x, ref: ref.mean() + 1.5 * (x - ref.mean())
+                               + 3 * ref.std())
+    late = moved & (live.timestamps >= np.quantile(live.timestamps[moved], 0.5))
+    off, _ = _online(config, detector, live, 0.0)
+    on, updater = _online(config, detector, live, 4 * 3600.0)
+    assert off.anomaly[late].mean() > 0.8, off.anomaly[late].mean()
+    assert [r["channels"] for r in updater.rescaled if r["key"] == "sensor-0"] == [
+        [detector.channels[0]]]
+    assert on.anomaly[late].mean() < 0.2, on.anomaly[late].mean()
+    assert any(e["key"] == "sensor-0" and e["status"] == "resolved" for e in on.events)
+    assert updater.live is detector and not on.updates
+
+
+def test_a_sensor_stuck_at_another_level_is_an_incident_not_a_recalibration(clean):
+    """A channel stuck near a new value: mapping its level and spread back does not bring
+    back the shape of its signal, so the key is not re-scaled and stays in alarm."""
+    detector, config, live = clean
+    rng = np.random.default_rng(0)
+    live, moved = _late_change(live, lambda x, ref: ref.mean() + 3 * ref.std()
+                               + 0.05 * ref.std() * rng.standard_normal(len(x)))
+    late = moved & (live.timestamps >= np.quantile(live.timestamps[moved], 0.5))
+    result, updater = _online(config, detector, live, 4 * 3600.0)
+    assert not [r for r in updater.rescaled if r["key"] == "sensor-0"]
+    assert result.anomaly[late].mean() > 0.8, result.anomaly[late].mean()
+
+
+def test_re_scaled_keys_keep_their_scaling_through_state_and_hand_over(trained, synthetic):
+    from streamae.pipeline import Pipeline
+    from streamae.updater.rescale import Rescale
+
+    detector, config = trained
+    one = Pipeline(detector, config)
+    one.process(synthetic.take(np.arange(300)))
+    slot = one.keys.slot["sensor-0"]
+    before = one.keys.mean[slot].copy(), one.keys.std[slot].copy()
+    c = len(detector.channels)
+    moved = np.zeros(c, bool)
+    moved[0] = True
+    one.rescale("sensor-0", Rescale(np.full(c, 2.0), np.full(c, 3.0), np.zeros(c),
+                                    np.ones(c), moved))
+    mean, std = one.keys.mean[slot], one.keys.std[slot]
+    assert mean[0] == pytest.approx(before[0][0] + 2 * before[1][0])
+    assert std[0] == pytest.approx(3 * before[1][0])
+    np.testing.assert_array_equal(mean[1:], before[0][1:])
+    again = Pipeline(detector, config)
+    again.restore(one.state())
+    moved_over = Pipeline(detector, config)
+    moved_over.import_keys(one.export_keys(["sensor-0"]))
+    for other in (again, moved_over):
+        s = other.keys.slot["sensor-0"]
+        np.testing.assert_array_equal(other.keys.mean[s], mean)
+        np.testing.assert_array_equal(other.keys.std[s], std)
 
 
 def test_a_background_round_never_reads_the_buffer_the_scoring_thread_fills(trained):

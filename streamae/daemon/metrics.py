@@ -47,6 +47,9 @@ class DaemonMetrics:
         self.relearnt = Counter("streamae_thresholds_relearnt", "keys whose threshold "
                                 "re-learnt on a new normal (in alarm for updater.admit_after)",
                                 registry=r)
+        self.rescaled = Counter("streamae_keys_rescaled", "keys given new scaling of their "
+                                "moved channels (a recalibration that explained their alarm)",
+                                registry=r)
         self.models_refused = Counter("streamae_models_refused",
                                       "announced models refused (checksum, layout)",
                                       registry=r)

@@ -310,8 +310,10 @@ class Daemon:
         a model the updater accepted; the updater process announces it."""
         before = self.pipeline.detector.version
         update = self.updates.step(self.pipeline, self.event_time)
-        if update is not None and update.model is None:
-            self.metrics.relearnt.inc(len(update.calibration))
+        if update is not None:
+            self.metrics.rescaled.inc(len(update.rescale))
+            if update.model is None:
+                self.metrics.relearnt.inc(len(update.calibration))
         if self.pipeline.detector.version != before:
             self.metrics.model.clear()
             self.metrics.model.labels(self.pipeline.detector.version).set(1)

@@ -87,19 +87,31 @@ class ReplayBuffer:
     def admit(self, key: str | None = None) -> int:
         """Operator-confirmed new normal: move quarantined windows (of ``key``, or all)
         into the buffer. Returns how many."""
+        data, keys, ts = self.discard(key)
+        if len(data):
+            self._sample(*self.recent.push(data, keys, ts))
+        return len(data)
+
+    def discard(self, key: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Take quarantined windows (of ``key``, or all) out of the quarantine; returns
+        them with their keys and times, oldest first."""
         q = self.quarantine
         idx = q.ordered()
         chosen = idx if key is None else idx[q.keys[idx] == key]
-        if not len(chosen):
-            return 0
-        data, keys, ts = q.data[chosen].copy(), q.keys[chosen].copy(), q.ts[chosen].copy()
-        keep = np.setdiff1d(idx, chosen, assume_unique=True)
-        rest = (q.data[keep].copy(), q.keys[keep].copy(), q.ts[keep].copy())
-        q.size = q.pos = 0
-        if len(keep):
-            q.push(*rest)
-        self._sample(*self.recent.push(data, keys, ts))
-        return len(chosen)
+        taken = (q.data[chosen].copy(), q.keys[chosen].copy(), q.ts[chosen].copy())
+        if len(chosen):
+            keep = np.setdiff1d(idx, chosen, assume_unique=True)
+            rest = (q.data[keep].copy(), q.keys[keep].copy(), q.ts[keep].copy())
+            q.size = q.pos = 0
+            if len(keep):
+                q.push(*rest)
+        return taken
+
+    def quarantined_of(self, key: str, since: float) -> np.ndarray:
+        """A key's quarantined windows ending at or after ``since``, oldest first."""
+        q = self.quarantine
+        idx = q.ordered()
+        return q.data[idx[(q.keys[idx] == key) & (q.ts[idx] >= since)]]
 
     def __len__(self) -> int:
         return self.recent.size + self.reservoir.size
@@ -134,10 +146,12 @@ class ReplayBuffer:
         idx = self.recent.ordered()
         return [str(k) for k in np.unique(self.recent.keys[idx].astype(str))]
 
-    def newest_of(self, key: str, n: int) -> np.ndarray:
-        """A key's newest ``n`` admitted windows, oldest first."""
-        idx = self.recent.ordered()
-        return self.recent.data[idx[self.recent.keys[idx] == key][-n:]]
+    def newest_of(self, key: str, n: int, before: float = np.inf) -> np.ndarray:
+        """A key's newest ``n`` admitted windows (ending before ``before``), oldest
+        first."""
+        r = self.recent
+        idx = r.ordered()
+        return r.data[idx[(r.keys[idx] == key) & (r.ts[idx] < before)][-n:]]
 
     def state_dict(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {"seen": np.array(self.seen)}
@@ -192,6 +206,19 @@ class KeyedReplayBuffer:
             return self.parts[key].admit(key) if key in self.parts else 0
         return sum(part.admit() for part in self.parts.values())
 
+    def discard(self, key: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        parts = self.parts.values() if key is None else \
+            [self.parts[key]] if key in self.parts else []
+        taken = [part.discard(key) for part in parts]
+        if not taken:
+            w, c = self.shape[:2]
+            return np.zeros((0, w, c), np.float32), np.zeros(0, dtype=object), np.zeros(0)
+        return tuple(np.concatenate(column) for column in zip(*taken))  # type: ignore
+
+    def quarantined_of(self, key: str, since: float) -> np.ndarray:
+        return self.parts[key].quarantined_of(key, since) if key in self.parts else \
+            np.zeros((0, *self.shape[:2]), np.float32)
+
     def __len__(self) -> int:
         return sum(len(part) for part in self.parts.values())
 
@@ -223,8 +250,8 @@ class KeyedReplayBuffer:
     def keys(self) -> list[str]:
         return [k for k, p in self.parts.items() if p.recent.size]
 
-    def newest_of(self, key: str, n: int) -> np.ndarray:
-        return self.parts[key].newest_of(key, n) if key in self.parts else \
+    def newest_of(self, key: str, n: int, before: float = np.inf) -> np.ndarray:
+        return self.parts[key].newest_of(key, n, before) if key in self.parts else \
             np.zeros((0, *self.shape[:2]), np.float32)
 
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -29,6 +29,7 @@ from streamae.models.detector import Detector
 from streamae.updater.buffer import KeyedReplayBuffer, ReplayBuffer
 from streamae.updater.finetune import fine_tune
 from streamae.updater.gate import validate
+from streamae.updater.rescale import Rescale, explains, propose
 from streamae.updater.store import ModelStore
 
 if TYPE_CHECKING:
@@ -79,12 +80,16 @@ class Update:
 
     model: Detector | None
     calibration: dict[str, np.ndarray]
+    rescale: dict[str, Rescale] = field(default_factory=dict)
 
     def apply(self, pipeline: Pipeline) -> None:
-        """Swap the model in, or re-learn the keys' thresholds on the current one."""
+        """Re-scale keys, then swap the model in or re-learn the keys' thresholds on the
+        current one."""
+        for key, change in self.rescale.items():
+            pipeline.rescale(key, change)
         if self.model is not None:
             pipeline.swap(self.model, self.calibration)
-        else:
+        elif self.calibration:
             pipeline.recalibrate(self.calibration)
 
 
@@ -106,6 +111,9 @@ class OnlineUpdater:
         self._drift = False
         self._ready: Update | None = None
         self._alarm_since: dict[str, float] = {}
+        self._rescale_tried: dict[str, float] = {}
+        self._rescales: dict[str, Rescale] = {}
+        self.rescaled: list[dict[str, Any]] = []  # each re-scale: key, time, channels
         self._relearn: set[str] = set()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -135,17 +143,63 @@ class OnlineUpdater:
         for key, t, guard in zip(keys, ts, protected):
             if not guard:
                 self._alarm_since.pop(key, None)
+                self._rescale_tried.pop(key, None)
             else:
                 self._alarm_since.setdefault(key, float(t))
-        if not self.cfg.admit_after:
+        if not len(ts):
             return
         now = float(ts.max())
+        if self.cfg.rescale_after:
+            for key, since in list(self._alarm_since.items()):
+                tried = self._rescale_tried.get(key, since)
+                if now - tried >= self.cfg.rescale_after and key not in self._rescales:
+                    self._rescale_tried[key] = now  # not explained: tried again later
+                    self._try_rescale(key, since, now)
+        if not self.cfg.admit_after:
+            return
         for key, since in self._alarm_since.items():
             if now - since >= self.cfg.admit_after and self.buffer.admit(key):
                 log.info("key %s in alarm since %.0f: taking it as a new normal", key, since)
                 self._drift = True
                 self._relearn.add(key)
                 self._alarm_since[key] = now  # still in alarm after another admit_after: again
+
+    def _try_rescale(self, key: str, since: float, now: float) -> None:
+        """Take a key's alarm for a recalibration if new scaling of its moved channels
+        makes the alarm's windows score like its normal ones (:mod:`rescale`)."""
+        hop, window = self.config.window.hop, self.live.window
+        # the newest windows of the alarm covering threshold.init_points points (the
+        # alarm may have begun before the change), none that straddle its start
+        least = max(16, -(-self.config.threshold.init_points // hop))
+        alarm = self.buffer.quarantined_of(key, since)[-(-window // hop):][-least:]
+        if len(alarm) < least:
+            return
+        # levels to map onto: the key's own normal before the alarm, less the windows just
+        # before it opened (already changed, not yet in alarm); a key with too little of
+        # it: the training normal its scaling describes
+        normal = self.buffer.newest_of(key, 2 * least, before=since)[:-2 * (-(-window // hop))]
+        own = len(normal) >= 16
+        change = propose(alarm, normal if own else None, hop)
+        if change is None:
+            return
+        # scoring like normal: like the model's held-out training windows (the key's
+        # recent windows outside alarms may hold the start of this or another change)
+        ok, after, usual = explains(self.live, change, alarm,
+                                    self.live.calibration.sample_for(key), hop)
+        names = [c for c, m in zip(self.live.channels, change.moved) if m]
+        if not ok:
+            log.info("key %s in alarm since %.0f: re-scaling %s does not explain it "
+                     "(score p90 %.3g > normal p99 %.3g); left in alarm", key, since,
+                     ", ".join(names), after, usual)
+            return
+        log.info("key %s in alarm since %.0f: channels %s re-scaled (a recalibration: "
+                 "re-scaled, its windows score like its normal ones, p90 %.3g <= p99 "
+                 "%.3g); the alarm stays an event", key, since, ", ".join(names), after,
+                 usual)
+        self.buffer.discard(key)  # in the old scaling: never admitted as normal
+        self._alarm_since.pop(key, None)
+        self._rescales[key] = change
+        self.rescaled.append({"key": key, "at": now, "since": since, "channels": names})
 
     def request(self) -> None:
         """Manual trigger (CLI or control message)."""
@@ -187,8 +241,12 @@ class OnlineUpdater:
                 self._round(*args)
                 ready = ready or self._take_ready()
         relearn, self._relearn = self._relearn, set()
+        rescale, self._rescales = self._rescales, {}
         if ready is not None:
+            ready.rescale = rescale
             return ready
+        if rescale and not relearn:
+            return Update(None, {}, rescale)
         # a new normal: only its newest scores, which the change dominates
         points = self.config.threshold.init_points
         calibration = (self._calibration(self.live, self._newest(relearn, points))
@@ -196,7 +254,7 @@ class OnlineUpdater:
         if calibration:
             log.info("thresholds of %s re-learn on their new normal",
                      ", ".join(sorted(calibration)))
-        return Update(None, calibration) if calibration else None
+        return Update(None, calibration, rescale) if calibration or rescale else None
 
     def _take_ready(self) -> Update | None:
         with self._lock:
