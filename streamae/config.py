@@ -377,6 +377,9 @@ class UpdaterConfig:
                                  min=-0.99)
     gate_alarm_rate: float = _opt(0.002, "largest allowed rise of the alarm rate on recent "
                                   "normal windows (shadow scoring)", min=0.0)
+    gate_incident_keep: float = _opt(0.5, "of the alarm windows standing out from recent "
+                                     "normal under the live model, this share must still "
+                                     "under the candidate (0: no check)", min=0.0, max=1.0)
     every_points: int = _opt(0, "trigger: a round every N scored windows (0: off)", min=0)
     every: float = _opt(0.0, "trigger: a round every T of event time (0: off)", duration=True,
                         min=0.0)

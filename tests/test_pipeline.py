@@ -177,3 +177,28 @@ def test_windows_touching_an_alarm_are_protected_and_others_are_not(trained, syn
     resolve_only = protected & ~touches
     assert resolve_only.sum() <= len(synthetic.unique_keys()) * 20, resolve_only.sum()
     assert protected[touches].all()
+
+
+def test_an_announced_model_swap_leaves_every_key_a_threshold_at_once(trained, synthetic):
+    # a daemon following announced models swaps without calibration data: each key's
+    # threshold restarts from the new model's held-out scores, not after init_points of
+    # its own, so no scored point after the swap goes without a threshold
+    detector, config = trained
+    frame = synthetic.take(synthetic.event_time_order())
+    half = len(frame) // 2
+    pipeline = Pipeline(detector, config, EventClock())
+    pipeline.process(frame.take(slice(0, half)))
+    other = detector.recalibrated(*_held_out(detector, synthetic))
+    pipeline.swap(other)
+    pipeline.rewarm_thresholds()
+    out = pipeline.process(frame.take(slice(half, len(frame))))
+    scored = np.isfinite(out.score)
+    assert scored.sum() > 100 and np.isfinite(out.threshold[scored]).all()
+
+
+def _held_out(detector, frame):
+    """Held-out windows of ``frame`` (each key's newest share) and their keys."""
+    from streamae.models.dataset import training_windows
+
+    split = training_windows(frame, detector.scaler, detector.window, val_fraction=0.3)
+    return split.val, split.val_keys

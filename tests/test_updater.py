@@ -86,6 +86,29 @@ def test_fine_tune_leaves_live_model_alone_and_gate_rejects_a_broken_candidate(
     assert not verdict.accepted and verdict.reasons and not unchanged
 
 
+@pytest.mark.parametrize("trained", ["lstm", "linear"], indirect=True)
+def test_gate_rejects_a_candidate_that_learnt_the_quarantined_incident(trained, train_frame):
+    """A candidate fine-tuned on a long incident (channel 0 far off, the relations to the
+    others broken) no longer tells the incident's windows from normal ones: the gate's
+    incident check refuses it, while a candidate fine-tuned on normal windows passes."""
+    detector, config = trained
+    windows = training_windows(train_frame, detector.scaler, detector.window).train
+    incident = windows[-400:].copy()
+    incident[..., 0] = 4.0 + 0.1 * np.random.default_rng(0).standard_normal(
+        incident.shape[:2])
+    cfg = dataclasses.replace(config.updater, epochs=8, lr=1e-2, device="cpu",
+                              gate_tolerance=10.0, gate_alarm_rate=1.0)  # only check 3
+    holdout, recent = windows[-300:], windows[-600:]
+    good, _ = fine_tune(detector, windows, cfg)
+    verdict = validate(detector, good, holdout, recent, cfg, config.threshold, incident)
+    assert verdict.accepted, verdict.reasons
+    assert verdict.metrics["live_incidents_out"] > 0.9
+    learnt, _ = fine_tune(detector, np.concatenate([windows, incident, incident, incident]),
+                          cfg, seed=1)
+    verdict = validate(detector, learnt, holdout, recent, cfg, config.threshold, incident)
+    assert not verdict.accepted and "learnt incidents" in verdict.reasons[0], verdict.metrics
+
+
 def test_store_promote_and_rollback_restore_the_exact_weights(trained, train_frame, tmp_path):
     detector, config = trained
     store = ModelStore(tmp_path / "store")

@@ -107,6 +107,11 @@ class ReplayBuffer:
                 q.push(*rest)
         return taken
 
+    def quarantined(self, n: int) -> np.ndarray:
+        """The newest ``n`` quarantined windows (of every key), oldest first."""
+        q = self.quarantine
+        return q.data[q.ordered()[-n:]] if n > 0 else q.data[:0]
+
     def quarantined_of(self, key: str, since: float) -> np.ndarray:
         """A key's quarantined windows ending at or after ``since``, oldest first."""
         q = self.quarantine
@@ -214,6 +219,14 @@ class KeyedReplayBuffer:
             w, c = self.shape[:2]
             return np.zeros((0, w, c), np.float32), np.zeros(0, dtype=object), np.zeros(0)
         return tuple(np.concatenate(column) for column in zip(*taken))  # type: ignore
+
+    def quarantined(self, n: int) -> np.ndarray:
+        rings = [p.quarantine for p in self.parts.values()]
+        if n <= 0 or not rings:
+            return np.zeros((0, *self.shape[:2]), np.float32)
+        data = np.concatenate([r.data[r.ordered()] for r in rings])
+        ts = np.concatenate([r.ts[r.ordered()] for r in rings])
+        return data[np.argsort(ts, kind="stable")][-n:]
 
     def quarantined_of(self, key: str, since: float) -> np.ndarray:
         return self.parts[key].quarantined_of(key, since) if key in self.parts else \

@@ -7,8 +7,13 @@ Two checks on data the candidate was not trained on:
 2. shadow scoring: on recent normal windows, each model's threshold is set on every other
    window (the quantile ``1 - threshold.risk``) and its alarm rate measured on the rest;
    the candidate's may exceed the live one's by ``gate_alarm_rate`` (plus two binomial
-   standard errors of sampling noise) at most. A model that
-   learnt anomalies as normal, or that is simply broken, fails one of the two.
+   standard errors of sampling noise) at most;
+3. incidents still stand out: of the quarantined windows (from inside alarms, never
+   admitted as normal) the share scoring above the 99th percentile of the recent normal
+   windows' scores, under the candidate, is at least ``gate_incident_keep`` times the
+   live model's. A model that learnt an incident as normal no longer tells it apart.
+
+A model that learnt anomalies as normal, or that is simply broken, fails one of them.
 """
 
 from __future__ import annotations
@@ -42,13 +47,19 @@ def alarm_rate(scores: np.ndarray, risk: float) -> float:
     return float(np.mean(scores[1::2] > threshold))
 
 
+def standing_out(scores: np.ndarray, normal: np.ndarray) -> float:
+    """Share of ``scores`` above the 99th percentile of the ``normal`` scores."""
+    return float(np.mean(scores > np.quantile(normal, 0.99))) if len(scores) else np.nan
+
+
 def validate(live: Detector, candidate: Detector, holdout: np.ndarray, recent: np.ndarray,
-             cfg: UpdaterConfig, threshold: ThresholdConfig) -> GateResult:
+             cfg: UpdaterConfig, threshold: ThresholdConfig,
+             quarantined: np.ndarray | None = None) -> GateResult:
     live_loss = held_out_loss(live.model, holdout)
     cand_loss = held_out_loss(candidate.model, holdout)
     risk = max(threshold.risk, 1.0 / max(len(recent) // 2, 1))
-    live_rate = alarm_rate(window_scores(live, recent), risk)
-    cand_rate = alarm_rate(window_scores(candidate, recent), risk)
+    live_recent, cand_recent = window_scores(live, recent), window_scores(candidate, recent)
+    live_rate, cand_rate = alarm_rate(live_recent, risk), alarm_rate(cand_recent, risk)
     metrics = {"live_loss": live_loss, "candidate_loss": cand_loss,
                "live_alarm_rate": live_rate, "candidate_alarm_rate": cand_rate,
                "holdout_windows": len(holdout), "recent_windows": len(recent)}
@@ -63,4 +74,14 @@ def validate(live: Detector, candidate: Detector, holdout: np.ndarray, recent: n
         reasons.append(f"alarm rate on recent normal data would rise from {live_rate:.4f} "
                        f"to {cand_rate:.4f} (allowed +{cfg.gate_alarm_rate} + {noise:.4f} "
                        "sampling noise)")
+    if quarantined is not None and len(quarantined) and len(recent):
+        live_out = standing_out(window_scores(live, quarantined), live_recent)
+        cand_out = standing_out(window_scores(candidate, quarantined), cand_recent)
+        metrics.update(live_incidents_out=live_out, candidate_incidents_out=cand_out,
+                       quarantined_windows=len(quarantined))
+        if cand_out < cfg.gate_incident_keep * live_out:
+            reasons.append(f"alarm windows stand out from recent normal in {cand_out:.1%} "
+                           f"of cases under the candidate against {live_out:.1%} under the "
+                           f"live model (at least {cfg.gate_incident_keep:.0%} of that "
+                           "required): it learnt incidents as normal")
     return GateResult(not reasons, reasons, metrics)

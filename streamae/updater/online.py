@@ -70,6 +70,7 @@ class Snapshot:
     held: int  # newest windows held out for the gate and the new calibration
     recent: np.ndarray
     newest: dict[str, np.ndarray]
+    quarantined: np.ndarray | None = None  # windows from inside alarms, for the gate
 
 
 @dataclass
@@ -269,7 +270,8 @@ class OnlineUpdater:
         windows, ts, keys = self.buffer.keyed_windows()
         n_hold = max(1, int(len(windows) * self.cfg.holdout_fraction))
         return Snapshot(windows, ts, keys, n_hold, self.buffer.newest(4 * n_hold),
-                        self._newest(self.buffer.keys(), self.cfg.calibration_points))
+                        self._newest(self.buffer.keys(), self.cfg.calibration_points),
+                        self.buffer.quarantined(4 * n_hold))
 
     def _round(self, live: Detector, snap: Snapshot, now: float, reason: str) -> None:
         try:
@@ -288,7 +290,7 @@ class OnlineUpdater:
         order = np.argsort(held_keys.astype(str), kind="stable")  # each key's in time order
         candidate = candidate.recalibrated(holdout[order], held_keys[order])
         verdict = validate(live, candidate, holdout, snap.recent, self.cfg,
-                           self.config.threshold)
+                           self.config.threshold, snap.quarantined)
         result = Round(now, reason, verdict.accepted, candidate.version, verdict.reasons,
                        {**verdict.metrics, "seconds": report.seconds,
                         "windows_per_s": report.windows_per_s})
