@@ -117,11 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="log lines as text or one JSON object each")
 
     p = command("control", "Send a command to running daemons through the control topic: "
-                "update (start an update round now) or admit (take a key's quarantined "
-                "windows as the new normal).", _control)
-    p.add_argument("action", choices=["update", "admit"],
-                   help="update: a round now; admit: quarantined windows become normal")
-    p.add_argument("--key", help="admit: the key (default: every key)")
+                "update (start an update round now), admit (take a key's quarantined "
+                "windows as the new normal) or reject (its alarm is a real incident: drop "
+                "those windows and neither admit nor re-scale the key while it lasts).",
+                _control)
+    p.add_argument("action", choices=["update", "admit", "reject"],
+                   help="update: a round now; admit: quarantined windows become normal; "
+                   "reject: the alarm is an incident, never learnt")
+    p.add_argument("--key", help="admit/reject: the key (default: every key)")
     p.add_argument("--bootstrap-servers", metavar="HOST:PORT",
                    default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
                    help="[config: kafka.bootstrap_servers; env: STREAMAE_BOOTSTRAP_SERVERS]")

@@ -301,6 +301,31 @@ def test_a_sensor_stuck_at_another_level_is_an_incident_not_a_recalibration(clea
     assert result.anomaly[late].mean() > 0.8, result.anomaly[late].mean()
 
 
+def test_an_alarm_rejected_by_the_operator_is_never_admitted_and_its_windows_go(trained):
+    from streamae.updater.online import OnlineUpdater
+
+    detector, config = trained
+    cfg = dataclasses.replace(config, updater=dataclasses.replace(
+        config.updater, drift="none", admit_after=3600.0, rescale_after=0.0))
+    w = np.zeros((5, detector.window, len(detector.channels)), np.float32)
+
+    def feed(updater, key, start, protected):  # five windows, 10 min apart
+        ts = start + 600.0 * np.arange(5)
+        updater.observe(w, np.full(5, key, dtype=object), ts, np.zeros(5),
+                        np.full(5, protected))
+
+    plain, held = OnlineUpdater(cfg, detector), OnlineUpdater(cfg, detector)
+    for updater in (plain, held):
+        feed(updater, "k", 0.0, True)  # 40 min in alarm: quarantined
+    assert held.reject("k") == 5 and held.buffer.quarantine.size == 0
+    for updater in (plain, held):
+        feed(updater, "k", 3000.0, True)  # past admit_after
+    assert len(plain.buffer) == 10  # taken as a new normal
+    assert len(held.buffer) == 0 and held.buffer.quarantine.size == 5  # held: not admitted
+    feed(held, "k", 6000.0, False)  # the incident is over: its windows go
+    assert held.buffer.quarantine.size == 0 and len(held.buffer) == 5
+
+
 def test_re_scaled_keys_keep_their_scaling_through_state_and_hand_over(trained, synthetic):
     from streamae.pipeline import Pipeline
     from streamae.updater.rescale import Rescale
@@ -417,3 +442,17 @@ def test_signed_control_commands_only_when_signing_is_on(trained, monkeypatch, t
     assert len(refused) == 3 and not updates.updater._manual
     updates._command(json.dumps(sign({"command": "update"}, b"fleet-secret")).encode())
     assert updates.updater._manual and len(refused) == 3
+
+
+def test_control_reject_holds_the_key(trained, tmp_path):
+    import json
+
+    from streamae.daemon.runner import Daemon
+
+    detector, config = trained
+    config = dataclasses.replace(config, daemon=dataclasses.replace(
+        config.daemon, state_dir=str(tmp_path)), updater=dataclasses.replace(
+        config.updater, enabled=True))
+    updates = Daemon(config, detector).updates
+    updates._command(json.dumps({"command": "reject", "key": "sensor-3"}).encode())
+    assert updates.updater._held == {"sensor-3"}

@@ -121,6 +121,11 @@ class DaemonUpdates:
             key = doc.get("key")
             n = self.updater.buffer.admit(key)
             log.info("operator admitted %d quarantined windows of %s as normal", n, key or "all")
+        elif command == "reject":
+            key = doc.get("key")
+            n = self.updater.reject(key)
+            log.info("operator rejected the alarm of %s as an incident: %d quarantined windows "
+                     "dropped; not admitted or re-scaled while it lasts", key or "every key", n)
         else:
             log.warning("unknown control command %r", command)
 

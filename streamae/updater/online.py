@@ -114,6 +114,7 @@ class OnlineUpdater:
         self._alarm_since: dict[str, float] = {}
         self._rescale_tried: dict[str, float] = {}
         self._rescales: dict[str, Rescale] = {}
+        self._held: set[str] = set()  # alarms an operator rejected: incidents, never learnt
         self.rescaled: list[dict[str, Any]] = []  # each re-scale: key, time, channels
         self._relearn: set[str] = set()
         self._thread: threading.Thread | None = None
@@ -145,6 +146,9 @@ class OnlineUpdater:
             if not guard:
                 self._alarm_since.pop(key, None)
                 self._rescale_tried.pop(key, None)
+                if key in self._held:  # the rejected incident is over: none of it stays
+                    self._held.discard(key)
+                    self.buffer.discard(key)
             else:
                 self._alarm_since.setdefault(key, float(t))
         if not len(ts):
@@ -153,12 +157,15 @@ class OnlineUpdater:
         if self.cfg.rescale_after:
             for key, since in list(self._alarm_since.items()):
                 tried = self._rescale_tried.get(key, since)
-                if now - tried >= self.cfg.rescale_after and key not in self._rescales:
+                if (now - tried >= self.cfg.rescale_after and key not in self._rescales
+                        and key not in self._held):
                     self._rescale_tried[key] = now  # not explained: tried again later
                     self._try_rescale(key, since, now)
         if not self.cfg.admit_after:
             return
         for key, since in self._alarm_since.items():
+            if key in self._held:
+                continue
             if now - since >= self.cfg.admit_after and self.buffer.admit(key):
                 log.info("key %s in alarm since %.0f: taking it as a new normal", key, since)
                 self._drift = True
@@ -201,6 +208,14 @@ class OnlineUpdater:
         self._alarm_since.pop(key, None)
         self._rescales[key] = change
         self.rescaled.append({"key": key, "at": now, "since": since, "channels": names})
+
+    def reject(self, key: str | None = None) -> int:
+        """Operator's word that a key's alarm (or every current one) is an incident: its
+        quarantined windows are dropped and, until the alarm ends, the key is neither
+        admitted as a new normal nor re-scaled. Returns the windows dropped."""
+        keys = [key] if key is not None else list(self._alarm_since)
+        self._held.update(keys)
+        return sum(len(self.buffer.discard(k)[0]) for k in keys)
 
     def request(self) -> None:
         """Manual trigger (CLI or control message)."""
