@@ -44,7 +44,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from streamae import atomic
 from streamae.pipeline import PipelineState
 
 log = logging.getLogger(__name__)
@@ -110,17 +110,7 @@ class CheckpointStore:
                 "owners": [[k, t, p] for k, (t, p) in (owners or {}).items()]}
         raw = pack(meta, pipeline.arrays)
         path = self.dir / f"checkpoint-{self.seq:012d}.npz"
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(raw)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic.write_bytes(path, raw)
         for old in self._paths()[: -self.keep]:
             old.unlink(missing_ok=True)
         return path

@@ -26,7 +26,7 @@ from safetensors.numpy import load_file as load_arrays
 from safetensors.numpy import save_file as save_arrays
 from safetensors.torch import load_file, save_file
 
-from streamae import __version__
+from streamae import __version__, atomic
 from streamae.config import MODEL_CONFIGS, Config, ModelConfig, _build, config_to_dict
 from streamae.errors import ModelError
 from streamae.models.base import SequenceAutoencoder
@@ -131,12 +131,13 @@ class Detector:
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+            atomic.fsync_file(f)
+        atomic.fsync_dir(tmp)
         old = directory.parent / f".{directory.name}.old-{os.getpid()}"
         if directory.exists():
             directory.rename(old)
         tmp.rename(directory)
+        atomic.fsync_dir(directory.parent)
         shutil.rmtree(old, ignore_errors=True)
         return directory
 

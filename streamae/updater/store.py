@@ -13,11 +13,11 @@ the previous live version current again. Every write is atomic.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from streamae import atomic
 from streamae.errors import ModelError
 from streamae.models.detector import Detector
 
@@ -34,12 +34,7 @@ class ModelStore:
                                                                     "history": []}
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        path = self.root / "store.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic.write_bytes(self.root / "store.json", json.dumps(state, indent=2).encode())
 
     def current(self) -> str | None:
         return self._state()["current"]
