@@ -7,10 +7,13 @@ time passes before the next. Rounds run inline (backtests: reproducible on event
 on a background thread (the daemon: scoring never waits); either way the live model is
 only replaced by :meth:`OnlineUpdater.poll`, between batches.
 
-A key that stays in alarm for ``admit_after`` has a new normal: its quarantined windows
-enter the buffer, a round is asked for, and at once (without waiting for a model) its
-threshold re-learns on its recent scores, so one changed sensor does not stay in alarm
-for the hours a round and its gate take.
+A key that stays in alarm for ``rescale_after`` is tried as a recalibrated sensor
+(:mod:`streamae.updater.rescale`): if new scaling of its moved channels makes it score as
+normal, it gets that scaling on the same model. A key that stays in alarm for
+``admit_after`` has a new normal: its quarantined windows enter the buffer, a round is
+asked for, and at once (without waiting for a model) its threshold re-learns on its
+recent scores, so one changed sensor does not stay in alarm for the hours a round and its
+gate take. An operator can reject a key's alarm as an incident: then neither happens.
 """
 
 from __future__ import annotations
@@ -140,8 +143,10 @@ class OnlineUpdater:
 
     def _persistent_alarms(self, keys: np.ndarray, ts: np.ndarray,
                            protected: np.ndarray) -> None:
-        """A key whose windows stay protected for ``admit_after`` has a new normal, not an
-        anomaly: admit its quarantined windows and ask for a round."""
+        """A key whose windows stay protected for ``rescale_after`` may be a recalibrated
+        sensor (:meth:`_try_rescale`); one protected for ``admit_after`` has a new normal,
+        not an anomaly: admit its quarantined windows and ask for a round. Keys whose
+        alarm an operator rejected do neither."""
         for key, t, guard in zip(keys, ts, protected):
             if not guard:
                 self._alarm_since.pop(key, None)
@@ -179,13 +184,14 @@ class OnlineUpdater:
         # the newest windows of the alarm covering threshold.init_points points (the
         # alarm may have begun before the change), none that straddle its start
         least = max(16, -(-self.config.threshold.init_points // hop))
-        alarm = self.buffer.quarantined_of(key, since)[-(-window // hop):][-least:]
+        straddle = -(-window // hop)
+        alarm = self.buffer.quarantined_of(key, since)[straddle:][-least:]
         if len(alarm) < least:
             return
         # levels to map onto: the key's own normal before the alarm, less the windows just
         # before it opened (already changed, not yet in alarm); a key with too little of
         # it: the training normal its scaling describes
-        normal = self.buffer.newest_of(key, 2 * least, before=since)[:-2 * (-(-window // hop))]
+        normal = self.buffer.newest_of(key, 2 * least, before=since)[:-2 * straddle]
         own = len(normal) >= 16
         change = propose(alarm, normal if own else None, hop)
         if change is None:
