@@ -148,7 +148,9 @@ def test_the_updater_process_announces_what_it_accepts_to_every_daemon(
         print(f"version accepted by the updater process reached both daemons in {took:.2f} s")
         assert updater.daemon.config.daemon.group_id == cfg.daemon.group_id + ".updater"
         assert sum(c._value.get() for c in updater.daemon.metrics.events._metrics.values()) == 0
-        assert all(s.daemon.updates is None for s in scorers), "scorers only follow"
+        # scorers follow: they adapt their keys (re-scaling, thresholds) but train nothing
+        assert all(s.daemon.updates.follower and not s.daemon.updates.updater.trains
+                   and not s.daemon.updates.updater.rounds for s in scorers)
     finally:
         producer.close()
         for run in [*scorers, updater]:

@@ -456,3 +456,23 @@ def test_control_reject_holds_the_key(trained, tmp_path):
     updates = Daemon(config, detector).updates
     updates._command(json.dumps({"command": "reject", "key": "sensor-3"}).encode())
     assert updates.updater._held == {"sensor-3"}
+
+
+def test_a_daemon_following_announced_models_adapts_keys_but_trains_nothing(
+        trained, tmp_path):
+    import json
+
+    from streamae.daemon.runner import Daemon
+
+    detector, config = trained
+    config = dataclasses.replace(config, daemon=dataclasses.replace(
+        config.daemon, state_dir=str(tmp_path), models_topic="models"))
+    assert not config.updater.enabled
+    updates = Daemon(config, detector).updates
+    assert updates.follower and updates.updater.cfg.rescale_after > 0
+    assert updates.updater.cfg.recent <= 2048 and updates.updater.store is None
+    updates._command(json.dumps({"command": "update"}).encode())
+    assert updates.updater._reason(1e12) is None  # never a round, whatever asks
+    plain = dataclasses.replace(config, daemon=dataclasses.replace(config.daemon,
+                                                                   models_topic=None))
+    assert Daemon(plain, detector).updates is None

@@ -97,8 +97,10 @@ class Daemon:
         detector = starting_model(config, detector)
         self.config, self.detector = config, detector
         self.signing_key = signing.key_from_env(config.daemon.signature_key_env)
-        self.updates = (DaemonUpdates(config, detector, self.signing_key, self._refused)
-                        if config.updater.enabled else None)
+        # a daemon following announced models adapts its keys itself, without training
+        follower = not config.updater.enabled and bool(config.daemon.models_topic)
+        self.updates = (DaemonUpdates(config, detector, self.signing_key, self._refused,
+                                      follower) if config.updater.enabled or follower else None)
         self.exactly_once = config.daemon.delivery == "exactly-once"
         self.store = CheckpointStore(config.daemon.state_dir)
         self.metrics = DaemonMetrics()

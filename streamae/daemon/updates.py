@@ -25,6 +25,7 @@ from streamae.updater.store import ModelStore
 
 log = logging.getLogger(__name__)
 PREFIX = "updater."
+FOLLOWER_WINDOWS = 2048  # windows a follower keeps: normal ones and those from alarms
 
 
 def updater_config(config: Config) -> Config:
@@ -55,17 +56,31 @@ def starting_model(config: Config, given: Detector) -> Detector:
     return given
 
 
+def follower_config(config: Config) -> Config:
+    """What a daemon that follows announced models keeps for its own per-key adaptation
+    (re-scaling, threshold re-learning): a small buffer, no drift detector, no rounds."""
+    u = config.updater
+    return dataclasses.replace(config, updater=dataclasses.replace(
+        u, buffer="global", recent=min(u.recent, FOLLOWER_WINDOWS), reservoir=0,
+        quarantine=min(u.quarantine, FOLLOWER_WINDOWS), drift="none", store=None))
+
+
 class DaemonUpdates:
     def __init__(self, config: Config, live: Detector, key: bytes | None = None,
-                 refused: Callable[[str, str, Exception], None] | None = None) -> None:
+                 refused: Callable[[str, str, Exception], None] | None = None,
+                 follower: bool = False) -> None:
         """``key``: the fleet's signing key (control messages must carry its signature);
-        ``refused`` is told of each message refused for its signature."""
-        self.config, self.key, self.refused = config, key, refused
+        ``refused`` is told of each message refused for its signature. A ``follower``
+        scores with the models another process announces: it re-scales keys and re-learns
+        their thresholds itself, but trains nothing."""
+        if follower:
+            config = follower_config(config)
+        self.config, self.key, self.refused, self.follower = config, key, refused, follower
         store = ModelStore(config.updater.store) if config.updater.store else None
         if store is not None and live.version not in {v["version"] for v in store.versions()}:
             store.add(live, note="daemon start")
             store.promote(live.version)
-        self.updater = OnlineUpdater(config, live, store, background=True)
+        self.updater = OnlineUpdater(config, live, store, background=True, rounds=not follower)
         self.control: KafkaConsumer | None = None
         self.swaps = 0
 
@@ -115,6 +130,10 @@ class DaemonUpdates:
                 log.error("refused control command %r: %s", command, exc)
             return
         if command == "update":
+            if self.follower:
+                log.info("manual update requested: this daemon follows announced models; "
+                         "rounds run in the updater process")
+                return
             log.info("manual update requested")
             self.updater.request()
         elif command == "admit":

@@ -98,10 +98,14 @@ class Update:
 
 
 class OnlineUpdater:
+    """``rounds=False``: keys are re-scaled and thresholds re-learnt, but no model is
+    trained (a daemon that follows the models another process announces)."""
+
     def __init__(self, config: Config, live: Detector, store: ModelStore | None = None,
-                 background: bool = False, seed: int = 0) -> None:
+                 background: bool = False, seed: int = 0, rounds: bool = True) -> None:
         self.config, self.cfg, self.live = config, config.updater, live
         self.store, self.background, self.seed = store, background, seed
+        self.trains = rounds
         kind = KeyedReplayBuffer if self.cfg.buffer == "per-key" else ReplayBuffer
         self.buffer = kind(live.window, len(live.channels), self.cfg.recent,
                            self.cfg.reservoir, self.cfg.quarantine, seed)
@@ -133,7 +137,7 @@ class OnlineUpdater:
         self._since_round += len(windows)
         if self._first_ts is None and len(ts):
             self._first_ts = float(ts[0])
-        if self.detector is not None:
+        if self.detector is not None and self.trains:
             # calibrated scores are standardised log errors: light enough tails that a
             # single large window is not taken for a change of level
             for value in scores[~protected]:
@@ -229,7 +233,7 @@ class OnlineUpdater:
 
     # ---------------------------------------------------------------- rounds
     def _reason(self, now: float) -> str | None:
-        if len(self.buffer) < self.cfg.min_windows:
+        if not self.trains or len(self.buffer) < self.cfg.min_windows:
             return None
         if self._manual:
             return "manual"
