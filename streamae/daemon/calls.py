@@ -1,0 +1,59 @@
+"""Calls on Kafka clients that must not hang the daemon: bounded waits and the errors a
+commit step ends in."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafka.errors import KafkaError
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(KafkaError):
+    """Some events of the interval were not acknowledged; the interval is replayed."""
+
+
+class CommitTimeout(KafkaError):
+    """A commit step did not finish within ``daemon.commit_timeout``."""
+
+
+def bounded(call: Callable[[], Any], timeout: float, what: str,
+            abandon: threading.Event | None = None) -> Any:
+    """``call()`` on a helper thread, waited for at most ``timeout`` s (or until ``abandon``
+    is set). The client's transactional calls wait without a limit, and after a broker
+    restart some never return; the caller then gives the client up."""
+    done, box = threading.Event(), {}
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=f"streamae-{what}", daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not done.wait(0.1):
+        if time.monotonic() > deadline:
+            raise CommitTimeout(f"{what} did not finish within {timeout:g} s "
+                                "(daemon.commit_timeout)")
+        if abandon is not None and abandon.is_set():
+            raise CommitTimeout(f"{what} abandoned: the daemon is stopping")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def close_producer(producer: Any, wait: float) -> None:
+    """Close a producer, flushing for at most ``wait`` s; one stuck on absent brokers is
+    left behind rather than holding the caller."""
+    try:
+        bounded(lambda: producer.close(timeout=wait), wait + 5.0, "producer close")
+    except Exception as exc:
+        log.warning("producer did not close cleanly: %s", exc)
