@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from streamae import __version__
 from streamae.errors import StreamaeError
@@ -67,6 +68,29 @@ class _Help(argparse.HelpFormatter):
         return f"{text} (default: {default})" if text else f"default: {default}"
 
 
+ENV_SERVERS = "STREAMAE_BOOTSTRAP_SERVERS"
+
+
+def field_option(p: argparse.ArgumentParser, *flags: str, field: str, env: str | None = None,
+                 **kw: Any) -> None:
+    """An option that sets one config field: its help names the field (and the environment
+    variable it defaults from); ``_load`` applies it beneath any ``--set``."""
+    if env:
+        kw["default"] = os.environ.get(env)
+    if kw.get("action") == "store_true":
+        kw["default"] = None  # not given: the config decides
+    where = f"config: {field}" + (f"; env: {env}" if env else "")
+    help = kw.pop("help", "")
+    action = p.add_argument(*flags, help=f"{help} [{where}]".strip(), **kw)
+    p.set_defaults(config_fields={**(p.get_default("config_fields") or {}),
+                                  action.dest: field})
+
+
+def servers_option(p: argparse.ArgumentParser, purpose: str = "Kafka brokers") -> None:
+    field_option(p, "--bootstrap-servers", field="kafka.bootstrap_servers", env=ENV_SERVERS,
+                 metavar="HOST:PORT", help=purpose)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamae", description="Streaming anomaly detection for sensor telemetry with "
@@ -95,24 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
              "updater.store on a volume the daemons can read.")):
         p = command(name, help, _run)
         p.set_defaults(role="scorer" if name == "run" else "updater")
-        p.add_argument("--model", metavar="MODEL_DIR",
-                       help="trained model [config: daemon.model]")
-        p.add_argument("--bootstrap-servers", metavar="HOST:PORT",
-                       default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
-                       help="Kafka brokers [config: kafka.bootstrap_servers; "
-                       "env: STREAMAE_BOOTSTRAP_SERVERS]")
-        p.add_argument("--input-topic", action="append", metavar="TOPIC",
-                       help="topic to consume, repeatable [config: input.topics]")
-        p.add_argument("--format", choices=["json", "telegraf", "influx", "prometheus",
-                                            "alertmanager"],
-                       help="input layout [config: input.format]")
-        p.add_argument("--output-topic", metavar="TOPIC",
-                       help="events [config: daemon.output_topic]")
-        p.add_argument("--group-id", metavar="GROUP",
-                       help="consumer group [config: daemon.group_id]")
-        p.add_argument("--delivery", choices=["at-least-once", "exactly-once"],
-                       help="delivery guarantee [config: daemon.delivery]")
-        p.add_argument("--state-dir", metavar="DIR", help="checkpoints [config: daemon.state_dir]")
+        field_option(p, "--model", field="daemon.model", metavar="MODEL_DIR",
+                     help="trained model")
+        servers_option(p)
+        field_option(p, "--input-topic", field="input.topics", action="append",
+                     metavar="TOPIC", help="topic to consume, repeatable")
+        field_option(p, "--format", field="input.format", help="input layout",
+                     choices=["json", "telegraf", "influx", "prometheus", "alertmanager"])
+        field_option(p, "--output-topic", field="daemon.output_topic", metavar="TOPIC",
+                     help="events")
+        field_option(p, "--group-id", field="daemon.group_id", metavar="GROUP",
+                     help="consumer group")
+        field_option(p, "--delivery", field="daemon.delivery", help="delivery guarantee",
+                     choices=["at-least-once", "exactly-once"])
+        field_option(p, "--state-dir", field="daemon.state_dir", metavar="DIR",
+                     help="checkpoints")
         p.add_argument("--log-format", choices=["text", "json"], default="text",
                        help="log lines as text or one JSON object each")
 
@@ -125,9 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="update: a round now; admit: quarantined windows become normal; "
                    "reject: the alarm is an incident, never learnt")
     p.add_argument("--key", help="admit/reject: the key (default: every key)")
-    p.add_argument("--bootstrap-servers", metavar="HOST:PORT",
-                   default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
-                   help="[config: kafka.bootstrap_servers; env: STREAMAE_BOOTSTRAP_SERVERS]")
+    servers_option(p)
 
     p = command("dev-broker", "Run a single-node Kafka broker (KRaft) on 127.0.0.1 in the "
                 "foreground until Ctrl-C; fetches the broker jars with Maven on first use.",
@@ -153,14 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pretrained model")
     p.add_argument("--input", nargs="+", required=True, metavar="PATH", help="new sensors' data")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="where to write the result")
-    p.add_argument("--freeze-encoder", action="store_true",
-                   help="keep the encoder fixed [config: updater.freeze_encoder]")
-    p.add_argument("--freeze-layers", type=int, metavar="K",
-                   help="keep the first K encoder layers fixed [config: updater.freeze_layers]")
-    p.add_argument("--lr", type=float, help="learning rate [config: updater.lr]")
-    p.add_argument("--encoder-lr-scale", type=float, metavar="S",
-                   help="encoder learns S times slower [config: updater.encoder_lr_scale]")
-    p.add_argument("--epochs", type=int, help="[config: updater.epochs]")
+    field_option(p, "--freeze-encoder", field="updater.freeze_encoder", action="store_true",
+                 help="keep the encoder fixed")
+    field_option(p, "--freeze-layers", field="updater.freeze_layers", type=int, metavar="K",
+                 help="keep the first K encoder layers fixed")
+    field_option(p, "--lr", field="updater.lr", type=float, help="learning rate")
+    field_option(p, "--encoder-lr-scale", field="updater.encoder_lr_scale", type=float,
+                 metavar="S", help="encoder learns S times slower")
+    field_option(p, "--epochs", field="updater.epochs", type=int, help="fine-tuning epochs")
 
     p = command("embed", "Write the encoder's latent features, one row per scored window "
                 "(timestamp, key, z0..), for downstream models.", _embed)
@@ -182,10 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--announce", nargs="?", const="", metavar="TOPIC",
                    help="promote/rollback: announce the new live version to running daemons "
                    "on TOPIC [default: config daemon.models_topic, else streamae.models]")
-    p.add_argument("--bootstrap-servers", metavar="HOST:PORT",
-                   default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
-                   help="with --announce [config: kafka.bootstrap_servers; "
-                   "env: STREAMAE_BOOTSTRAP_SERVERS]")
+    servers_option(p, "with --announce")
 
     p = command("backtest", "Stream files through the pipeline in event-time order; write "
                 "scores.csv, events.jsonl and report.json (+ report.md and plots with labels).",
@@ -198,9 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --kafka-topic: first record time (ISO 8601 or epoch s)")
     p.add_argument("--to", dest="end", metavar="TIME",
                    help="with --kafka-topic: end of the range, exclusive")
-    p.add_argument("--bootstrap-servers", metavar="HOST:PORT",
-                   default=os.environ.get("STREAMAE_BOOTSTRAP_SERVERS"),
-                   help="with --kafka-topic [config: kafka.bootstrap_servers]")
+    servers_option(p, "with --kafka-topic")
     p.add_argument("--speed", type=float, metavar="X",
                    help="replay at X times event time (default: as fast as possible)")
     p.add_argument("--events-topic", metavar="TOPIC", help="also write the events to this topic")
@@ -282,7 +296,10 @@ def _load(args: argparse.Namespace):
 
     from streamae.config import load_config
 
-    overrides = {}
+    # options that name a config field first, then every --set on top of them
+    overrides = {field: value for dest, field in (getattr(args, "config_fields", None)
+                                                 or {}).items()
+                 if (value := getattr(args, dest, None)) is not None}
     for item in args.set:
         field, sep, value = item.partition("=")
         if not sep:
@@ -350,8 +367,6 @@ def _backtest(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise StreamaeError(f"--out {args.out} is an existing file; backtest writes a folder "
                             "of outputs: choose a folder name")
-    if args.bootstrap_servers:
-        args.set = [f"kafka.bootstrap_servers={args.bootstrap_servers}", *args.set]
     config = _load(args)
     _threads(config)
     progress = _progress(args)
@@ -448,10 +463,6 @@ def _finetune(args: argparse.Namespace) -> int:
     from streamae.models.detector import Detector
     from streamae.updater.transfer import finetune_on_frame
 
-    flags = {"updater.freeze_encoder": True if args.freeze_encoder else None,
-             "updater.freeze_layers": args.freeze_layers, "updater.lr": args.lr,
-             "updater.encoder_lr_scale": args.encoder_lr_scale, "updater.epochs": args.epochs}
-    args.set = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
     from streamae.models.detector import check_model_out
 
     check_model_out(args.out)
@@ -530,8 +541,6 @@ def _models(args: argparse.Namespace) -> int:
     if args.announce is not None and args.action in ("promote", "rollback"):
         from streamae.daemon import announce
 
-        if args.bootstrap_servers:
-            args.set = [f"kafka.bootstrap_servers={args.bootstrap_servers}", *args.set]
         config = _load(args)
         topic = args.announce or config.daemon.models_topic or "streamae.models"
         from streamae.daemon.signing import key_from_env
@@ -591,11 +600,6 @@ def _run(args: argparse.Namespace) -> int:
     from streamae.daemon.runner import Daemon
     from streamae.models.detector import Detector
 
-    flags = {"daemon.model": args.model, "kafka.bootstrap_servers": args.bootstrap_servers,
-             "input.topics": args.input_topic, "input.format": args.format,
-             "daemon.output_topic": args.output_topic, "daemon.group_id": args.group_id,
-             "daemon.delivery": args.delivery, "daemon.state_dir": args.state_dir}
-    args.set = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
     config = _load(args)
     _log_setup(args)
     if not config.daemon.model:
@@ -616,8 +620,6 @@ def _control(args: argparse.Namespace) -> int:
     from streamae.daemon.clients import client_settings
     from streamae.daemon.signing import key_from_env, sign
 
-    if args.bootstrap_servers:
-        args.set = [f"kafka.bootstrap_servers={args.bootstrap_servers}", *args.set]
     config = _load(args)
     command = sign({"command": args.action, **({"key": args.key} if args.key else {})},
                    key_from_env(config.daemon.signature_key_env))
