@@ -395,9 +395,11 @@ class UpdaterConfig:
                                 "moved channels if that makes its windows score as normal "
                                 "again (a recalibrated sensor; 0: off)", duration=True,
                                 min=0.0)
-    admit_after: float = _opt(21600.0, "a key in alarm this long is taken as a change of "
-                              "normal: its quarantined windows enter the buffer (0: only "
-                              "when an operator admits them)", duration=True, min=0.0)
+    admit_after: float = _opt(0.0, "a key in alarm this long is taken as a change of "
+                              "normal: its quarantined windows enter the buffer (0, the "
+                              "default: only when an operator admits them; a long alarm "
+                              "re-scaling does not explain may be an incident)",
+                              duration=True, min=0.0)
 
 
 @dataclass(frozen=True)

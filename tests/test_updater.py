@@ -263,8 +263,7 @@ def _online(config, detector, live, rescale_after):
     from streamae.updater.online import OnlineUpdater
 
     cfg = dataclasses.replace(config, updater=dataclasses.replace(
-        config.updater, min_windows=10**6, drift="none", admit_after=0.0,
-        rescale_after=rescale_after),
+        config.updater, min_windows=10**6, drift="none", rescale_after=rescale_after),
         threshold=dataclasses.replace(config.threshold, learn="calm"))  # alarms teach nothing
     updater = OnlineUpdater(cfg, detector)
     return run_backtest(live, detector, cfg, updater=updater), updater
@@ -299,6 +298,11 @@ def test_a_sensor_stuck_at_another_level_is_an_incident_not_a_recalibration(clea
     result, updater = _online(config, detector, live, 4 * 3600.0)
     assert not [r for r in updater.rescaled if r["key"] == "sensor-0"]
     assert result.anomaly[late].mean() > 0.8, result.anomaly[late].mean()
+    # a day and more of it: by default its windows from inside the alarm stay quarantined,
+    # never admitted as normal
+    assert np.ptp(live.timestamps[moved]) > 24 * 3600 and updater.cfg.admit_after == 0
+    held = updater.buffer.quarantined_of("sensor-0", live.timestamps[moved].min())
+    assert len(held) > 0.5 * moved.sum() / config.window.hop
 
 
 def test_an_alarm_rejected_by_the_operator_is_never_admitted_and_its_windows_go(trained):
