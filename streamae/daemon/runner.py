@@ -315,7 +315,9 @@ class Daemon(Partitions, Committer):
             # closing leaves the group, which revokes the partitions: the hand-over in the
             # rebalance callback must not commit what this stop did not
             self.restored = False
-            self.consumer.close(autocommit=False)
+            # leaving the group waits on the brokers: no longer than a commit step may
+            self.consumer.close(autocommit=False,
+                                timeout_ms=int(self.config.daemon.commit_timeout * 1000))
         if self.producer is not None:
             close_producer(self.producer, 10.0)
         if self.updates:
