@@ -221,12 +221,7 @@ class KeyedReplayBuffer:
         return tuple(np.concatenate(column) for column in zip(*taken))  # type: ignore
 
     def quarantined(self, n: int) -> np.ndarray:
-        rings = [p.quarantine for p in self.parts.values()]
-        if n <= 0 or not rings:
-            return np.zeros((0, *self.shape[:2]), np.float32)
-        data = np.concatenate([r.data[r.ordered()] for r in rings])
-        ts = np.concatenate([r.ts[r.ordered()] for r in rings])
-        return data[np.argsort(ts, kind="stable")][-n:]
+        return self._newest([p.quarantine for p in self.parts.values()], n)
 
     def quarantined_of(self, key: str, since: float) -> np.ndarray:
         return self.parts[key].quarantined_of(key, since) if key in self.parts else \
@@ -253,9 +248,12 @@ class KeyedReplayBuffer:
         return data[order], ts[order], ks[order]
 
     def newest(self, n: int) -> np.ndarray:
-        if n <= 0 or not self.parts:
+        return self._newest([p.recent for p in self.parts.values()], n)
+
+    def _newest(self, rings: list[_Ring], n: int) -> np.ndarray:
+        """The newest ``n`` windows of the rings merged in time order, oldest first."""
+        if n <= 0 or not rings:
             return np.zeros((0, *self.shape[:2]), np.float32)
-        rings = [p.recent for p in self.parts.values()]
         data = np.concatenate([r.data[r.ordered()] for r in rings])
         ts = np.concatenate([r.ts[r.ordered()] for r in rings])
         return data[np.argsort(ts, kind="stable")][-n:]
