@@ -78,7 +78,8 @@ def write_html(report: dict[str, Any], events: list[dict[str, Any]], out_dir: Pa
     return path
 
 
-LOWER_IS_BETTER = {"mean_delay_s", "false_alarms_per_day", "alarms", "alarm_time_share"}
+LOWER_IS_BETTER = {"mean_delay_s", "false_alarms_per_day", "alarms", "alarm_time_share",
+                   "normal_in_alarm"}
 
 #: Column titles and what they mean, for the tables and their legend.
 COLUMNS = {
@@ -97,6 +98,8 @@ COLUMNS = {
     "nab_standard": ("NAB score", "NAB standard profile: 100 perfect, 0 = never alarming"),
     "alarms": ("alarms", "alarms raised"),
     "alarm_time_share": ("time in alarm", "share of points inside an alarm"),
+    "normal_in_alarm": ("normal in alarm", "share of normal (unlabelled) points inside an "
+                        "alarm: what an endless alarm costs"),
 }
 
 

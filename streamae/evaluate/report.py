@@ -17,7 +17,7 @@ from streamae.types import Frame
 
 HEADLINE = ("auc_pr", "vus_pr", "roc_auc", "event_precision", "event_recall", "event_f1",
             "composite_f1", "mean_delay_s", "false_alarms_per_day", "nab_standard", "alarms",
-            "alarm_time_share")
+            "alarm_time_share", "normal_in_alarm")
 NAB_COLUMNS = {"standard": "nab_standard", "reward_low_fp_rate": "nab_low_fp",
                "reward_low_fn_rate": "nab_low_fn"}
 
@@ -42,6 +42,8 @@ def key_metrics(labels: np.ndarray, score: np.ndarray, anomaly: np.ndarray, ts: 
         "label_rate": float(np.mean(labels != 0)),
         # an alarm that never closes "finds" everything: this share exposes it
         "alarm_time_share": float(np.mean(anomaly != 0)),
+        "normal_in_alarm": float(np.mean(anomaly[labels == 0] != 0))
+        if np.any(labels == 0) else math.nan,
         **extra,
     }
 
