@@ -328,13 +328,13 @@ class Pipeline:
         status = np.where(np.isnan(score), UNSCORED, 0).astype(np.int8)
         threshold = np.full(len(rows), np.nan)
         anomaly = np.zeros(len(rows), dtype=np.bool_)
-        last_alarm = np.full(len(rows), -np.inf)
+        last_hot = np.full(len(rows), -np.inf)
         out = Output(rows, keys, ts, score, threshold, anomaly, status)
         scored = ~np.isnan(score)
         if scored.any():
             idx = np.flatnonzero(scored)
             thr, alarm = self.decision.apply(slot[idx], ts[idx], score[idx])
-            threshold[idx], anomaly[idx], last_alarm[idx] = thr, alarm.anomaly, alarm.last_alarm
+            threshold[idx], anomaly[idx], last_hot[idx] = thr, alarm.anomaly, alarm.last_hot
             for j in np.flatnonzero(alarm.peak | (alarm.event != 0)):
                 i = idx[j]
                 if alarm.peak[j]:
@@ -345,16 +345,17 @@ class Pipeline:
                         self.detector.version, self.clock(),
                         self.locate(int(rows[i])) if self.locate else None))
         if self.on_windows is not None and closed.scorable.any():
-            self._feed(closed, take, last_alarm, window_score)
+            self._feed(closed, take, last_hot, window_score)
         return out
 
-    def _feed(self, closed: Closed, take: np.ndarray, last_alarm: np.ndarray,
+    def _feed(self, closed: Closed, take: np.ndarray, last_hot: np.ndarray,
               window_score: np.ndarray) -> None:
         """Hand the scored windows to the hook; a window is protected (kept out of
-        training) when any of its points lies in an alarm: its key was last in alarm at
-        or after the window's first point, as of its newest point."""
+        training) when any of its points lies in an alarm or crossed the threshold (an
+        incident's edges, and bursts too short or too weak to open one): its key was last
+        so at or after the window's first point, as of its newest point."""
         grid = np.full(take.shape, -np.inf)
-        grid[take] = last_alarm
+        grid[take] = last_hot
         idx = np.flatnonzero(closed.scorable)
         names = np.array(self.keys.names, dtype=object)[closed.slot[idx]]
         protected = grid[idx, -1] >= closed.ts[idx, 0]

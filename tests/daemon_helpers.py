@@ -87,3 +87,32 @@ def wait_committed(kafka, cfg, total, proc, timeout=120.0):
     raise AssertionError("daemon did not commit everything")
 
 
+
+
+def metric(daemon, sample: str, **labels: str) -> float:
+    """A daemon's Prometheus sample by the name ``/metrics`` shows it under (a counter's
+    ``_total``), summed over the samples whose labels match ``labels``; 0 when none."""
+    return sum(s.value for family in daemon.metrics.registry.collect()
+               for s in family.samples
+               if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "a condition") -> float:
+    """Poll ``condition`` until it holds; returns the seconds it took."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def scraped(port: int, sample: str) -> float:
+    """A daemon process's sample summed over its labels, read from its ``/metrics`` text
+    (0 when it has none or the endpoint does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.split("{", 1)[0].split(" ", 1)[0] == sample)

@@ -19,8 +19,8 @@ import orjson
 import pytest
 
 from conftest import SMALL
-from daemon_helpers import (by_key, daemon_config, events_of, same_events, start_process,
-                            wait_committed, wait_ready)
+from daemon_helpers import (by_key, daemon_config, events_of, metric, same_events, scraped,
+                            start_process, wait_committed, wait_for, wait_ready)
 from streamae.backtest import run_backtest
 from streamae.broker import free_port
 from streamae.config import load_config
@@ -160,7 +160,7 @@ def test_partitions_given_up_in_a_rebalance_are_left_alone(kafka, model, live, t
             other.poll(timeout_ms=100)
         # the other member leaves: the daemon takes the partition back at the group's
         # committed offset, not from the start of the topic
-        consumed = run.daemon.metrics.consumed.labels(topic)._value.get()
+        consumed = metric(run.daemon, "streamae_messages_consumed_total", topic=topic)
         other.close()
         other = None
         while (topic, taken.partition) not in run.daemon.positions:
@@ -168,7 +168,7 @@ def test_partitions_given_up_in_a_rebalance_are_left_alone(kafka, model, live, t
             time.sleep(0.1)
         time.sleep(2)
         assert run.daemon.positions[(topic, taken.partition)] == before
-        assert run.daemon.metrics.consumed.labels(topic)._value.get() == consumed
+        assert metric(run.daemon, "streamae_messages_consumed_total", topic=topic) == consumed
     finally:
         if other is not None:
             other.close()
@@ -281,7 +281,8 @@ def test_broker_restart_mid_stream(kafka, model, live, expected, tmp_path, deliv
     run = InProcess(cfg, detector)
     run.wait_consumed(quarter)
     kafka.produce(cfg.input.topics[0], messages[quarter:])
-    time.sleep(0.3)  # mid-stream: batches and commits in flight
+    # mid-stream: batches and commits in flight
+    wait_for(lambda: sum(run.daemon.positions.values()) > quarter, what="the rest being read")
     try:
         kafka.broker.stop() if fault == "stop" else kafka.broker.kill()
         time.sleep(10)
@@ -306,7 +307,8 @@ def test_a_stop_during_a_broker_outage_is_prompt(kafka, model, live, tmp_path):
     try:
         wait_ready(proc, port)
         kafka.produce(cfg.input.topics[0], messages[len(messages) // 2:])
-        time.sleep(0.3)
+        wait_for(lambda: scraped(port, "streamae_messages_consumed_total")
+                 > len(messages) // 2, what="the second half being read")
         kafka.broker.stop()
         time.sleep(2)
         stopped = time.monotonic()

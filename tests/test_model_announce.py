@@ -14,18 +14,10 @@ from streamae.daemon import announce
 from streamae.demo import frame_messages
 from streamae.models.detector import train_detector
 from streamae.updater.store import ModelStore
-from daemon_helpers import daemon_config
+from daemon_helpers import daemon_config, metric, wait_for
 from test_daemon_kafka import InProcess, live, model  # noqa: F401
 
 pytestmark = pytest.mark.kafka
-
-
-def wait_for(condition, timeout: float = 60.0) -> float:
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, "timed out"
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def store_with_newer(detector, train_frame, config, root, seed):
@@ -61,7 +53,7 @@ def test_announced_model_reaches_every_daemon_and_a_tampered_one_is_refused(
         print(f"announced model picked up by both daemons in {took:.2f} s")
         for run in runs:
             assert run.thread.is_alive()
-            assert run.daemon.metrics.model.labels(newer.version)._value.get() == 1
+            assert metric(run.daemon, "streamae_model_info", version=newer.version) == 1
 
         # a third version, changed on disk after it was announced
         third = train_detector(train_frame, dataclasses.replace(
@@ -74,7 +66,8 @@ def test_announced_model_reaches_every_daemon_and_a_tampered_one_is_refused(
         data[-1] ^= 0xFF
         weights.write_bytes(bytes(data))
         announce.publish(kafka.config, topic, doc)
-        wait_for(lambda: all(r.daemon.metrics.models_refused._value.get() == 1 for r in runs))
+        wait_for(lambda: all(metric(r.daemon, "streamae_models_refused_total") == 1
+                            for r in runs))
         for run in runs:
             assert run.daemon.pipeline.detector.version == newer.version
             assert run.thread.is_alive()
@@ -147,7 +140,7 @@ def test_the_updater_process_announces_what_it_accepts_to_every_daemon(
                                     for s in scorers))
         print(f"version accepted by the updater process reached both daemons in {took:.2f} s")
         assert updater.daemon.config.daemon.group_id == cfg.daemon.group_id + ".updater"
-        assert sum(c._value.get() for c in updater.daemon.metrics.events._metrics.values()) == 0
+        assert metric(updater.daemon, "streamae_events_produced_total") == 0
         # scorers follow: they adapt their keys (re-scaling, thresholds) but train nothing
         assert all(s.daemon.updates.follower and not s.daemon.updates.updater.trains
                    and not s.daemon.updates.updater.rounds for s in scorers)

@@ -155,16 +155,21 @@ def first_ts(frame):
     return iso(float(frame.timestamps.min()) - 1e-6)
 
 
-def test_windows_touching_an_alarm_are_protected_and_others_are_not(trained, synthetic):
-    """The updater's hook learns which windows overlap an alarm window by window, even
-    when the alarm opens late in one large batch."""
+def test_windows_touching_an_alarm_or_a_crossing_are_protected_and_others_are_not(
+        trained, synthetic):
+    """The updater's hook learns which windows overlap an alarm or a point over the
+    threshold (one that opened no alarm too) window by window, even when the alarm opens
+    late in one large batch."""
     detector, config = trained
     pipeline = Pipeline(detector, config)
     seen = []
     pipeline.on_windows = lambda data, keys, ts, scores, protected: seen.append(
         (keys, ts, protected))
     out = pipeline.process(synthetic)  # one batch: alarms open and close inside it
-    alarm_ts = {k: out.ts[(out.key == k) & out.anomaly] for k in synthetic.unique_keys()}
+    crossed = out.score >= config.alarm.enter_level * out.threshold
+    assert (crossed & ~out.anomaly).any(), "the scenario must cross without an alarm too"
+    alarm_ts = {k: out.ts[(out.key == k) & (out.anomaly | crossed)]
+                for k in synthetic.unique_keys()}
     keys = np.concatenate([s[0] for s in seen])
     ends = np.concatenate([s[1] for s in seen])
     protected = np.concatenate([s[2] for s in seen])

@@ -123,7 +123,7 @@ def test_alarm_hysteresis_story():
     assert out.event_ts[6] == 4.0
     # when the key was last in alarm, as of each point: its own time while open, then the
     # resolve time
-    assert out.last_alarm.tolist() == [-np.inf, 1, 2, 3, 4, 5, 6, 6]
+    assert out.last_hot.tolist() == [-np.inf, 1, 2, 3, 4, 5, 6, 6]
 
 
 def test_calibrating_on_a_sample_equals_a_streaming_start_on_it():

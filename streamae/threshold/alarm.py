@@ -19,13 +19,13 @@ __all__ = ["Alarm", "AlarmOutput", "EVENT_NAMES", "EV_NONE", "EV_OPEN", "EV_UPDA
 @dataclass
 class AlarmOutput:
     """Per point: inside an open alarm, event code, event time (start/end), new peak, and
-    when its key was last in alarm (-inf: never)."""
+    when its key was last in alarm or over its threshold (-inf: never)."""
 
     anomaly: np.ndarray
     event: np.ndarray
     event_ts: np.ndarray
     peak: np.ndarray
-    last_alarm: np.ndarray
+    last_hot: np.ndarray
 
 
 class Alarm(KeyedState):
@@ -47,7 +47,7 @@ class Alarm(KeyedState):
         c = self.config
         alarm_batch(slots, ts, scores.astype(np.float64), thresholds, self.state, c.enter_level,
                     c.exit_level, c.min_hits, c.hit_window, self.spans, self.points, c.prune,
-                    out.anomaly, out.event, out.event_ts, out.peak, out.last_alarm)
+                    out.anomaly, out.event, out.event_ts, out.peak, out.last_hot)
         return out
 
     def open_alarms(self) -> int:

@@ -46,11 +46,20 @@ class KeyedState:
         """Write rows from :meth:`take` into the given slots (grown to fit)."""
         self.ensure(int(slots.max()) + 1 if len(slots) else 0)
         for name in self._STATE:
-            getattr(self, name)[slots] = rows[name]
+            getattr(self, name)[slots] = self._widened(name, np.asarray(rows[name]))
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name).copy() for name in self._STATE}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         for name in self._STATE:
-            setattr(self, name, np.array(state[name], dtype=self._DTYPES.get(name, np.float64)))
+            setattr(self, name, self._widened(name, np.array(
+                state[name], dtype=self._DTYPES.get(name, np.float64))))
+
+    def _widened(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """State saved by a version with fewer columns, its new columns at their fill."""
+        if name != "state" or rows.ndim != 2 or rows.shape[1] >= len(self._fill):
+            return rows
+        out = np.tile(self._fill, (len(rows), 1))
+        out[:, : rows.shape[1]] = rows
+        return out

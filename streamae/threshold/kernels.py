@@ -164,8 +164,8 @@ def p2_batch(slots, scores, state, p, margin, min_points, out):
 # points (_N), so every span can be either.
 (A_ACTIVE, A_ABOVE_T, A_ABOVE_N, A_CALM_T, A_CALM_N, A_OPEN, A_PEAK, A_RESOLVED_T,
  A_RESOLVED_N, A_UPDATED_T, A_UPDATED_N, A_COUNT, A_HITS, A_STRONG, A_STRONG_T,
- A_STRONG_N) = range(16)
-ALARM_COLS = 16
+ A_STRONG_N, A_CROSSED_T) = range(17)
+ALARM_COLS = 17
 EV_NONE, EV_OPEN, EV_UPDATE, EV_RESOLVE = 0, 1, 2, 3
 
 
@@ -188,7 +188,7 @@ def _hits(mask, window):
 
 @njit(cache=True)
 def alarm_batch(slots, ts, scores, thresholds, state, enter, exit_, min_hits, hit_window,
-                spans, points, prune, anomaly, event, event_ts, peak, last_alarm):
+                spans, points, prune, anomaly, event, event_ts, peak, last_hot):
     """Post-processing per key, in order. ``spans``/``points``: amount and unit of
     (min_duration, resolve_after, suppress, update_every, prune_memory).
 
@@ -198,17 +198,17 @@ def alarm_batch(slots, ts, scores, thresholds, state, enter, exit_, min_hits, hi
     the strongest alarm peak of the last ``prune_memory``. While open, an update when the
     peak grows (at most every ``update_every``); resolve after ``score < exit*threshold``
     for ``resolve_after``, so alarms closer than that are one. Writes per point: anomaly
-    flag, event code, event time, new-peak flag and the time the key was last in alarm
-    (this point's if it is; -inf: never)."""
+    flag, event code, event time, new-peak flag and the time the key was last in alarm or
+    crossed its threshold without one opening (this point's if so; -inf: never)."""
     for i in range(len(slots)):
         alarm_step(i, slots[i], ts[i], scores[i], thresholds[i], state, enter, exit_,
                    min_hits, hit_window, spans, points, prune, anomaly, event, event_ts, peak,
-                   last_alarm)
+                   last_hot)
 
 
 @njit(cache=True)
 def alarm_step(i, k, t, x, thr, state, enter, exit_, min_hits, hit_window, spans, points,
-               prune, anomaly, event, event_ts, peak, last_alarm):
+               prune, anomaly, event, event_ts, peak, last_hot):
     """One point of :func:`alarm_batch`."""
     min_duration, resolve_after, suppress, update_every, prune_memory = (
         spans[0], spans[1], spans[2], spans[3], spans[4])
@@ -276,13 +276,18 @@ def alarm_step(i, k, t, x, thr, state, enter, exit_, min_hits, hit_window, spans
         else:
             state[k, A_CALM_T] = np.nan
     anomaly[i] = state[k, A_ACTIVE] != 0.0
-    last_alarm[i] = t if anomaly[i] else state[k, A_RESOLVED_T]
+    if crossed:
+        state[k, A_CROSSED_T] = t
+    last = state[k, A_RESOLVED_T]
+    if state[k, A_CROSSED_T] > last:  # False while it is nan: never crossed
+        last = state[k, A_CROSSED_T]
+    last_hot[i] = t if anomaly[i] or crossed else last
 
 
 @njit(cache=True)
 def tail_alarm_batch(slots, ts, scores, tstate, ring, risk, init_q, every, learn, least,
                      guard, astate, enter, exit_, min_hits, hit_window, spans, points, prune,
-                     out_thr, anomaly, event, event_ts, peak, last_alarm):
+                     out_thr, anomaly, event, event_ts, peak, last_hot):
     """:func:`tail_batch` and :func:`alarm_batch` point by point, so that what a key's
     memory learns can depend on whether the point is inside an alarm (``LEARN_CALM``)."""
     for i in range(len(slots)):
@@ -290,7 +295,7 @@ def tail_alarm_batch(slots, ts, scores, tstate, ring, risk, init_q, every, learn
         z = tstate[k, T_Z]
         out_thr[i] = z
         alarm_step(i, k, ts[i], scores[i], z, astate, enter, exit_, min_hits, hit_window,
-                   spans, points, prune, anomaly, event, event_ts, peak, last_alarm)
+                   spans, points, prune, anomaly, event, event_ts, peak, last_hot)
         tail_learn(k, scores[i], tstate, ring, risk, init_q, every, learn, least, guard,
                    anomaly[i])
 

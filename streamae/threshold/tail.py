@@ -73,7 +73,7 @@ class TailThreshold(KeyedState):
                          alarm.state,
                          a.enter_level, a.exit_level, a.min_hits, a.hit_window, alarm.spans,
                          alarm.points, a.prune, thr, out.anomaly, out.event, out.event_ts,
-                         out.peak, out.last_alarm)
+                         out.peak, out.last_hot)
         return thr, out
 
     def seed(self, slot: int, sample: np.ndarray) -> None:

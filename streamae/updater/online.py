@@ -32,13 +32,14 @@ from streamae.models.detector import Detector
 from streamae.updater.buffer import KeyedReplayBuffer, ReplayBuffer
 from streamae.updater.finetune import fine_tune
 from streamae.updater.gate import validate
-from streamae.updater.rescale import Rescale, explains, propose
+from streamae.updater.rescale import Rescale, search
 from streamae.updater.store import ModelStore
 
 if TYPE_CHECKING:
     from streamae.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
+RESCALE_SPAN = 8  # a re-scale looks at up to this many times threshold.init_points points
 
 
 def drift_detector(name: str) -> Any:
@@ -185,35 +186,30 @@ class OnlineUpdater:
         """Take a key's alarm for a recalibration if new scaling of its moved channels
         makes the alarm's windows score like its normal ones (:mod:`rescale`)."""
         hop, window = self.config.window.hop, self.live.window
-        # the newest windows of the alarm covering threshold.init_points points (the
-        # alarm may have begun before the change), none that straddle its start
+        # the alarm's windows, none that straddle its start; at least threshold.init_points
+        # points of them, and up to RESCALE_SPAN times that (a retry sees more of it)
         least = max(16, -(-self.config.threshold.init_points // hop))
         straddle = -(-window // hop)
-        alarm = self.buffer.quarantined_of(key, since)[straddle:][-least:]
+        alarm = self.buffer.quarantined_of(key, since)[straddle:][-RESCALE_SPAN * least:]
         if len(alarm) < least:
             return
         # levels to map onto: the key's own normal before the alarm, less the windows just
         # before it opened (already changed, not yet in alarm); a key with too little of
         # it: the training normal its scaling describes
-        normal = self.buffer.newest_of(key, 2 * least, before=since)[:-2 * straddle]
-        own = len(normal) >= 16
-        change = propose(alarm, normal if own else None, hop)
-        if change is None:
-            return
+        normal = self.buffer.newest_of(key, RESCALE_SPAN * least, before=since)[:-2 * straddle]
+        reference = {"own": normal} if len(normal) >= 16 else {"training": None}
         # scoring like normal: like the model's held-out training windows (the key's
         # recent windows outside alarms may hold the start of this or another change)
-        ok, after, usual = explains(self.live, change, alarm,
-                                    self.live.calibration.sample_for(key), hop)
-        names = [c for c, m in zip(self.live.channels, change.moved) if m]
-        if not ok:
-            log.info("key %s in alarm since %.0f: re-scaling %s does not explain it "
-                     "(score p90 %.3g > normal p99 %.3g); left in alarm", key, since,
-                     ", ".join(names), after, usual)
+        change, tried = search(self.live, alarm, reference,
+                               self.live.calibration.sample_for(key), hop)
+        if change is None:
+            if tried:
+                log.info("key %s in alarm since %.0f: re-scaling does not explain it (%s); "
+                         "left in alarm", key, since, "; ".join(tried))
             return
-        log.info("key %s in alarm since %.0f: channels %s re-scaled (a recalibration: "
-                 "re-scaled, its windows score like its normal ones, p90 %.3g <= p99 "
-                 "%.3g); the alarm stays an event", key, since, ", ".join(names), after,
-                 usual)
+        names = [c for c, m in zip(self.live.channels, change.moved) if m]
+        log.info("key %s in alarm since %.0f: a recalibration, re-scaled (%s); the alarm "
+                 "stays an event", key, since, tried[-1])
         self.buffer.discard(key)  # in the old scaling: never admitted as normal
         self._alarm_since.pop(key, None)
         self._rescales[key] = change

@@ -27,6 +27,10 @@ from streamae.models.detector import Detector
 MOVED_LEVEL, MOVED_GAIN = 1.0, 1.5
 FLAT = 1e-3  # a spread below this (in scaled units) is a flat channel
 MOVED_FLAT = 0.1  # a flat channel moved when its value moved by this much
+# a channel taking at most this many values (a command line, a state) is mapped by its
+# most common value and its range, which are exact for it: its mean and spread depend on
+# how often each value came up, which differs from one stretch of time to the next
+DISCRETE = 4
 
 
 @dataclass(frozen=True)
@@ -54,29 +58,53 @@ class Rescale:
         return mean + std * shift, std * gain
 
 
-def _level_spread(windows: np.ndarray, hop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each channel's mean and spread over the windows' newest ``hop`` steps (every point
-    once): the statistics the key's scaling is made of."""
-    points = windows[:, -hop:, :].reshape(-1, windows.shape[-1]).astype(np.float64)
-    return points.mean(axis=0), points.std(axis=0)
+def _points(windows: np.ndarray, hop: int) -> np.ndarray:
+    """The windows' newest ``hop`` steps (every point once), ``(points, channels)``."""
+    return windows[:, -hop:, :].reshape(-1, windows.shape[-1]).astype(np.float64)
 
 
-def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int) -> Rescale | None:
+def _discrete(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel: whether it takes at most :data:`DISCRETE` distinct values, and its
+    most common value."""
+    rounded = np.round(points, 6)
+    discrete, mode = np.zeros(points.shape[1], bool), np.zeros(points.shape[1])
+    for c in range(points.shape[1]):
+        values, counts = np.unique(rounded[:, c], return_counts=True)
+        discrete[c], mode[c] = len(values) <= DISCRETE, values[np.argmax(counts)]
+    return discrete, mode
+
+
+def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
+            levels_only: bool = False) -> Rescale | None:
     """The mapping of the ``alarm`` windows' channel levels onto the ``normal`` ones' (or,
     without them, onto the scaling's own: mean 0, spread 1), or None when no channel
-    moved (or none that has a spread to map)."""
-    loc, scale = _level_spread(alarm, hop)
-    channels = alarm.shape[-1]
-    ref_loc, ref_scale = (_level_spread(normal, hop) if normal is not None
-                          else (np.zeros(channels), np.ones(channels)))
+    moved (or none that has a spread to map). Levels and spreads are means and standard
+    deviations, except for channels discrete in both: their most common value and their
+    range (a shift alone where either has one value). ``levels_only``: only channels
+    whose level moved (a spread alone varies more from one stretch to the next)."""
+    points = _points(alarm, hop)
+    channels = points.shape[1]
+    loc, scale = points.mean(axis=0), points.std(axis=0)
+    if normal is None:
+        ref_loc, ref_scale = np.zeros(channels), np.ones(channels)
+        discrete = np.zeros(channels, bool)
+    else:
+        ref_points = _points(normal, hop)
+        ref_loc, ref_scale = ref_points.mean(axis=0), ref_points.std(axis=0)
+        (ours, mode), (theirs, ref_mode) = _discrete(points), _discrete(ref_points)
+        discrete = ours & theirs
+        loc, ref_loc = np.where(discrete, mode, loc), np.where(discrete, ref_mode, ref_loc)
+        scale = np.where(discrete, np.ptp(points, axis=0), scale)
+        ref_scale = np.where(discrete, np.ptp(ref_points, axis=0), ref_scale)
     flat, ref_flat = scale <= FLAT, ref_scale <= FLAT
     usable = ~flat & ~ref_flat
     ratio = np.where(usable, scale / np.where(usable, ref_scale, 1.0), 1.0)
-    moved = usable & ((np.abs(loc - ref_loc) > MOVED_LEVEL * ref_scale)
-                      | (ratio > MOVED_GAIN) | (ratio < 1.0 / MOVED_GAIN))
-    # a channel flat in both (a setting, an idle command line) at another value: a shift
-    # alone; one flat in only one of them changed its behaviour, which scaling cannot map
-    shifted = flat & ref_flat & (np.abs(loc - ref_loc) > MOVED_FLAT)
+    gain = usable & ((ratio > MOVED_GAIN) | (ratio < 1.0 / MOVED_GAIN)) & (not levels_only)
+    moved = usable & ~discrete & ((np.abs(loc - ref_loc) > MOVED_LEVEL * ref_scale) | gain)
+    # a channel with one value or a few at another level (a setting, a command line): a
+    # shift, and a new range where both have one; a continuous channel flat in only one
+    # of them changed its behaviour, which scaling cannot map
+    shifted = (discrete | (flat & ref_flat)) & ((np.abs(loc - ref_loc) > MOVED_FLAT) | gain)
     if not (moved | shifted).any():
         return None
     return Rescale(loc, np.where(usable, scale, 1.0), ref_loc, np.where(usable, ref_scale, 1.0),
@@ -100,3 +128,27 @@ def explains(model: Detector, change: Rescale, alarm: np.ndarray, usual: np.ndar
         return False, np.nan, np.nan
     after, normal = float(np.quantile(mapped, 0.9)), float(np.quantile(usual, 0.99))
     return after <= normal, after, normal
+
+
+def search(model: Detector, alarm: np.ndarray, references: dict[str, np.ndarray | None],
+           usual: np.ndarray, hop: int) -> tuple[Rescale | None, list[str]]:
+    """The first mapping that :func:`explains` the alarm: onto each reference normal in
+    turn (named; None: the training normal), the fewest channels first (those whose level
+    moved, then also those whose spread alone did). Returns it (None if none does) and one
+    line per mapping tried, the chosen one last."""
+    tried: list[str] = []
+    for name, reference in references.items():
+        previous = None
+        for levels_only in (True, False):
+            change = propose(alarm, reference, hop, levels_only)
+            if change is None or (previous is not None
+                                  and np.array_equal(change.moved, previous)):
+                continue
+            previous = change.moved
+            ok, after, normal = explains(model, change, alarm, usual, hop)
+            names = ", ".join(c for c, m in zip(model.channels, change.moved) if m)
+            tried.append(f"{names} onto its {name} normal: score p90 {after:.3g} "
+                         f"{'<=' if ok else '>'} normal p99 {normal:.3g}")
+            if ok:
+                return change, tried
+    return None, tried
