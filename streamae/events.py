@@ -10,6 +10,9 @@ import numpy as np
 from streamae.clock import iso
 
 SCHEMA = "streamae.event/1"
+#: decisions on an open alarm: taken for a recalibrated sensor (the key re-scaled), an
+#: operator's word that it is a new normal or an incident
+NOTES = ("rescaled", "admitted", "rejected")
 
 
 def severity(score: float, threshold: float) -> str:
@@ -42,7 +45,8 @@ class EventBuilder:
 
     def event(self, key: str, status: str, at: float, event_ts: float, model_version: str,
               emitted_at: float, where: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Build an open / update / resolved event for the key's alarm. ``where`` locates the
+        """Build an open / update / resolved event for the key's alarm, or one of the
+        decisions on it (:data:`NOTES`; one per alarm and decision). ``where`` locates the
         triggering point in the input (topic, partition, offset) when the caller knows it."""
         rec = self.open[key]
         if status == "open":

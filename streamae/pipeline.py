@@ -124,6 +124,8 @@ class Pipeline:
         self.next_row = 0
         self.locate = locate
         self.on_windows: WindowHook | None = None
+        self.latest = -np.inf  # newest event time seen
+        self.notes: list[dict[str, Any]] = []  # decisions on open alarms, for the next output
 
     def process(self, frame: Frame) -> Output:
         """Push rows (in event-time order per key) and return every row resolved so far."""
@@ -133,6 +135,8 @@ class Pipeline:
         n = len(frame)
         rows = np.arange(self.next_row, self.next_row + n, dtype=np.int64)
         self.next_row += n
+        if n:
+            self.latest = max(self.latest, float(frame.timestamps.max()))
         slots = self._slots(frame.keys)
         scaled = self.detector.scaler.transform(frame.values.astype(np.float64),
                                                 self.keys.mean[slots], self.keys.std[slots])
@@ -141,7 +145,28 @@ class Pipeline:
         nan = np.full(int(dropped.sum()), np.nan)
         early = Output(rows[dropped], frame.keys[dropped], frame.timestamps[dropped], nan, nan,
                        np.zeros(len(nan), dtype=np.bool_), status[dropped])
-        return Output.concat([early, *(self._score(c) for c in closed)])
+        return Output.concat([self._take_notes(), early, *(self._score(c) for c in closed)])
+
+    def note(self, key: str, status: str) -> bool:
+        """A decision on a key's open alarm (``rescaled``: taken for a recalibration;
+        ``admitted`` / ``rejected``: an operator's word that it is a new normal / an
+        incident) as an event of that alarm, sent with the next output. False when the
+        key has no open alarm here."""
+        if key not in self.events.open:
+            return False
+        self.notes.append(self.events.event(key, status, self.latest, self.latest,
+                                            self.detector.version, self.clock()))
+        return True
+
+    def take_notes(self) -> list[dict[str, Any]]:
+        """The decision events not sent yet (they leave the pipeline)."""
+        notes, self.notes = self.notes, []
+        return notes
+
+    def _take_notes(self) -> Output:
+        out = Output.empty()
+        out.events = self.take_notes()
+        return out
 
     def _slots(self, keys: np.ndarray) -> np.ndarray:
         """Key slots of ``keys``; keys seen for the first time get windows and a threshold
@@ -161,7 +186,7 @@ class Pipeline:
 
     def flush(self) -> Output:
         """End of stream: score what every key still holds (a partial hop)."""
-        return Output.concat([self._score(c) for c in self.windows.flush()])
+        return Output.concat([self._take_notes(), *(self._score(c) for c in self.windows.flush())])
 
     def warm_up(self) -> None:
         """Compile the Numba kernels and run the model once on a throwaway pipeline, so the
@@ -218,6 +243,7 @@ class Pipeline:
                                                               self.keys.std[slot])
         self.windows.ring[slot] = change.windows(self.windows.ring[slot][None])[0]
         self._reseed(np.array([slot]))
+        self.note(key, "rescaled")
 
     def state(self) -> PipelineState:
         """Everything a restart needs to carry on where this pipeline stands."""
@@ -225,7 +251,8 @@ class Pipeline:
                   **{f"decision.{k}": v for k, v in self.decision.state_dict().items()},
                   "keys.mean": self.keys.mean.copy(), "keys.std": self.keys.std.copy()}
         meta = {"keys": list(self.keys.names), "next_row": self.next_row,
-                "open_alarms": self.events.open, "model_version": self.detector.version}
+                "open_alarms": self.events.open, "model_version": self.detector.version,
+                "latest": self.latest, "notes": self.notes}
         return PipelineState(arrays, meta)
 
     def restore(self, state: PipelineState) -> None:
@@ -251,6 +278,8 @@ class Pipeline:
         self.decision.load_state_dict(decision)
         self.events.open = {k: dict(v) for k, v in meta["open_alarms"].items()}
         self.next_row = int(meta["next_row"])
+        self.latest = float(meta.get("latest", -np.inf))  # absent in older states
+        self.notes = list(meta.get("notes", []))
 
     def export_keys(self, names: list[str]) -> PipelineState:
         """The state of just these keys (known to this pipeline), for another pipeline to

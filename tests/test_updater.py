@@ -284,6 +284,12 @@ def test_a_recalibrated_sensor_is_re_scaled_and_leaves_its_alarm_without_a_new_m
         [detector.channels[0]]]
     assert on.anomaly[late].mean() < 0.2, on.anomaly[late].mean()
     assert any(e["key"] == "sensor-0" and e["status"] == "resolved" for e in on.events)
+    # the decision is an event of the alarm it ended, between its open and its resolve
+    mine = [e for e in on.events if e["key"] == "sensor-0"]
+    noted = [i for i, e in enumerate(mine) if e["status"] == "rescaled"]
+    assert len(noted) == 1
+    alarm = [e for e in mine if e["alarm_id"] == mine[noted[0]]["alarm_id"]]
+    assert [e["status"] for e in alarm][0] == "open" and alarm[-1]["status"] == "resolved"
     assert updater.live is detector and not on.updates
 
 
@@ -442,24 +448,43 @@ def test_signed_control_commands_only_when_signing_is_on(trained, monkeypatch, t
     updates.refused = lambda *a: refused.append(a)
     for doc in ({"command": "update"}, sign({"command": "update"}, b"other key"),
                 {**sign({"command": "update"}, b"fleet-secret"), "command": "admit"}):
-        updates._command(json.dumps(doc).encode())
+        updates._command(json.dumps(doc).encode(), None)
     assert len(refused) == 3 and not updates.updater._manual
-    updates._command(json.dumps(sign({"command": "update"}, b"fleet-secret")).encode())
+    updates._command(json.dumps(sign({"command": "update"}, b"fleet-secret")).encode(), None)
     assert updates.updater._manual and len(refused) == 3
 
 
-def test_control_reject_holds_the_key(trained, tmp_path):
+def test_control_reject_holds_the_key_and_is_an_event_of_its_open_alarm(
+        trained, synthetic, tmp_path):
+    """``control reject`` holds the key, and goes out as a ``rejected`` event of the key's
+    open alarm (schema-valid, same alarm id); a key with no alarm here gets no event."""
     import json
 
+    import jsonschema
+
     from streamae.daemon.runner import Daemon
+    from test_pipeline import SCHEMA
 
     detector, config = trained
     config = dataclasses.replace(config, daemon=dataclasses.replace(
         config.daemon, state_dir=str(tmp_path)), updater=dataclasses.replace(
         config.updater, enabled=True))
-    updates = Daemon(config, detector).updates
-    updates._command(json.dumps({"command": "reject", "key": "sensor-3"}).encode())
-    assert updates.updater._held == {"sensor-3"}
+    daemon = Daemon(config, detector)
+    updates, pipeline = daemon.updates, daemon.pipeline
+    opened = []
+    for chunk in np.array_split(synthetic.event_time_order(), 60):
+        opened += [e for e in pipeline.process(synthetic.take(chunk)).events
+                   if e["status"] == "open" and e["key"] in pipeline.events.open]
+        if opened:
+            break
+    key = opened[-1]["key"]
+    for k in (key, "sensor-never-seen"):
+        updates._command(json.dumps({"command": "reject", "key": k}).encode(), pipeline)
+    assert updates.updater._held == {key, "sensor-never-seen"}
+    notes = pipeline.take_notes()
+    assert [(n["key"], n["status"]) for n in notes] == [(key, "rejected")]
+    jsonschema.validate(notes[0], SCHEMA)
+    assert notes[0]["alarm_id"] == opened[-1]["alarm_id"] and notes[0]["end"] is None
 
 
 def test_a_daemon_following_announced_models_adapts_keys_but_trains_nothing(
@@ -475,7 +500,7 @@ def test_a_daemon_following_announced_models_adapts_keys_but_trains_nothing(
     updates = Daemon(config, detector).updates
     assert updates.follower and updates.updater.cfg.rescale_after > 0
     assert updates.updater.cfg.recent <= 2048 and updates.updater.store is None
-    updates._command(json.dumps({"command": "update"}).encode())
+    updates._command(json.dumps({"command": "update"}).encode(), None)
     assert updates.updater._reason(1e12) is None  # never a round, whatever asks
     plain = dataclasses.replace(config, daemon=dataclasses.replace(config.daemon,
                                                                    models_topic=None))

@@ -344,6 +344,7 @@ class Daemon(Partitions, Committer):
         if self.updates and len(batch.frame):
             self.event_time = max(self.event_time, float(batch.frame.timestamps.max()))
             self._step_updates()
+            out.events += self.pipeline.take_notes()  # decisions on alarms: sent with them
         if self.role == "scorer":  # the updater process sends neither events nor dead letters
             send = self.producer.send
             for event in out.events:

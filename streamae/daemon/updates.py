@@ -106,14 +106,14 @@ class DaemonUpdates:
         if self.control is not None:
             for records in self.control.poll(timeout_ms=0).values():
                 for rec in records:
-                    self._command(rec.value)
+                    self._command(rec.value, pipeline)
         update = self.updater.poll(now)
         if update is not None:
             update.apply(pipeline)
             self.swaps += update.model is not None
         return update
 
-    def _command(self, raw: bytes) -> None:
+    def _command(self, raw: bytes, pipeline: Pipeline | None) -> None:
         try:
             doc = json.loads(raw)
             command = doc["command"]
@@ -140,13 +140,23 @@ class DaemonUpdates:
             key = doc.get("key")
             n = self.updater.buffer.admit(key)
             log.info("operator admitted %d quarantined windows of %s as normal", n, key or "all")
+            self._note(pipeline, key, "admitted")
         elif command == "reject":
             key = doc.get("key")
             n = self.updater.reject(key)
             log.info("operator rejected the alarm of %s as an incident: %d quarantined windows "
                      "dropped; not admitted or re-scaled while it lasts", key or "every key", n)
+            self._note(pipeline, key, "rejected")
         else:
             log.warning("unknown control command %r", command)
+
+    @staticmethod
+    def _note(pipeline: Pipeline | None, key: str | None, status: str) -> None:
+        """The operator's word as an event of each open alarm it concerns, here."""
+        if pipeline is None:
+            return
+        for name in [key] if key is not None else list(pipeline.events.open):
+            pipeline.note(name, status)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return {PREFIX + k: v for k, v in self.updater.buffer.state_dict().items()}
