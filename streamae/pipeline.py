@@ -19,7 +19,7 @@ import numpy as np
 from streamae.clock import Clock, wall_clock
 from streamae.config import Config
 from streamae.errors import InputFormatError
-from streamae.events import EventBuilder
+from streamae.events import NOTES, EventBuilder
 from streamae.models.detector import Detector
 from streamae.threshold import Decision
 from streamae.threshold.alarm import EVENT_NAMES
@@ -152,6 +152,8 @@ class Pipeline:
         ``admitted`` / ``rejected``: an operator's word that it is a new normal / an
         incident) as an event of that alarm, sent with the next output. False when the
         key has no open alarm here."""
+        if status not in NOTES:
+            raise ValueError(f"{status!r} is not a decision on an alarm ({', '.join(NOTES)})")
         if key not in self.events.open:
             return False
         self.notes.append(self.events.event(key, status, self.latest, self.latest,

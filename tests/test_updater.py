@@ -444,13 +444,15 @@ def test_signed_control_commands_only_when_signing_is_on(trained, monkeypatch, t
         Daemon(config, detector)
     monkeypatch.setenv("STREAMAE_TEST_KEY", "fleet-secret")
     refused = []
-    updates = Daemon(config, detector).updates
+    daemon = Daemon(config, detector)
+    updates = daemon.updates
     updates.refused = lambda *a: refused.append(a)
     for doc in ({"command": "update"}, sign({"command": "update"}, b"other key"),
                 {**sign({"command": "update"}, b"fleet-secret"), "command": "admit"}):
-        updates._command(json.dumps(doc).encode(), None)
+        updates._command(json.dumps(doc).encode(), daemon.pipeline)
     assert len(refused) == 3 and not updates.updater._manual
-    updates._command(json.dumps(sign({"command": "update"}, b"fleet-secret")).encode(), None)
+    updates._command(json.dumps(sign({"command": "update"}, b"fleet-secret")).encode(),
+                     daemon.pipeline)
     assert updates.updater._manual and len(refused) == 3
 
 
@@ -497,10 +499,11 @@ def test_a_daemon_following_announced_models_adapts_keys_but_trains_nothing(
     config = dataclasses.replace(config, daemon=dataclasses.replace(
         config.daemon, state_dir=str(tmp_path), models_topic="models"))
     assert not config.updater.enabled
-    updates = Daemon(config, detector).updates
+    daemon = Daemon(config, detector)
+    updates = daemon.updates
     assert updates.follower and updates.updater.cfg.rescale_after > 0
     assert updates.updater.cfg.recent <= 2048 and updates.updater.store is None
-    updates._command(json.dumps({"command": "update"}).encode(), None)
+    updates._command(json.dumps({"command": "update"}).encode(), daemon.pipeline)
     assert updates.updater._reason(1e12) is None  # never a round, whatever asks
     plain = dataclasses.replace(config, daemon=dataclasses.replace(config.daemon,
                                                                    models_topic=None))

@@ -113,7 +113,7 @@ class DaemonUpdates:
             self.swaps += update.model is not None
         return update
 
-    def _command(self, raw: bytes, pipeline: Pipeline | None) -> None:
+    def _command(self, raw: bytes, pipeline: Pipeline) -> None:
         try:
             doc = json.loads(raw)
             command = doc["command"]
@@ -151,10 +151,8 @@ class DaemonUpdates:
             log.warning("unknown control command %r", command)
 
     @staticmethod
-    def _note(pipeline: Pipeline | None, key: str | None, status: str) -> None:
+    def _note(pipeline: Pipeline, key: str | None, status: str) -> None:
         """The operator's word as an event of each open alarm it concerns, here."""
-        if pipeline is None:
-            return
         for name in [key] if key is not None else list(pipeline.events.open):
             pipeline.note(name, status)
 

@@ -197,10 +197,9 @@ class OnlineUpdater:
         # before it opened (already changed, not yet in alarm); a key with too little of
         # it: the training normal its scaling describes
         normal = self.buffer.newest_of(key, RESCALE_SPAN * least, before=since)[:-2 * straddle]
-        reference = {"own": normal} if len(normal) >= 16 else {"training": None}
         # scoring like normal: like the model's held-out training windows (the key's
         # recent windows outside alarms may hold the start of this or another change)
-        change, tried = search(self.live, alarm, reference,
+        change, tried = search(self.live, alarm, normal if len(normal) >= 16 else None,
                                self.live.calibration.sample_for(key), hop)
         if change is None:
             if tried:

@@ -5,8 +5,7 @@ gain) while the process they measure behaves as before. That is told from an inc
 trying it: each channel's level and spread in the alarm's windows are mapped onto those
 of the key's last normal windows, and the live model scores the mapped windows. Only if
 they then score like the model's held-out normal windows is the change taken as a
-recalibration and
-the key's scaling changed (the alarm that went before stays an event). An incident (the
+recalibration and the key's scaling changed (the alarm that went before stays an event). An incident (the
 channels' relations broken, a shape the model never saw) still scores high after the
 mapping and is left alone.
 
@@ -130,25 +129,23 @@ def explains(model: Detector, change: Rescale, alarm: np.ndarray, usual: np.ndar
     return after <= normal, after, normal
 
 
-def search(model: Detector, alarm: np.ndarray, references: dict[str, np.ndarray | None],
-           usual: np.ndarray, hop: int) -> tuple[Rescale | None, list[str]]:
-    """The first mapping that :func:`explains` the alarm: onto each reference normal in
-    turn (named; None: the training normal), the fewest channels first (those whose level
-    moved, then also those whose spread alone did). Returns it (None if none does) and one
-    line per mapping tried, the chosen one last."""
+def search(model: Detector, alarm: np.ndarray, normal: np.ndarray | None, usual: np.ndarray,
+           hop: int) -> tuple[Rescale | None, list[str]]:
+    """The first mapping onto ``normal`` (None: the training normal) that :func:`explains`
+    the alarm, the fewest channels first (those whose level moved, then also those whose
+    spread alone did). Returns it (None if none does) and one line per mapping tried, the
+    chosen one last."""
     tried: list[str] = []
-    for name, reference in references.items():
-        previous = None
-        for levels_only in (True, False):
-            change = propose(alarm, reference, hop, levels_only)
-            if change is None or (previous is not None
-                                  and np.array_equal(change.moved, previous)):
-                continue
-            previous = change.moved
-            ok, after, normal = explains(model, change, alarm, usual, hop)
-            names = ", ".join(c for c, m in zip(model.channels, change.moved) if m)
-            tried.append(f"{names} onto its {name} normal: score p90 {after:.3g} "
-                         f"{'<=' if ok else '>'} normal p99 {normal:.3g}")
-            if ok:
-                return change, tried
+    previous = None
+    for levels_only in (True, False):
+        change = propose(alarm, normal, hop, levels_only)
+        if change is None or (previous is not None and np.array_equal(change.moved, previous)):
+            continue
+        previous = change.moved
+        ok, after, usual_p99 = explains(model, change, alarm, usual, hop)
+        names = ", ".join(c for c, m in zip(model.channels, change.moved) if m)
+        tried.append(f"{names} onto its {'own' if normal is not None else 'training'} normal: "
+                     f"score p90 {after:.3g} {'<=' if ok else '>'} normal p99 {usual_p99:.3g}")
+        if ok:
+            return change, tried
     return None, tried
