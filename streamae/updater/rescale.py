@@ -5,9 +5,9 @@ gain) while the process they measure behaves as before. That is told from an inc
 trying it: each channel's level and spread in the alarm's windows are mapped onto those
 of the key's last normal windows, and the live model scores the mapped windows. Only if
 they then score like the model's held-out normal windows is the change taken as a
-recalibration and the key's scaling changed (the alarm that went before stays an event). An incident (the
-channels' relations broken, a shape the model never saw) still scores high after the
-mapping and is left alone.
+recalibration and the key's scaling changed (the alarm that went before stays an
+event). An incident (the channels' relations broken, a shape the model never saw) still
+scores high after the mapping and is left alone.
 
 All in scaled units: a channel's value ``s`` maps to ``(s - loc) * ref_scale / scale +
 ref_loc``, which is a change of the key's raw mean and spread (:meth:`Rescale.of`).
