@@ -27,6 +27,7 @@ EPILOG = """examples:
   streamae backtest --model model/ --input today.csv --out run/
   streamae backtest --train history.csv --input today.csv --out run/ --baselines pca
   streamae config show > my.yaml                  the default config, every field documented
+  streamae config schema > streamae.schema.json   JSON Schema of config files (editors, CI)
 
 Every command takes --config (default: the packaged defaults) [env: STREAMAE_CONFIG]."""
 
@@ -263,8 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean-head", type=int, default=0, help="leading rows free of anomalies")
     p.add_argument("--seed", type=int, default=0, help="generator seed")
 
-    p = command("config", "Show the resolved config, or check a config file.", _config)
-    p.add_argument("action", choices=["show", "check"], help="show: print YAML; check: validate")
+    p = command("config", "Show the resolved config, check a config file, or print the "
+                "JSON Schema config files follow (for editors and CI).", _config)
+    p.add_argument("action", choices=["show", "check", "schema"],
+                   help="show: print YAML; check: validate; schema: print the JSON Schema")
     return parser
 
 
@@ -731,8 +734,11 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from streamae.config import commented_yaml
+    from streamae.config import commented_yaml, config_schema
 
+    if args.action == "schema":
+        print(json.dumps(config_schema(), indent=2))
+        return 0
     config = _load(args)
     if args.action == "check":
         print(f"{args.config or 'packaged defaults'}: ok")

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_POINTS = re.compile(r"^\s*(\d+)\s*(?:p|pts|points?)\s*$")
+DURATION_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+POINTS_TEXT = re.compile(r"^\s*(\d+)\s*(?:p|pts|points?)\s*$")
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -18,7 +18,7 @@ def parse_duration(value: str | int | float) -> float:
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
-    match = _PATTERN.match(str(value))
+    match = DURATION_TEXT.match(str(value))
     if not match:
         raise ValueError("a duration is a number of seconds or a string like '30s', '5m', '1h'")
     return float(match.group(1)) * _UNITS[match.group(2) or "s"]
@@ -38,7 +38,7 @@ class Span:
         if isinstance(value, Span):
             return value
         if isinstance(value, str):
-            match = _POINTS.match(value)
+            match = POINTS_TEXT.match(value)
             if match:
                 return Span(float(match.group(1)), True)
         try:

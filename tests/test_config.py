@@ -91,3 +91,56 @@ def test_every_field_of_the_default_config_file_has_a_comment():
             if line.startswith("  ") and not line.startswith("   ") and ":" in line
             and "#" not in line and not lines[n - 1].lstrip().startswith("#")]
     assert not bare, bare
+
+
+def _schema_validator():
+    import jsonschema
+
+    from streamae.config import config_schema
+
+    schema = config_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_config_schema_accepts_every_shipped_config_file():
+    import yaml
+
+    validator = _schema_validator()
+    files = sorted((ROOT / "configs").glob("*.yaml")) + [ROOT / "deploy" / "streamae.yaml"]
+    for path in files:
+        errors = [e.message for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
+        assert not errors, (path.name, errors)
+    assert validator.is_valid(config_to_dict(Config()))
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"window": {"wat": 1}}, "window"),
+    ({"window": {"size": "big"}}, "size"),
+    ({"window": {"hop": 0}}, "hop"),
+    ({"threshold": {"kind": "magic"}}, "kind"),
+    ({"model": {"kind": "lstm", "members": []}}, "model"),
+    ({"model": {"members": [{"hidden": 8}]}}, "members"),
+    ({"alarm": {"resolve_after": "soon"}}, "resolve_after"),
+    ({"train": {"lr": "fast"}}, "lr"),
+])
+def test_config_schema_and_loader_both_refuse_a_bad_config(data, field):
+    from streamae.config import config_from_dict
+
+    errors = list(_schema_validator().iter_errors(data))
+    assert errors and any(field in "/".join(map(str, e.absolute_path)) or field in e.message
+                          for e in errors for e in [e, *e.context])
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data)
+    assert field in str(err.value)
+
+
+def test_config_schema_command_prints_the_schema(capsys):
+    import json
+
+    from streamae.cli import main
+
+    assert main(["config", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["properties"]["threshold"]["properties"]["risk"]["default"] == 1e-4
+    assert schema["additionalProperties"] is False
