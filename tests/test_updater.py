@@ -542,7 +542,7 @@ def test_threshold_state_saved_with_fewer_columns_loads_with_the_new_ones_at_the
     a partition) with that column unset, so it never reads past a row."""
     from streamae.config import AlarmConfig
     from streamae.threshold.alarm import Alarm
-    from streamae.threshold.kernels import A_CROSSED_T, ALARM_COLS
+    from streamae.threshold.alarm_kernel import A_CROSSED_T, ALARM_COLS
 
     alarm = Alarm(AlarmConfig())
     old = {"state": alarm.state[:, :A_CROSSED_T].copy()}

@@ -8,8 +8,8 @@ import numpy as np
 
 from streamae.config import AlarmConfig
 from streamae.threshold.base import KeyedState
-from streamae.threshold.kernels import (A_ACTIVE, EV_NONE, EV_OPEN, EV_RESOLVE,
-                                        EV_UPDATE, alarm_batch, new_alarm_state)
+from streamae.threshold.alarm_kernel import (A_ACTIVE, EV_NONE, EV_OPEN, EV_RESOLVE,
+                                            EV_UPDATE, alarm_batch, new_alarm_state)
 
 EVENT_NAMES = {EV_OPEN: "open", EV_UPDATE: "update", EV_RESOLVE: "resolved"}
 
