@@ -363,17 +363,17 @@ def test_report_html_has_readable_columns_and_no_single_channel_attribution(tmp_
 
 
 def test_options_that_name_a_config_field_set_it_beneath_any_set(monkeypatch):
-    from streamae.cli import _load, build_parser
+    from streamae.cli import build_parser, config_from_args
 
     monkeypatch.setenv("STREAMAE_BOOTSTRAP_SERVERS", "env-host:9092")
     args = build_parser().parse_args(
         ["run", "--input-topic", "a", "--input-topic", "b", "--group-id", "flag",
          "--set", "daemon.group_id=wins", "--state-dir", "/tmp/s"])
-    config = _load(args)
+    config = config_from_args(args)
     assert config.kafka.bootstrap_servers == "env-host:9092"
     assert config.input.topics == ["a", "b"] and config.daemon.group_id == "wins"
     assert config.daemon.state_dir == "/tmp/s"
     fine = build_parser().parse_args(["finetune", "--from", "m", "--input", "x.csv",
                                       "--out", "o", "--lr", "0.01"])
-    tuned = _load(fine)
+    tuned = config_from_args(fine)
     assert tuned.updater.lr == 0.01 and tuned.updater.freeze_encoder is False

@@ -277,3 +277,26 @@ def _one_timestamp(path: Path, value: Any, line: int) -> float:
         return parsed.replace(tzinfo=timezone.utc).timestamp()
     return parsed.timestamp()
 
+
+def write_columns(columns: dict[str, np.ndarray], path: str | Path) -> None:
+    """Write named columns (a timestamp first, then text or numbers) as ``.parquet``,
+    ``.csv`` or ``.csv.gz``: numbers rounded to 6 decimals, timestamps to milliseconds."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table(columns), path)
+        return
+    names = list(columns)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(names)
+        first, *rest = (columns[n] for n in names)
+        for i in range(len(first)):
+            writer.writerow([f"{first[i]:.3f}", *(_cell(c[i]) for c in rest)])
+
+
+def _cell(value):
+    return round(float(value), 6) if isinstance(value, (float, np.floating)) else value
