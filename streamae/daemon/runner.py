@@ -128,44 +128,7 @@ class Daemon(Partitions, Committer):
             self._wait_for_brokers()
             if self.stopping.is_set():
                 return
-            clients.check_access(k)
-            try:
-                clients.ensure_topics(k, [d.output_topic, d.dead_letter_topic]
-                                      + ([d.control_topic] if self.updates else []))
-            except Exception as exc:  # clusters may forbid creation: the topics may exist
-                log.warning("could not check/create the output topics: %s", exc)
-            self.pipeline.warm_up()
-            # torch, numba and the clients leave a large heap of long-lived objects; the
-            # cyclic GC rescanning it on every generation-2 pass cost a third of the time
-            # spent building consumer records. Freeze it: later garbage is still collected.
-            gc.collect()
-            gc.freeze()
-            self.producer = self._new_producer()
-            self.consumer = clients.consumer(k, d, self.exactly_once,
-                                             group_instance_id=self.instance_id)
-            widest = 1
-            for topic in self.config.input.topics:
-                # have the topic in the client's metadata before joining the group: a
-                # leader that joins without it assigns nothing to anyone
-                partitions = self.consumer.partitions_for_topic(topic)
-                if not partitions:
-                    log.warning("input topic %s does not exist (yet); it is picked up when "
-                                "it appears", topic)
-                widest = max(widest, len(partitions or ()))
-            if self.changelog:
-                try:
-                    clients.ensure_topics(k, [d.state_topic], widest, configs=topic_options())
-                except Exception as exc:
-                    log.warning("could not check/create the state topic %s: %s", d.state_topic,
-                                exc)
-            self.consumer.subscribe(self.config.input.topics, listener=Rebalance(self))
-            if self.updates:
-                self.updates.open_control()
-            if d.models_topic:
-                self.feed = announce.Follower(k, d.models_topic)
-            log.info("consuming %s as group %s (%s), events -> %s, dead letters -> %s",
-                     ",".join(self.config.input.topics), d.group_id, d.delivery,
-                     d.output_topic, d.dead_letter_topic)
+            self._connect()
             self._loop()
         except BaseException as exc:
             # the state may hold a batch whose events were never sent: commit nothing, so
@@ -179,6 +142,49 @@ class Daemon(Partitions, Committer):
             lag.stop()
             if http:
                 http.shutdown()
+
+    def _connect(self) -> None:
+        """Check access, create missing output topics, warm the pipeline up, then open the
+        producer and the consumer and join the group (and the control and model topics)."""
+        d, k = self.config.daemon, self.config.kafka
+        clients.check_access(k)
+        try:
+            clients.ensure_topics(k, [d.output_topic, d.dead_letter_topic]
+                                  + ([d.control_topic] if self.updates else []))
+        except Exception as exc:  # clusters may forbid creation: the topics may exist
+            log.warning("could not check/create the output topics: %s", exc)
+        self.pipeline.warm_up()
+        # torch, numba and the clients leave a large heap of long-lived objects; the
+        # cyclic GC rescanning it on every generation-2 pass cost a third of the time
+        # spent building consumer records. Freeze it: later garbage is still collected.
+        gc.collect()
+        gc.freeze()
+        self.producer = self._new_producer()
+        self.consumer = clients.consumer(k, d, self.exactly_once,
+                                         group_instance_id=self.instance_id)
+        widest = 1
+        for topic in self.config.input.topics:
+            # have the topic in the client's metadata before joining the group: a
+            # leader that joins without it assigns nothing to anyone
+            partitions = self.consumer.partitions_for_topic(topic)
+            if not partitions:
+                log.warning("input topic %s does not exist (yet); it is picked up when "
+                            "it appears", topic)
+            widest = max(widest, len(partitions or ()))
+        if self.changelog:
+            try:
+                clients.ensure_topics(k, [d.state_topic], widest, configs=topic_options())
+            except Exception as exc:
+                log.warning("could not check/create the state topic %s: %s", d.state_topic,
+                            exc)
+        self.consumer.subscribe(self.config.input.topics, listener=Rebalance(self))
+        if self.updates:
+            self.updates.open_control()
+        if d.models_topic:
+            self.feed = announce.Follower(k, d.models_topic)
+        log.info("consuming %s as group %s (%s), events -> %s, dead letters -> %s",
+                 ",".join(self.config.input.topics), d.group_id, d.delivery,
+                 d.output_topic, d.dead_letter_topic)
 
     def _wait_for_brokers(self, every: float = 5.0) -> None:
         """Until a bootstrap server answers (or the daemon is stopped): one line saying so,

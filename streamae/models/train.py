@@ -116,25 +116,12 @@ def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config:
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
         _schedule(opt, config, epoch)
-        model.train()
-        order = torch.randperm(len(data), generator=gen, device=device)
-        total = torch.zeros((), device=device)
-        for i in range(0, len(data), config.batch_size):
-            batch = data[order[i: i + config.batch_size]]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = model.loss(corrupt(batch, config, gen), batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            total += loss.detach() * len(batch)
-            if on_step:
-                on_step(len(batch))
-            if config.time_budget and time.perf_counter() - start > config.time_budget:
-                result.stopped = "time budget"
-                break
+        deadline = start + config.time_budget if config.time_budget else math.inf
+        train_loss, out_of_time = _epoch(model, opt, data, config, gen, bf16, on_step, deadline)
+        if out_of_time:
+            result.stopped = "time budget"
         val_loss = _loss(model, held, bf16) if len(held) else math.nan
-        report = EpochReport(epoch, float(total) / len(data), val_loss, time.perf_counter() - t0)
+        report = EpochReport(epoch, train_loss, val_loss, time.perf_counter() - t0)
         result.epochs.append(report)
         if on_epoch:
             on_epoch(report)
@@ -158,6 +145,30 @@ def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config:
     _finish(model)
     log.info("training: %s", result.summary())
     return result
+
+
+def _epoch(model: SequenceAutoencoder, opt: torch.optim.Optimizer, data: torch.Tensor,
+           config: TrainConfig, gen: torch.Generator, bf16: bool,
+           on_step: Callable[[int], None] | None, deadline: float) -> tuple[float, bool]:
+    """One pass over ``data`` in a seeded random order: (mean training loss, whether the
+    time budget ran out before the pass ended)."""
+    model.train()
+    order = torch.randperm(len(data), generator=gen, device=data.device)
+    total = torch.zeros((), device=data.device)
+    for i in range(0, len(data), config.batch_size):
+        batch = data[order[i: i + config.batch_size]]
+        with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model.loss(corrupt(batch, config, gen), batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        total += loss.detach() * len(batch)
+        if on_step:
+            on_step(len(batch))
+        if time.perf_counter() > deadline:
+            return float(total) / len(data), True
+    return float(total) / len(data), False
 
 
 def corrupt(batch: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
