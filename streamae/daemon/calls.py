@@ -57,3 +57,21 @@ def close_producer(producer: Any, wait: float) -> None:
         bounded(lambda: producer.close(timeout=wait), wait + 5.0, "producer close")
     except Exception as exc:
         log.warning("producer did not close cleanly: %s", exc)
+
+
+def retry(call: Callable[[], Any], stopping: threading.Event, what: str,
+          errors: tuple[type[BaseException], ...] = (Exception,), first: float = 0.5,
+          most: float = 30.0) -> tuple[bool, Any]:
+    """``call()`` until it returns, waiting ``first`` s after the first failure and twice
+    as long after each next one (at most ``most``), or until ``stopping`` is set:
+    ``(True, result)``, or ``(False, None)`` when stopped first. Each failure is logged
+    with what was tried."""
+    delay = first
+    while not stopping.is_set():
+        try:
+            return True, call()
+        except errors as exc:
+            log.error("could not %s (%s); retrying in %.1f s", what, exc, delay)
+            stopping.wait(delay)
+            delay = min(delay * 2.0, most)
+    return False, None

@@ -13,7 +13,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from streamae.daemon import clients
-from streamae.daemon.calls import CommitTimeout, DeliveryError, bounded, close_producer
+from streamae.daemon.calls import CommitTimeout, DeliveryError, bounded, close_producer, retry
 from streamae.daemon.changelog import MAX_RECORD_BYTES, Snapshot
 
 log = logging.getLogger(__name__)
@@ -121,15 +121,10 @@ class Committer:
             self.restored = False
             self.assigned = list(self.consumer.assignment())
             return
-        while not self.stopping.is_set():
-            try:
-                self.restore(list(self.consumer.assignment()))
-                return
-            except KafkaError as restore_exc:
-                log.error("could not restore from the last checkpoint (%s); retrying",
-                          restore_exc)
-                self.stopping.wait(1.0)
-        self.restored = False  # stopping: the state in memory is not durable, commit nothing
+        restored, _ = retry(lambda: self.restore(list(self.consumer.assignment())),
+                            self.stopping, "restore from the last checkpoint", (KafkaError,))
+        if not restored:
+            self.restored = False  # stopping: the state in memory is not durable, commit nothing
 
     def _new_producer(self) -> Any:
         producer = clients.producer(
@@ -148,11 +143,8 @@ class Committer:
         log.error("transaction cannot be finished (%s); replacing the producer", why)
         old, self.producer = self.producer, None
         close_producer(old, 0.0)
-        while not self.stopping.is_set():
-            try:
-                self.producer = self._new_producer()
-                log.info("new transactional producer ready")
-                return
-            except Exception as exc:
-                log.error("could not start a transactional producer (%s); retrying", exc)
-                self.stopping.wait(1.0)
+        started, producer = retry(self._new_producer, self.stopping,
+                                  "start a transactional producer")
+        if started:
+            self.producer = producer
+            log.info("new transactional producer ready")
