@@ -22,6 +22,15 @@ def test_default_yaml_matches_the_dataclass_defaults():
     assert config_to_dict(load_config(ROOT / "configs" / "default.yaml")) == config_to_dict(Config())
 
 
+def test_default_yaml_is_generated_from_the_fields(capsys):
+    from streamae.cli import main
+
+    assert main(["config", "show"]) == 0
+    assert (ROOT / "configs" / "default.yaml").read_text() == capsys.readouterr().out, (
+        "configs/default.yaml differs from the fields' defaults and help: regenerate it with "
+        "`streamae config show > configs/default.yaml`")
+
+
 @pytest.mark.parametrize("overrides, fragment", [
     ({"window.hop": 0}, "'window.hop': got 0; must be >= 1"),
     ({"window.size": "big"}, "'window.size': got 'big'; must be an integer"),

@@ -49,23 +49,47 @@ def public_dict(config: Any) -> dict[str, Any]:
     return masked(config_to_dict(config))
 
 
-def commented_yaml(config: Config) -> str:
-    """Every field of ``config`` as YAML with its meaning above it (``config show``);
-    secrets masked. Loads back as the same settings."""
+HEADER = """\
+# streamae default configuration: the same values the package uses without --config.
+# Generated from the config's fields: edit a default or a help text in streamae/config/,
+# then run `streamae config show > configs/default.yaml` (a test checks they agree).
+# Durations take seconds or text such as 90s, 5m, 1h; alarm spans also a count of the
+# key's points (16 points). `streamae config check --config FILE` validates a file,
+# `streamae config schema` prints the JSON Schema for editors.
+"""
+
+
+def commented_yaml(config: Config, header: str = HEADER) -> str:
+    """Every field of ``config`` as YAML with its meaning above it (``config show``, and
+    ``configs/default.yaml`` for the defaults); secrets masked. Loads back as the same
+    settings."""
     import json
-    import textwrap
 
     data = json.loads(json.dumps(public_dict(config)))
-    out: list[str] = []
+    out = [header] if header else []
     for section in dataclasses.fields(config):
         value = getattr(config, section.name)
         doc = (type(value).__doc__ or "").strip().splitlines()[0]
-        out += [f"# {doc}", f"{section.name}:"]
-        for f in dataclasses.fields(value):
-            meaning = f.metadata.get("help", "")
-            out += [f"  # {line}" for line in textwrap.wrap(meaning, 86)]
-            text = yaml.safe_dump(data[section.name][f.name], default_flow_style=True,
-                                  width=1 << 20).strip()
-            out.append(f"  {f.name}: {text.removesuffix('...').strip()}")
-        out.append("")
+        out += [f"# {doc}", f"{section.name}:", *_commented(value, data[section.name], "  "),
+                ""]
     return "\n".join(out)
+
+
+def _commented(obj: Any, data: dict[str, Any], indent: str) -> list[str]:
+    """One section's fields, each under its help; a list of sections (ensemble members) as
+    a block of commented items."""
+    import textwrap
+
+    out: list[str] = []
+    for f in dataclasses.fields(obj):
+        help = f.metadata.get("help", "")
+        out += [f"{indent}# {line}" for line in textwrap.wrap(help, 88 - len(indent) - 2)]
+        value = getattr(obj, f.name)
+        if isinstance(value, list) and value and all(map(dataclasses.is_dataclass, value)):
+            out.append(f"{indent}{f.name}:")
+            for item, plain in zip(value, data[f.name]):
+                out += [f"{indent}  -", *_commented(item, plain, indent + "    ")]
+            continue
+        text = yaml.safe_dump(data[f.name], default_flow_style=True, width=1 << 20).strip()
+        out.append(f"{indent}{f.name}: {text.removesuffix('...').strip()}")
+    return out
