@@ -58,8 +58,8 @@ def expected(model, live):
 class InProcess:
     """The daemon on a thread of the test process."""
 
-    def __init__(self, config, detector, role="scorer"):
-        self.daemon = Daemon(config, detector, role)
+    def __init__(self, config, detector, kind=Daemon):
+        self.daemon = kind(config, detector)
         self.thread = threading.Thread(target=self.daemon.run, daemon=True)
         self.thread.start()
 

@@ -11,6 +11,7 @@ import pytest
 
 from streamae.cli import main
 from streamae.daemon import announce
+from streamae.daemon.fleet import FleetUpdater
 from streamae.demo import frame_messages
 from streamae.models.detector import train_detector
 from streamae.updater.store import ModelStore
@@ -122,7 +123,7 @@ def test_the_updater_process_announces_what_it_accepts_to_every_daemon(
     scorers = [InProcess(dataclasses.replace(cfg, daemon=dataclasses.replace(
         cfg.daemon, state_dir=str(tmp_path / f"s{i}"))), detector) for i in range(2)]
     updater = InProcess(dataclasses.replace(fleet_cfg, daemon=dataclasses.replace(
-        fleet_cfg.daemon, state_dir=str(tmp_path / "u"))), detector, role="updater")
+        fleet_cfg.daemon, state_dir=str(tmp_path / "u"))), detector, kind=FleetUpdater)
     try:
         updater.wait_consumed(600)
         producer.send(cfg.daemon.control_topic, b'{"command": "update"}').get(10)

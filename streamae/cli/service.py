@@ -22,7 +22,7 @@ def register(command: Command) -> None:
              "daemon.models_topic for every `streamae run` to verify and swap in. Needs "
              "updater.store on a volume the daemons can read.")):
         p = command(name, help, _run)
-        p.set_defaults(role="scorer" if name == "run" else "updater")
+        p.set_defaults(fleet_updater=name == "updater")
         field_option(p, "--model", field="daemon.model", metavar="MODEL_DIR",
                      help="trained model")
         servers_option(p)
@@ -63,6 +63,7 @@ def register(command: Command) -> None:
 def _run(args: argparse.Namespace) -> int:
     import signal
 
+    from streamae.daemon.fleet import FleetUpdater
     from streamae.daemon.runner import Daemon
     from streamae.models.detector import Detector
 
@@ -73,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
                             "(train one with `streamae train`)")
     set_threads(config)
     detector = Detector.load(config.daemon.model)
-    daemon = Daemon(config, detector, role=args.role)
+    daemon = (FleetUpdater if args.fleet_updater else Daemon)(config, detector)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stop())
     daemon.run()

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import orjson
 from kafka import TopicPartition
-from kafka.errors import KafkaError
 
 from streamae.clock import wall_clock
 from streamae.config import Config
@@ -35,7 +34,7 @@ from streamae.daemon.lag import LagWatcher
 from streamae.daemon.metrics import DaemonMetrics, serve
 from streamae.daemon.ownership import KeyOwners
 from streamae.daemon.partitions import Partitions, Rebalance
-from streamae.daemon.updates import DaemonUpdates, starting_model, updater_config
+from streamae.daemon.updates import DaemonUpdates, starting_model
 from streamae.errors import InputFormatError, ModelError
 from streamae.formats import build_decoder
 from streamae.models.detector import Detector
@@ -47,19 +46,13 @@ MAX_DEAD_LETTER_BYTES = 900_000  # keep a dead letter under the producer's reque
 
 
 class Daemon(Partitions, Committer):
-    """Long-running scorer for the topics in ``config.input``.
-
-    ``role="updater"`` runs the same loop as the fleet's model updater: its own consumer
-    group reads the same input, scores it only to learn from it (no events, no dead
-    letters), fine-tunes on its device, and announces each accepted version on
-    ``daemon.models_topic`` for every scoring daemon to verify and swap in."""
+    """Long-running scorer for the topics in ``config.input`` (the fleet's model updater,
+    :class:`~streamae.daemon.fleet.FleetUpdater`, is the same loop sending nothing but
+    model announcements)."""
 
     lag_every = 5.0  # seconds between readings of the lag gauges
 
-    def __init__(self, config: Config, detector: Detector, role: str = "scorer") -> None:
-        self.role = role
-        if role == "updater":
-            config = updater_config(config)
+    def __init__(self, config: Config, detector: Detector) -> None:
         detector = starting_model(config, detector)
         self.config, self.detector = config, detector
         self.signing_key = signing.key_from_env(config.daemon.signature_key_env)
@@ -79,7 +72,6 @@ class Daemon(Partitions, Committer):
         self.assigned: list[TopicPartition] | None = None
         self.owned: set[Partition] = set()
         self.feed: announce.Follower | None = None
-        self.unannounced: str | None = None
         self.event_time = -np.inf  # newest input timestamp seen (the updater's clock)
         self.changelog = (Changelog(config.kafka, config.daemon.state_topic,
                                     config.daemon.group_id, self.exactly_once)
@@ -219,8 +211,7 @@ class Daemon(Partitions, Committer):
                     self._follow_models()
                 if self.updates and not polled and self.event_time > -np.inf:
                     self._step_updates()
-                if self.unannounced:
-                    self._announce()
+                self._every_second()
                 last_models = time.monotonic()
             if polled:
                 self._handle(polled)
@@ -291,23 +282,13 @@ class Daemon(Partitions, Committer):
         if self.pipeline.detector.version != before:
             self.metrics.model.clear()
             self.metrics.model.labels(self.pipeline.detector.version).set(1)
-            if self.role == "updater":
-                self.unannounced = self.pipeline.detector.version
-                self._announce()
+            self._swapped(self.pipeline.detector.version)
 
-    def _announce(self) -> None:
-        """Tell the scoring daemons about the version this updater accepted (retried every
-        second until the brokers take it)."""
-        version = self.unannounced
-        try:
-            doc = announce.announcement(Path(self.config.updater.store) / "versions" / version)
-            announce.publish(self.config.kafka, self.config.daemon.models_topic, doc,
-                             self.signing_key)
-        except (KafkaError, OSError, ModelError) as exc:
-            log.error("could not announce model %s (%s); retrying", version, exc)
-            return
-        self.unannounced = None
-        log.info("announced model %s on %s", version, self.config.daemon.models_topic)
+    def _swapped(self, version: str) -> None:
+        """A new model version is live in this process (the fleet updater announces it)."""
+
+    def _every_second(self) -> None:
+        """Work the loop does about once a second, besides polling (none here)."""
 
     def _shutdown(self, commit: bool = True) -> None:
         """Close the clients; a clean stop (``commit``) makes the work so far durable first."""
@@ -351,14 +332,7 @@ class Daemon(Partitions, Committer):
             self.event_time = max(self.event_time, float(batch.frame.timestamps.max()))
             self._step_updates()
             out.events += self.pipeline.take_notes()  # decisions on alarms: sent with them
-        if self.role == "scorer":  # the updater process sends neither events nor dead letters
-            send = self.producer.send
-            for event in out.events:
-                self.pending.append(send(self.config.daemon.output_topic,
-                                         value=orjson.dumps(event), key=event["key"].encode()))
-                self.metrics.events.labels(event["status"]).inc()
-            for dead in batch.dead + batch.rejected(first, out.row, out.status):
-                self._dead_letter(dead)
+        self._send(out, batch, first)
         self.owners.note(polled, batch.message, batch.frame.keys)
         for tp, recs in polled.items():
             self.metrics.consumed.labels(tp.topic).inc(len(recs))
@@ -366,6 +340,17 @@ class Daemon(Partitions, Committer):
         self.dirty = True
         self._count_points()
         self.metrics.latency.observe(time.perf_counter() - start)
+
+    def _send(self, out: Any, batch: Any, first: int) -> None:
+        """The batch's events to the output topic and its rejected input to the dead
+        letters (sent, not yet acknowledged: the commit waits for them)."""
+        send = self.producer.send
+        for event in out.events:
+            self.pending.append(send(self.config.daemon.output_topic,
+                                     value=orjson.dumps(event), key=event["key"].encode()))
+            self.metrics.events.labels(event["status"]).inc()
+        for dead in batch.dead + batch.rejected(first, out.row, out.status):
+            self._dead_letter(dead)
 
     def _dead_letter(self, dead: DeadLetter) -> None:
         raw, headers = dead.raw, dead.headers()
