@@ -382,21 +382,16 @@ def test_lag_gauges_tell_the_truth_while_the_loop_is_stuck(kafka, model, live, t
     run = InProcess(cfg, detector)
     labels = {"topic": cfg.input.topics[0], "partition": "0"}
 
-    def gauge(name):
-        return run.daemon.metrics.registry.get_sample_value(name, labels)
+    def lags():
+        return (metric(run.daemon, "streamae_committed_lag", **labels),
+                metric(run.daemon, "streamae_consumer_lag", **labels))
 
-    try:
-        deadline = time.monotonic() + 60
-        while gauge("streamae_consumer_lag") is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1.0)
-        assert gauge("streamae_committed_lag") == len(messages)
-        assert gauge("streamae_consumer_lag") == len(messages)
+    try:  # stuck on its first batch: everything is behind, read or not
+        wait_for(lambda: lags() == (len(messages), len(messages)), what="the lag gauges")
     finally:
         release.set()
     run.wait_consumed(len(messages))
-    time.sleep(1.0)
-    assert gauge("streamae_committed_lag") == 0 and gauge("streamae_consumer_lag") == 0
+    wait_for(lambda: lags() == (0, 0), what="the lag gauges back at 0")
     run.stop()
 
 

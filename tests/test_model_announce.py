@@ -166,8 +166,7 @@ def test_with_signing_on_a_forged_or_unsigned_announcement_is_refused(
     run = InProcess(cfg, detector)
 
     def refused():
-        return run.daemon.metrics.registry.get_sample_value(
-            "streamae_signed_messages_refused_total", {"topic": topic}) or 0
+        return metric(run.daemon, "streamae_signed_messages_refused_total", topic=topic)
 
     try:
         run.wait_consumed(200)
