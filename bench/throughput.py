@@ -124,11 +124,13 @@ def main() -> None:
         print(before)
         old = {(m[1], int(m[2]), int(m[3])): float(m[4].replace(",", ""))
                for m in re.finditer(r"^streamae-(\w+)\s+(\d+)\s+(\d+)\s+([\d,]+)", before, re.M)}
-        print(f"{'channels':>9}{'keys':>7}{'rows/s now':>14}{f'at {args.compare}':>16}{'ratio':>8}")
+        print(f"{'detector':<22}{'channels':>9}{'keys':>7}{'rows/s now':>14}"
+              f"{f'at {args.compare}':>16}{'ratio':>8}")
         for (kind, channels, keys), rate in rates.items():
-            was = old.get(("lstm", channels, keys))  # the default there was the LSTM
-            if kind == "default" and was:
-                print(f"{channels:>9}{keys:>7}{rate:>14,.0f}{was:>16,.0f}{rate / was:>8.2f}")
+            was = old.get((kind, channels, keys))
+            if was:
+                print(f"{'streamae-' + kind:<22}{channels:>9}{keys:>7}{rate:>14,.0f}"
+                      f"{was:>16,.0f}{rate / was:>8.2f}")
 
 
 if __name__ == "__main__":
