@@ -54,7 +54,7 @@ class Daemon(Partitions, Committer):
 
     def __init__(self, config: Config, detector: Detector) -> None:
         detector = starting_model(config, detector)
-        self.config, self.detector = config, detector
+        self.config = config
         self.signing_key = signing.key_from_env(config.daemon.signature_key_env)
         # a daemon following announced models adapts its keys itself, without training
         follower = not config.updater.enabled and bool(config.daemon.models_topic)
@@ -65,7 +65,7 @@ class Daemon(Partitions, Committer):
         self.metrics = DaemonMetrics()
         self.metrics.model.labels(detector.version).set(1)
         self.stopping = threading.Event()
-        self._fresh_state()
+        self._fresh_state(detector)
         self.consumer = self.producer = None
         self.restored = False
         self.in_transaction = False
@@ -88,15 +88,17 @@ class Daemon(Partitions, Committer):
         where = hashlib.sha256(str(Path(self.config.daemon.state_dir).resolve()).encode())
         return f"streamae-{self.config.daemon.group_id}-{where.hexdigest()[:12]}"
 
-    def _fresh_state(self) -> None:
+    def _fresh_state(self, model: Detector | None = None) -> None:
+        """Empty key state on the live model (``model`` at start: the pipeline's later, or
+        the updater's when it has accepted a newer one)."""
         self.provenance = Provenance()
-        live = self.updates.updater.live if self.updates else self.detector
+        live = model or (self.updates.updater.live if self.updates else self.pipeline.detector)
         self.pipeline = Pipeline(live, self.config, wall_clock, locate=self.provenance)
         if self.updates:
             self.updates.attach(self.pipeline)
-        self.decoder = build_decoder(self.config.input, self.detector.channels,
+        self.decoder = build_decoder(self.config.input, live.channels,
                                      self.config.data.default_key)
-        self.batches = BatchDecoder(self.decoder, self.detector.channels,
+        self.batches = BatchDecoder(self.decoder, live.channels,
                                     self.config.input.max_message_bytes,
                                     self.config.input.max_future)
         self.positions: Offsets = {}
@@ -259,7 +261,6 @@ class Daemon(Partitions, Committer):
                           exc, current)
                 continue
             self.pipeline.rewarm_thresholds()  # its scores live on another scale
-            self.detector = detector
             if self.updates:
                 self.updates.updater.live = detector
             self.metrics.model.clear()

@@ -110,7 +110,7 @@ class OnlineUpdater:
         kind = KeyedReplayBuffer if self.cfg.buffer == "per-key" else ReplayBuffer
         self.buffer = kind(live.window, len(live.channels), self.cfg.recent,
                            self.cfg.reservoir, self.cfg.quarantine, seed)
-        self.detector = drift_detector(self.cfg.drift)
+        self.drift = drift_detector(self.cfg.drift)
         self.rounds: list[Round] = []
         self.windows_seen = 0
         self._since_round = 0
@@ -138,12 +138,12 @@ class OnlineUpdater:
         self._since_round += len(windows)
         if self._first_ts is None and len(ts):
             self._first_ts = float(ts[0])
-        if self.detector is not None and self.trains:
+        if self.drift is not None and self.trains:
             # calibrated scores are standardised log errors: light enough tails that a
             # single large window is not taken for a change of level
             for value in scores[~protected]:
-                self.detector.update(float(value))
-                if self.detector.drift_detected:
+                self.drift.update(float(value))
+                if self.drift.drift_detected:
                     self._drift = True
 
     def _persistent_alarms(self, keys: np.ndarray, ts: np.ndarray,
