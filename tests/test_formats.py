@@ -156,7 +156,7 @@ def test_alertmanager_resolved_alerts_do_not_count():
 
 
 def test_json_batch_fast_path_equals_message_by_message():
-    from streamae.daemon.decode import BatchDecoder
+    from streamae.io.kafka_records import BatchDecoder
 
     class Rec:
         def __init__(self, i, value):
@@ -209,7 +209,7 @@ def test_a_bad_message_costs_only_itself():
 
 
 def test_points_far_ahead_of_the_wall_clock_are_dead_letters():
-    from streamae.daemon.decode import BatchDecoder
+    from streamae.io.kafka_records import BatchDecoder
 
     class Rec:
         def __init__(self, i, value):

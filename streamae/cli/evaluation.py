@@ -134,7 +134,7 @@ def _backtest_topic(args: argparse.Namespace, config, progress) -> int:
     from streamae.formats.base import parse_time
     from streamae.io.files import read_frames
     from streamae.models.detector import Detector
-    from streamae.replay import publish_events, read_topic
+    from streamae.io.topic_range import publish_events, read_topic
 
     if args.model:
         detector = Detector.load(args.model)

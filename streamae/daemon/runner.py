@@ -29,7 +29,7 @@ from streamae.daemon.changelog import Changelog, Partition, topic_options
 from streamae.daemon.calls import close_producer
 from streamae.daemon.checkpoint import CheckpointStore, Offsets
 from streamae.daemon.commit import Committer
-from streamae.daemon.decode import BatchDecoder, DeadLetter, Provenance
+from streamae.io.kafka_records import BatchDecoder, DeadLetter, Provenance
 from streamae.daemon.lag import LagWatcher
 from streamae.daemon.metrics import DaemonMetrics, serve
 from streamae.daemon.ownership import KeyOwners

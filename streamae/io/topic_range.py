@@ -18,7 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streamae.config import Config
 from streamae.daemon.clients import client_settings
-from streamae.daemon.decode import BatchDecoder, DeadLetter
+from streamae.io.kafka_records import BatchDecoder, DeadLetter
 from streamae.errors import StreamaeError
 from streamae.formats import build_decoder
 from streamae.types import Frame
