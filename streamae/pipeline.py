@@ -206,7 +206,7 @@ class Pipeline:
     def swap(self, detector: Detector, calibration: dict[str, np.ndarray] | None = None) -> None:
         """Score with ``detector`` from the next batch on (call between batches).
         ``calibration`` maps keys to their recent scores under ``detector``: those keys'
-        thresholds restart from them (see :meth:`Decision.recalibrate`)."""
+        thresholds restart from them (see :meth:`Decision.refit`)."""
         if detector.window != self.detector.window or detector.channels != self.detector.channels:
             raise InputFormatError(f"cannot swap in model {detector.version}: window/channels "
                                    f"{detector.window}/{detector.channels} differ from "
@@ -218,9 +218,9 @@ class Pipeline:
 
     def recalibrate(self, calibration: dict[str, np.ndarray]) -> None:
         """Restart the given keys' thresholds from their recent scores under the current
-        model (see :meth:`Decision.recalibrate`); open alarms stay open until calm."""
+        model (see :meth:`Decision.refit`); open alarms stay open until calm."""
         slots = {self.keys.slot[k]: v for k, v in calibration.items() if k in self.keys.slot}
-        self.decision.recalibrate(slots)
+        self.decision.refit(slots)
 
     def rewarm_thresholds(self) -> None:
         """Every key's threshold starts again from the model's held-out scores (after a

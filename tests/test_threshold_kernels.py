@@ -134,11 +134,11 @@ def test_calibrating_on_a_sample_equals_a_streaming_start_on_it():
     small = SpotThreshold(ThresholdConfig(risk=1e-3, init_points=200, init_quantile=0.98))
     small.ensure(3)
     small.apply(np.full(300, 2, dtype=np.int64), rng.gamma(9.0, 1.0, 300))  # another scale
-    small.calibrate(2, sample)  # restarts slot 2 as if it had started on all of the sample
+    small.refit(2, sample)  # restarts slot 2 as if it had started on all of the sample
     zeros, twos = np.zeros(500, dtype=np.int64), np.full(500, 2, dtype=np.int64)
     np.testing.assert_allclose(small.apply(twos, later), big.apply(zeros, later), rtol=1e-12)
     few = SpotThreshold(ThresholdConfig(init_points=200))
-    few.calibrate(0, sample[:50])  # fewer than init_points: still calibrating
+    few.refit(0, sample[:50])  # fewer than init_points: still calibrating
     assert np.isnan(few.apply(np.zeros(1, dtype=np.int64), later[:1])).all()
 
 
@@ -200,7 +200,7 @@ def test_tail_with_learn_calm_never_learns_from_inside_an_alarm():
 def test_tail_calibrate_restarts_a_key_from_recent_scores():
     tail = TailThreshold(ThresholdConfig(kind="tail", memory=800, sample_every=4))
     tail.ensure(2)
-    tail.calibrate(1, np.linspace(0, 10, 800))
+    tail.refit(1, np.linspace(0, 10, 800))
     assert 9.5 < tail.level(1) < 15 and np.isnan(tail.level(0))
 
 

@@ -14,7 +14,7 @@ from kafka.structs import OffsetAndMetadata
 
 from streamae.daemon import clients
 from streamae.daemon.calls import CommitTimeout, DeliveryError, bounded, close_producer, retry
-from streamae.daemon.changelog import MAX_RECORD_BYTES, Snapshot
+from streamae.daemon.state_topic import MAX_RECORD_BYTES, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,12 @@ class Committer:
     def _write_state(self) -> list[Any]:
         """Snapshot each partition that moved on since its last snapshot to the state
         topic (sent, not yet acknowledged)."""
-        if self.changelog is None or not self.owners.changed:
+        if self.state_topic is None or not self.owners.changed:
             return []
         snapshots = {p: Snapshot(self.positions[p], self.pipeline.export_keys(names))
                      for p, names in self.owners.keys_in(self.owners.changed).items()
                      if p in self.positions}
-        sent = self.changelog.write(self.producer, snapshots)
+        sent = self.state_topic.write(self.producer, snapshots)
         self.owners.changed.clear()
         return sent
 
@@ -129,7 +129,7 @@ class Committer:
     def _new_producer(self) -> Any:
         producer = clients.producer(
             self.config.kafka, self.instance_id if self.exactly_once else None,
-            **({"max_request_size": MAX_RECORD_BYTES} if self.changelog else {}))
+            **({"max_request_size": MAX_RECORD_BYTES} if self.state_topic else {}))
         if self.exactly_once:
             # a new producer with this transactional id fences any older one and aborts the
             # transaction it left open

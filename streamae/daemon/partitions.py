@@ -11,7 +11,7 @@ from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError
 
-from streamae.daemon.changelog import Partition, Snapshot
+from streamae.daemon.state_topic import Partition, Snapshot
 from streamae.daemon.checkpoint import Offsets
 from streamae.daemon.ownership import KeyOwners
 from streamae.errors import InputFormatError
@@ -119,10 +119,10 @@ class Partitions:
                 self.metrics.moves.labels("in", "none").inc()
 
     def _read_state(self, partitions: set[Partition]) -> dict[Partition, Snapshot]:
-        if self.changelog is None:
+        if self.state_topic is None:
             return {}
         try:
-            return self.changelog.read(partitions)
+            return self.state_topic.read(partitions)
         except (KafkaError, TimeoutError, RuntimeError) as exc:
             log.error("could not read the state topic (%s); partitions %s start from their "
                       "committed offsets", exc, sorted(partitions))
@@ -154,7 +154,7 @@ class Partitions:
         for p in partitions:
             self.positions.pop(p, None)
         if not quiet:
-            self.metrics.moves.labels("out", "state_topic" if self.changelog else "none").inc(
+            self.metrics.moves.labels("out", "state_topic" if self.state_topic else "none").inc(
                 len(partitions))
             log.info("gave up %s (%d keys)", ", ".join(f"{t}[{p}]" for t, p in
                                                        sorted(partitions)), len(keys))

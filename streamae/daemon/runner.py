@@ -25,7 +25,7 @@ from kafka import TopicPartition
 from streamae.clock import wall_clock
 from streamae.config import Config
 from streamae.daemon import announce, clients, signing
-from streamae.daemon.changelog import Changelog, Partition, topic_options
+from streamae.daemon.state_topic import StateTopic, Partition, topic_options
 from streamae.daemon.calls import close_producer
 from streamae.daemon.checkpoint import CheckpointStore, Offsets
 from streamae.daemon.commit import Committer
@@ -73,7 +73,7 @@ class Daemon(Partitions, Committer):
         self.owned: set[Partition] = set()
         self.feed: announce.Follower | None = None
         self.event_time = -np.inf  # newest input timestamp seen (the updater's clock)
-        self.changelog = (Changelog(config.kafka, config.daemon.state_topic,
+        self.state_topic = (StateTopic(config.kafka, config.daemon.state_topic,
                                     config.daemon.group_id, self.exactly_once)
                           if config.daemon.state_topic else None)
 
@@ -165,7 +165,7 @@ class Daemon(Partitions, Committer):
                 log.warning("input topic %s does not exist (yet); it is picked up when "
                             "it appears", topic)
             widest = max(widest, len(partitions or ()))
-        if self.changelog:
+        if self.state_topic:
             try:
                 clients.ensure_topics(k, [d.state_topic], widest, configs=topic_options())
             except Exception as exc:
@@ -312,8 +312,8 @@ class Daemon(Partitions, Committer):
             self.updates.close()
         if self.feed is not None:
             self.feed.close()
-        if self.changelog is not None:
-            self.changelog.close()
+        if self.state_topic is not None:
+            self.state_topic.close()
         self.metrics.ready = False
         gc.unfreeze()
         log.info("stopped")

@@ -47,13 +47,13 @@ class Decision:
         for slot, values in samples.items():
             self.threshold.seed(slot, values)
 
-    def recalibrate(self, scores: dict[int, np.ndarray]) -> None:
+    def refit(self, scores: dict[int, np.ndarray]) -> None:
         """After a model swap (or a key's new normal): restart the threshold of each given
         slot, calibrated at once on that key's recent scores under the scoring model (in
         time order), so it is neither blind while re-warming nor judging new scores by an
         old scale. Alarm state is kept: open alarms stay open until calm."""
         for slot, values in scores.items():
-            self.threshold.calibrate(slot, values)
+            self.threshold.refit(slot, values)
 
     def _stages(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "alarm": self.alarm}
@@ -76,7 +76,7 @@ class Decision:
         self._split("put", rows, slots)
 
     def reset(self, slots: np.ndarray) -> None:
-        """The given slots start over: thresholds calibrate again, no alarm is open."""
+        """The given slots start over: thresholds start again, no alarm is open."""
         self.threshold.reset(slots)
         self.alarm.reset(slots)
 

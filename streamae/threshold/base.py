@@ -25,14 +25,14 @@ class KeyedState:
                 setattr(self, name, np.concatenate([arr, np.tile(fill, (extra, 1))]))
 
     def reset(self, slots: np.ndarray) -> None:
-        """Forget what the given key slots learnt (they calibrate again)."""
+        """Forget what the given key slots learnt (their thresholds start again)."""
         for name in self._STATE:
             arr = getattr(self, name)
             arr[slots] = self._fill if name == "state" else 0.0
 
     def _restart(self, slot: int, scores: np.ndarray) -> np.ndarray:
         """Forget one key's state (grown to fit) and return its finite ``scores``: the
-        shared start of a threshold's ``calibrate``."""
+        shared start of a threshold's ``refit``."""
         values = np.asarray(scores, dtype=np.float64)
         self.ensure(slot + 1)
         self.reset(np.array([slot]))

@@ -24,11 +24,11 @@ class QuantileThreshold(KeyedState):
                  c.init_points, out)
         return out
 
-    def calibrate(self, slot: int, scores: np.ndarray) -> None:
+    def refit(self, slot: int, scores: np.ndarray) -> None:
         """Restart one key's quantile on a sample of its recent scores (in time order)."""
         values = self._restart(slot, scores)
         self.apply(np.full(len(values), slot, dtype=np.int64), values)
 
     def seed(self, slot: int, sample: np.ndarray) -> None:
         """A new key's threshold at once, calibrated on held-out training scores."""
-        self.calibrate(slot, sample)
+        self.refit(slot, sample)

@@ -28,7 +28,7 @@ class SpotThreshold(KeyedState):
                    self.config.init_quantile, out)
         return out
 
-    def calibrate(self, slot: int, scores: np.ndarray) -> None:
+    def refit(self, slot: int, scores: np.ndarray) -> None:
         """Restart one key's threshold fitted at once to a sample of its recent scores
         (more than ``init_points`` fit the tail better)."""
         values = self._restart(slot, scores)
@@ -40,4 +40,4 @@ class SpotThreshold(KeyedState):
 
     def seed(self, slot: int, sample: np.ndarray) -> None:
         """A new key's threshold at once, calibrated on held-out training scores."""
-        self.calibrate(slot, sample)
+        self.refit(slot, sample)

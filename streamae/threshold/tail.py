@@ -81,7 +81,7 @@ class TailThreshold(KeyedState):
         stand for (one per ``sample_every``), so its own scores soon outweigh them."""
         self._load(slot, sample, self.least, self.every)
 
-    def calibrate(self, slot: int, scores: np.ndarray) -> None:
+    def refit(self, slot: int, scores: np.ndarray) -> None:
         """Restart one key's memory from its recent scores (after a model swap or a new
         normal): every one of them, the newest if they overfill it."""
         self._load(slot, self._restart(slot, scores), self.size, 1)

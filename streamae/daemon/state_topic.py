@@ -57,7 +57,7 @@ def decode(raw: bytes) -> tuple[str, Partition, Snapshot]:
             Snapshot(int(meta["offset"]), PipelineState(arrays, meta["pipeline"])))
 
 
-class Changelog:
+class StateTopic:
     """Writes and reads one group's partition snapshots on ``topic``."""
 
     def __init__(self, config: KafkaConfig, topic: str, group: str,
@@ -71,8 +71,8 @@ class Changelog:
         return f"{self.group}/{partition[0]}/{partition[1]}".encode()
 
     def _home(self, partition: Partition, count: int) -> int:
-        """The changelog partition holding an input partition's record (stable as long as
-        the changelog topic keeps its partition count)."""
+        """The state-topic partition holding an input partition's record (stable as long as
+        the state topic keeps its partition count)."""
         return (zlib.crc32(partition[0].encode()) + partition[1]) % count
 
     def _count(self, known: set[int] | None) -> int:
