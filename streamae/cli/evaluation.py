@@ -123,9 +123,7 @@ def _updater(args: argparse.Namespace, config, detector):
     store = None
     if args.store:
         store = ModelStore(args.store)
-        if detector.version not in {v["version"] for v in store.versions()}:
-            store.add(detector, note="initial")
-        store.promote(detector.version)
+        store.adopt(detector, note="initial")
     return OnlineUpdater(config, detector, store)
 
 

@@ -19,22 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from kafka import TopicPartition
 
 from streamae.clock import wall_clock
 from streamae.config import Config
 from streamae.daemon import announce, clients, signing
-from streamae.daemon.state_topic import StateTopic, Partition, topic_options
 from streamae.daemon.calls import close_producer
 from streamae.daemon.checkpoint import CheckpointStore, Offsets
 from streamae.daemon.commit import Committer
-from streamae.io.kafka_records import BatchDecoder, DeadLetter, Provenance
 from streamae.daemon.lag import LagWatcher
 from streamae.daemon.metrics import DaemonMetrics, serve
 from streamae.daemon.ownership import KeyOwners
 from streamae.daemon.partitions import Partitions, Rebalance
+from streamae.daemon.sink import KafkaSink
+from streamae.daemon.state_topic import Partition, StateTopic, topic_options
 from streamae.daemon.updates import DaemonUpdates, starting_model
+from streamae.io.kafka_records import BatchDecoder, Provenance
 from streamae.errors import InputFormatError, ModelError
 from streamae.formats import build_decoder
 from streamae.models.detector import Detector
@@ -42,10 +42,9 @@ from streamae.pipeline import Pipeline
 from streamae.windows import STATUS_NAMES
 
 log = logging.getLogger(__name__)
-MAX_DEAD_LETTER_BYTES = 900_000  # keep a dead letter under the producer's request limit
 
 
-class Daemon(Partitions, Committer):
+class Daemon(Partitions, Committer, KafkaSink):
     """Long-running scorer for the topics in ``config.input`` (the fleet's model updater,
     :class:`~streamae.daemon.fleet.FleetUpdater`, is the same loop sending nothing but
     model announcements)."""
@@ -341,28 +340,6 @@ class Daemon(Partitions, Committer):
         self.dirty = True
         self._count_points()
         self.metrics.latency.observe(time.perf_counter() - start)
-
-    def _send(self, out: Any, batch: Any, first: int) -> None:
-        """The batch's events to the output topic and its rejected input to the dead
-        letters (sent, not yet acknowledged: the commit waits for them)."""
-        send = self.producer.send
-        for event in out.events:
-            self.pending.append(send(self.config.daemon.output_topic,
-                                     value=orjson.dumps(event), key=event["key"].encode()))
-            self.metrics.events.labels(event["status"]).inc()
-        for dead in batch.dead + batch.rejected(first, out.row, out.status):
-            self._dead_letter(dead)
-
-    def _dead_letter(self, dead: DeadLetter) -> None:
-        raw, headers = dead.raw, dead.headers()
-        if len(raw) > MAX_DEAD_LETTER_BYTES:
-            raw = raw[:MAX_DEAD_LETTER_BYTES]
-            headers.append(("streamae.truncated_from", str(len(dead.raw)).encode()))
-        self.pending.append(self.producer.send(self.config.daemon.dead_letter_topic, value=raw,
-                                               headers=headers))
-        self.metrics.dead.labels(dead.kind).inc()
-        log.debug("dead letter %s[%d]@%d: %s", dead.topic, dead.partition, dead.offset,
-                  dead.reason)
 
     def _count_points(self) -> None:
         counts = self.pipeline.counts()

@@ -77,9 +77,8 @@ class DaemonUpdates:
             config = follower_config(config)
         self.config, self.key, self.refused, self.follower = config, key, refused, follower
         store = ModelStore(config.updater.store) if config.updater.store else None
-        if store is not None and live.version not in {v["version"] for v in store.versions()}:
-            store.add(live, note="daemon start")
-            store.promote(live.version)
+        if store is not None and not store.holds(live.version):
+            store.adopt(live, note="daemon start")
         self.updater = OnlineUpdater(config, live, store, background=True, rounds=not follower)
         self.control: KafkaConsumer | None = None
         self.swaps = 0

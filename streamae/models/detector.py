@@ -216,7 +216,7 @@ def train_detector(frame: Frame, config: Config,
     detector.info.update({
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": len(frame), "keys": len(scaler.per_key), "window": window,
-        "windows": len(split.train), "holdout_windows": len(split.val),
+        "windows": len(split.train), "holdout_windows": len(split.val), "data_range": [start, stop],
         "training": training_summary(result), "train": config_to_dict(config.train),
     })
     return detector

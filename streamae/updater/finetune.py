@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 

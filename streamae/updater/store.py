@@ -77,6 +77,15 @@ class ModelStore:
                              "see `streamae models list`")
         return Detector.load(path)
 
+    def holds(self, version: str) -> bool:
+        return version in {v["version"] for v in self.versions()}
+
+    def adopt(self, detector: Detector, note: str) -> None:
+        """Make ``detector`` the live version, adding it first unless the store holds it."""
+        if not self.holds(detector.version):
+            self.add(detector, note=note)
+        self.promote(detector.version)
+
     def promote(self, version: str) -> None:
         """Make ``version`` live (verifying it loads first)."""
         self.load(version)
