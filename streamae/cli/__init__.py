@@ -62,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamae", description="Streaming anomaly detection for sensor telemetry with "
-        "sequence autoencoders.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "sequence autoencoders.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"streamae {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (debug)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def command(name: str, help: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    def command(name: str, help: str,
+                handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, formatter_class=HelpLayout)
         p.set_defaults(handler=handler)
         p.add_argument("--config", default=os.environ.get("STREAMAE_CONFIG"),

@@ -8,7 +8,8 @@ import json
 import logging
 import sys
 
-from streamae.cli.options import Command, config_from_args, field_option, servers_option, set_threads
+from streamae.cli.options import (Command, config_from_args, field_option, servers_option,
+                                  set_threads)
 from streamae.errors import StreamaeError
 
 
