@@ -27,12 +27,13 @@ _SPAN = {"anyOf": [*_DURATION["anyOf"], {"type": "string", "pattern": POINTS_TEX
 def config_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) every config file must satisfy."""
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
-            "title": "streamae config", **_section(Config, defaults=True)}
+            "title": "streamae config", **_section(Config)}
 
 
-def _section(cls: type, defaults: bool, kind_required: bool = False) -> dict[str, Any]:
+def _section(cls: type, kind_required: bool = False) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
-    plain = config_to_dict(cls()) if defaults else {}
+    default = cls()
+    plain = config_to_dict(default)
     props: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if cls is Config and f.name == "model":
@@ -43,7 +44,7 @@ def _section(cls: type, defaults: bool, kind_required: bool = False) -> dict[str
             prop = _field(hints[f.name], f.metadata)
         if f.metadata.get("help"):
             prop["description"] = f.metadata["help"]
-        if f.name in plain and not dataclasses.is_dataclass(getattr(cls(), f.name)):
+        if not dataclasses.is_dataclass(getattr(default, f.name)):
             prop["default"] = plain[f.name]
         props[f.name] = prop
     out: dict[str, Any] = {"type": "object", "additionalProperties": False,
@@ -58,7 +59,7 @@ def _section(cls: type, defaults: bool, kind_required: bool = False) -> dict[str
 
 def _models(allowed: dict[str, type], default: str | None) -> dict[str, Any]:
     """One schema per model kind; ``kind`` may be left out only for the default kind."""
-    return {"anyOf": [_section(cls, defaults=True, kind_required=name != default)
+    return {"anyOf": [_section(cls, kind_required=name != default)
                       for name, cls in allowed.items()]}
 
 
@@ -67,7 +68,7 @@ def _field(hint: Any, meta: Any) -> dict[str, Any]:
     if meta.get("span"):
         return dict(_SPAN)
     if dataclasses.is_dataclass(hint):
-        return _section(hint, defaults=True)
+        return _section(hint)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
         choices = [_field(a, meta) for a in args if a is not type(None)]
