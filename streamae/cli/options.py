@@ -4,6 +4,7 @@ config from the arguments, progress bars, torch threads."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -47,11 +48,16 @@ def field_option(p: argparse.ArgumentParser, *flags: str, field: str, env: str |
                                   action.dest: field})
 
 
-def packaged_default(field: str) -> Any:
-    """The packaged default of a dotted config field, as the config file writes it."""
+@functools.cache
+def _packaged() -> dict[str, Any]:
     from streamae.config import Config, config_to_dict
 
-    value: Any = config_to_dict(Config())
+    return config_to_dict(Config())
+
+
+def packaged_default(field: str) -> Any:
+    """The packaged default of a dotted config field, as the config file writes it."""
+    value: Any = _packaged()
     for part in field.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     if isinstance(value, list):
