@@ -51,8 +51,12 @@ def run_backtest(frame: Frame, detector: Detector, config: Config, batch_rows: i
     clock = EventClock()
     pipeline = Pipeline(detector, config, clock)
     if updater is not None:
+        # the updater acts between batches: about one hop per key each, as a daemon polling
+        # live keys sees them (256-row batches held a 1-per-minute key's decisions back
+        # by up to four hours)
         pipeline.on_windows = updater.observe
-        batch_rows = min(batch_rows, 256)
+        per_hop = config.window.hop * max(1, len(frame.unique_keys()))
+        batch_rows = min(batch_rows, 256, per_hop)
     parts: list[Output] = []
     for begin in range(0, len(order), batch_rows):
         idx = order[begin: begin + batch_rows]

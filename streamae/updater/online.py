@@ -121,6 +121,7 @@ class OnlineUpdater:
         self._ready: Update | None = None
         self._alarm_since: dict[str, float] = {}
         self._rescale_tried: dict[str, float] = {}
+        self._alarm_windows: dict[str, int] = {}  # windows seen since the key's alarm began
         self._rescales: dict[str, Rescale] = {}
         self._held: set[str] = set()  # alarms an operator rejected: incidents, never learnt
         self.rescaled: list[dict[str, Any]] = []  # each re-scale: key, time, channels
@@ -156,20 +157,26 @@ class OnlineUpdater:
             if not guard:
                 self._alarm_since.pop(key, None)
                 self._rescale_tried.pop(key, None)
+                self._alarm_windows.pop(key, None)
                 if key in self._held:  # the rejected incident is over: none of it stays
                     self._held.discard(key)
                     self.buffer.discard(key)
             else:
                 self._alarm_since.setdefault(key, float(t))
+                self._alarm_windows[key] = self._alarm_windows.get(key, 0) + 1
         if not len(ts):
             return
         now = float(ts.max())
         if self.cfg.rescale_after:
+            enough = self._rescale_least() + self._straddle()
             for key, since in list(self._alarm_since.items()):
                 tried = self._rescale_tried.get(key, since)
+                # first as soon as rescale_after has passed and the alarm has enough
+                # windows to tell; not explained: again after another rescale_after
                 if (now - tried >= self.cfg.rescale_after and key not in self._rescales
-                        and key not in self._held):
-                    self._rescale_tried[key] = now  # not explained: tried again later
+                        and key not in self._held
+                        and self._alarm_windows.get(key, 0) >= enough):
+                    self._rescale_tried[key] = now
                     self._try_rescale(key, since, now)
         if not self.cfg.admit_after:
             return
@@ -185,11 +192,10 @@ class OnlineUpdater:
     def _try_rescale(self, key: str, since: float, now: float) -> None:
         """Take a key's alarm for a recalibration if new scaling of its moved channels
         makes the alarm's windows score like its normal ones (:mod:`rescale`)."""
-        hop, window = self.config.window.hop, self.live.window
+        hop = self.config.window.hop
         # the alarm's windows, none that straddle its start; at least threshold.init_points
         # points of them, and up to RESCALE_SPAN times that (a retry sees more of it)
-        least = max(16, -(-self.config.threshold.init_points // hop))
-        straddle = -(-window // hop)
+        least, straddle = self._rescale_least(), self._straddle()
         alarm = self.buffer.quarantined_of(key, since)[straddle:][-RESCALE_SPAN * least:]
         if len(alarm) < least:
             return
@@ -211,8 +217,17 @@ class OnlineUpdater:
                  "stays an event", key, since, tried[-1])
         self.buffer.discard(key)  # in the old scaling: never admitted as normal
         self._alarm_since.pop(key, None)
+        self._alarm_windows.pop(key, None)
         self._rescales[key] = change
         self.rescaled.append({"key": key, "at": now, "since": since, "channels": names})
+
+    def _rescale_least(self) -> int:
+        """Fewest alarm windows a re-scale is judged on: threshold.init_points worth."""
+        return max(16, -(-self.config.threshold.init_points // self.config.window.hop))
+
+    def _straddle(self) -> int:
+        """Windows that hold points from before an alarm's start."""
+        return -(-self.live.window // self.config.window.hop)
 
     def reject(self, key: str | None = None) -> int:
         """Operator's word that a key's alarm (or every current one) is an incident: its

@@ -11,6 +11,13 @@ scores high after the mapping and is left alone.
 
 All in scaled units: a channel's value ``s`` maps to ``(s - loc) * ref_scale / scale +
 ref_loc``, which is a change of the key's raw mean and spread (:meth:`Rescale.of`).
+
+An alarm's first hours are a short stretch: on a signal with a daily cycle their mean and
+spread depend on the time of day. So they are compared like with like: against every
+stretch of the key's normal as long as the alarm's (a channel moved only if the alarm's
+level or spread lies outside all of theirs), and the moved channels are mapped onto the
+normal stretch in the same phase, the one whose unmoved channels look most like the
+alarm's.
 """
 
 from __future__ import annotations
@@ -73,6 +80,21 @@ def _discrete(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return discrete, mode
 
 
+def _stretches(points: np.ndarray, length: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per channel of every ``length``-point stretch of
+    ``points`` (starting each ``step`` points), ``(stretches, channels)`` each; the whole
+    when it is not longer than that."""
+    if len(points) <= length:
+        return points.mean(axis=0)[None], points.std(axis=0)[None]
+    zero = np.zeros((1, points.shape[1]))
+    c1 = np.concatenate([zero, np.cumsum(points, axis=0)])
+    c2 = np.concatenate([zero, np.cumsum(points * points, axis=0)])
+    starts = np.arange(0, len(points) - length + 1, max(1, step))
+    mean = (c1[starts + length] - c1[starts]) / length
+    var = (c2[starts + length] - c2[starts]) / length - mean * mean
+    return mean, np.sqrt(np.maximum(var, 0.0))
+
+
 def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
             levels_only: bool = False) -> Rescale | None:
     """The mapping of the ``alarm`` windows' channel levels onto the ``normal`` ones' (or,
@@ -80,16 +102,23 @@ def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
     moved (or none that has a spread to map). Levels and spreads are means and standard
     deviations, except for channels discrete in both: their most common value and their
     range (a shift alone where either has one value). ``levels_only``: only channels
-    whose level moved (a spread alone varies more from one stretch to the next)."""
+    whose level moved (a spread alone varies more from one stretch to the next). With
+    ``normal``, a continuous channel moved only if its level (or spread) is also outside
+    those of every normal stretch as long as the alarm, and it is mapped onto the stretch
+    in the alarm's phase (see the module's docstring)."""
     points = _points(alarm, hop)
     channels = points.shape[1]
     loc, scale = points.mean(axis=0), points.std(axis=0)
+    outside_level = outside_spread = np.ones(channels, bool)
     if normal is None:
         ref_loc, ref_scale = np.zeros(channels), np.ones(channels)
         discrete = np.zeros(channels, bool)
     else:
         ref_points = _points(normal, hop)
         ref_loc, ref_scale = ref_points.mean(axis=0), ref_points.std(axis=0)
+        s_mean, s_std = _stretches(ref_points, len(points), hop)
+        outside_level = (loc < s_mean.min(axis=0)) | (loc > s_mean.max(axis=0))
+        outside_spread = (scale < s_std.min(axis=0)) | (scale > s_std.max(axis=0))
         (ours, mode), (theirs, ref_mode) = _discrete(points), _discrete(ref_points)
         discrete = ours & theirs
         loc, ref_loc = np.where(discrete, mode, loc), np.where(discrete, ref_mode, ref_loc)
@@ -99,7 +128,18 @@ def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
     usable = ~flat & ~ref_flat
     ratio = np.where(usable, scale / np.where(usable, ref_scale, 1.0), 1.0)
     gain = usable & ((ratio > MOVED_GAIN) | (ratio < 1.0 / MOVED_GAIN)) & (not levels_only)
-    moved = usable & ~discrete & ((np.abs(loc - ref_loc) > MOVED_LEVEL * ref_scale) | gain)
+    level = (np.abs(loc - ref_loc) > MOVED_LEVEL * ref_scale) & outside_level
+    moved = usable & ~discrete & (level | (gain & outside_spread))
+    if normal is not None and len(s_mean) > 1 and moved.any():
+        # onto the normal stretch in the alarm's phase: the one whose unmoved continuous
+        # channels are nearest the alarm's (none: the whole normal)
+        still = usable & ~discrete & ~moved
+        if still.any():
+            d = (((s_mean[:, still] - loc[still]) / ref_scale[still]) ** 2).sum(axis=1)
+            best = int(np.argmin(d))
+            keep = moved & (s_std[best] > FLAT)
+            ref_loc = np.where(keep, s_mean[best], ref_loc)
+            ref_scale = np.where(keep, s_std[best], ref_scale)
     # a channel with one value or a few at another level (a setting, a command line): a
     # shift, and a new range where both have one; a continuous channel flat in only one
     # of them changed its behaviour, which scaling cannot map
