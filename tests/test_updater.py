@@ -552,3 +552,30 @@ def test_threshold_state_saved_with_fewer_columns_loads_with_the_new_ones_at_the
     other = Alarm(AlarmConfig())
     other.put(np.array([3]), {"state": old["state"][:1]})
     assert other.state[3, 0] == 1.0 and np.isnan(other.state[3, A_CROSSED_T])
+
+
+def test_a_short_alarm_on_a_daily_cycle_moves_only_the_recalibrated_channel():
+    """An alarm's first hours sit at one phase of a daily cycle that every channel shares:
+    the unmoved channels' level there is that of the same hours of a normal day, not a
+    move; the recalibrated channel is mapped onto those hours, close to what it was."""
+    from streamae.updater.rescale import propose
+
+    rng = np.random.default_rng(2)
+    window, hop, day = 16, 8, 96  # points
+
+    def windows(start, count):
+        t = start + np.arange(count * hop)
+        x = np.sin(2 * np.pi * t / day)[:, None] * 2.0 + rng.normal(0, 0.3, (len(t), 3))
+        # windows ending every hop points, the newest hop of each being new
+        padded = np.concatenate([np.zeros((window - hop, 3)), x])
+        return np.stack([padded[i * hop: i * hop + window] for i in range(count)]
+                        ).astype(np.float32)
+
+    normal = windows(0, 4 * day // hop)
+    original = windows(4 * day + day // 8, day // (4 * hop))  # a quarter-day, at the peak
+    alarm = original.copy()
+    alarm[..., 0] = 1.5 * alarm[..., 0] + 4.0
+    change = propose(alarm, normal, hop, levels_only=True)
+    assert change.moved.tolist() == [True, False, False]
+    mapped = change.windows(alarm)[:, -hop:, 0]
+    assert abs(mapped.mean() - original[:, -hop:, 0].mean()) < 0.3

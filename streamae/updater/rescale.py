@@ -15,7 +15,7 @@ ref_loc``, which is a change of the key's raw mean and spread (:meth:`Rescale.of
 An alarm's first hours are a short stretch: on a signal with a daily cycle their mean and
 spread depend on the time of day. So they are compared like with like: against every
 stretch of the key's normal as long as the alarm's (a channel moved only if the alarm's
-level or spread lies outside all of theirs), and the moved channels are mapped onto the
+level, or spread, lies outside all of theirs, beyond what noise moves a stretch's mean), and the moved channels are mapped onto the
 normal stretch in the same phase, the one whose unmoved channels look most like the
 alarm's.
 """
@@ -117,7 +117,10 @@ def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
         ref_points = _points(normal, hop)
         ref_loc, ref_scale = ref_points.mean(axis=0), ref_points.std(axis=0)
         s_mean, s_std = _stretches(ref_points, len(points), hop)
-        outside_level = (loc < s_mean.min(axis=0)) | (loc > s_mean.max(axis=0))
+        # beyond the stretches' range by more than a stretch mean's noise (3 standard errors)
+        margin = 3.0 * s_std.mean(axis=0) / np.sqrt(len(points))
+        outside_level = ((loc < s_mean.min(axis=0) - margin)
+                         | (loc > s_mean.max(axis=0) + margin))
         outside_spread = (scale < s_std.min(axis=0)) | (scale > s_std.max(axis=0))
         (ours, mode), (theirs, ref_mode) = _discrete(points), _discrete(ref_points)
         discrete = ours & theirs
