@@ -84,6 +84,11 @@ def test_fine_tune_leaves_live_model_alone_and_gate_rejects_a_broken_candidate(
     verdict = validate(detector, broken, holdout, recent, cfg, config.threshold)
     unchanged = all(torch.equal(v, before[k]) for k, v in broken.model.state_dict().items())
     assert not verdict.accepted and verdict.reasons and not unchanged
+    # a negative tolerance asks for a real gain: a candidate no better is refused, and the
+    # reason says it fell short, not that it was worse
+    same = validate(detector, detector, holdout, recent,
+                    dataclasses.replace(cfg, gate_tolerance=-0.1), config.threshold)
+    assert not same.accepted and "less than the 10% required" in same.reasons[0], same.reasons
 
 
 @pytest.mark.parametrize("trained", ["lstm", "linear"], indirect=True)

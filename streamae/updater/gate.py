@@ -65,8 +65,13 @@ def validate(live: Detector, candidate: Detector, holdout: np.ndarray, recent: n
                "holdout_windows": len(holdout), "recent_windows": len(recent)}
     reasons = []
     if not np.isfinite(cand_loss) or cand_loss > live_loss * (1 + cfg.gate_tolerance):
-        reasons.append(f"held-out loss {cand_loss:.5g} is worse than the live model's "
-                       f"{live_loss:.5g} (tolerance {cfg.gate_tolerance:.0%})")
+        if cfg.gate_tolerance < 0 and np.isfinite(cand_loss) and cand_loss <= live_loss:
+            reasons.append(f"held-out loss {cand_loss:.5g} beats the live model's "
+                           f"{live_loss:.5g} by {1 - cand_loss / live_loss:.1%}, less than "
+                           f"the {-cfg.gate_tolerance:.0%} required (gate_tolerance)")
+        else:
+            reasons.append(f"held-out loss {cand_loss:.5g} is worse than the live model's "
+                           f"{live_loss:.5g} (tolerance {cfg.gate_tolerance:.0%})")
     # allow for sampling noise: two binomial standard errors of the live rate
     half = max(len(recent) // 2, 1)
     noise = 2 * np.sqrt(max(live_rate, 1 / half) * (1 - live_rate) / half)
