@@ -55,7 +55,7 @@ def run_backtest(frame: Frame, detector: Detector, config: Config, batch_rows: i
         # live keys sees them (256-row batches held a 1-per-minute key's decisions back
         # by up to four hours)
         pipeline.on_windows = updater.observe
-        per_hop = config.window.hop * max(1, len(frame.unique_keys()))
+        per_hop = config.window.hop * max(1, np.unique(frame.keys).size)
         batch_rows = min(batch_rows, 256, per_hop)
     parts: list[Output] = []
     for begin in range(0, len(order), batch_rows):

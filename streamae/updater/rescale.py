@@ -15,9 +15,9 @@ ref_loc``, which is a change of the key's raw mean and spread (:meth:`Rescale.of
 An alarm's first hours are a short stretch: on a signal with a daily cycle their mean and
 spread depend on the time of day. So they are compared like with like: against every
 stretch of the key's normal as long as the alarm's (a channel moved only if the alarm's
-level, or spread, lies outside all of theirs, beyond what noise moves a stretch's mean), and the moved channels are mapped onto the
-normal stretch in the same phase, the one whose unmoved channels look most like the
-alarm's.
+level, or spread, lies outside all of theirs, beyond what noise moves a stretch's mean),
+and the moved channels are mapped onto the normal stretch in the same phase, the one
+whose unmoved channels look most like the alarm's.
 """
 
 from __future__ import annotations
