@@ -9,6 +9,7 @@ event-time clock, so a replay is reproducible run to run.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,8 +51,14 @@ def read_topic(config: Config, channels: list[str], topic: str, start: float | N
             raise StreamaeError(f"topic {topic!r} does not exist or has no partitions")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
-        first = _offsets(consumer, tps, start, consumer.beginning_offsets(tps))
-        stop = _offsets(consumer, tps, end, consumer.end_offsets(tps))
+        first, stop = _range(consumer, tps, start, end)
+        if all(first[tp] >= stop[tp] for tp in tps) and _held(consumer, tps):
+            # the topic holds records but none found in range: ask once more, since a
+            # just-written partition can answer the time lookup before its index has them
+            log.warning("no record of %s found between %s and %s (first %s, stop %s); "
+                        "asking the broker again", topic, start, end, first, stop)
+            time.sleep(1.0)
+            first, stop = _range(consumer, tps, start, end)
         for tp in tps:
             consumer.seek(tp, first[tp])
         todo = {tp for tp in tps if first[tp] < stop[tp]}
@@ -82,6 +89,19 @@ def read_topic(config: Config, channels: list[str], topic: str, start: float | N
         channels)
     log.info("read %d records of %s (%d dead letters)", count, topic, len(dead))
     return TopicSlice(frame, count, dead)
+
+
+def _range(consumer: KafkaConsumer, tps: list[TopicPartition], start: float | None,
+           end: float | None) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """Per partition, the first offset at or after ``start`` and the one at ``end``."""
+    return (_offsets(consumer, tps, start, consumer.beginning_offsets(tps)),
+            _offsets(consumer, tps, end, consumer.end_offsets(tps)))
+
+
+def _held(consumer: KafkaConsumer, tps: list[TopicPartition]) -> bool:
+    """Whether any partition holds a record."""
+    begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+    return any(end[tp] > begin[tp] for tp in tps)
 
 
 def _offsets(consumer: KafkaConsumer, tps: list[TopicPartition], at: float | None,
