@@ -51,14 +51,14 @@ def read_topic(config: Config, channels: list[str], topic: str, start: float | N
             raise StreamaeError(f"topic {topic!r} does not exist or has no partitions")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
-        first, stop = _range(consumer, tps, start, end)
-        if all(first[tp] >= stop[tp] for tp in tps) and _held(consumer, tps):
+        first, stop, held = _range(consumer, tps, start, end)
+        if held and all(first[tp] >= stop[tp] for tp in tps):
             # the topic holds records but none found in range: ask once more, since a
             # just-written partition can answer the time lookup before its index has them
             log.warning("no record of %s found between %s and %s (first %s, stop %s); "
                         "asking the broker again", topic, start, end, first, stop)
             time.sleep(1.0)
-            first, stop = _range(consumer, tps, start, end)
+            first, stop, _ = _range(consumer, tps, start, end)
         for tp in tps:
             consumer.seek(tp, first[tp])
         todo = {tp for tp in tps if first[tp] < stop[tp]}
@@ -92,25 +92,24 @@ def read_topic(config: Config, channels: list[str], topic: str, start: float | N
 
 
 def _range(consumer: KafkaConsumer, tps: list[TopicPartition], start: float | None,
-           end: float | None) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
-    """Per partition, the first offset at or after ``start`` and the one at ``end``."""
-    return (_offsets(consumer, tps, start, consumer.beginning_offsets(tps)),
-            _offsets(consumer, tps, end, consumer.end_offsets(tps)))
-
-
-def _held(consumer: KafkaConsumer, tps: list[TopicPartition]) -> bool:
-    """Whether any partition holds a record."""
-    begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
-    return any(end[tp] > begin[tp] for tp in tps)
+           end: float | None) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int],
+                                       bool]:
+    """Per partition, the first offset at or after ``start`` and the one at ``end``; and
+    whether any partition holds a record."""
+    begin, last = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+    return (_offsets(consumer, tps, start, begin, last), _offsets(consumer, tps, end, last, last),
+            any(last[tp] > begin[tp] for tp in tps))
 
 
 def _offsets(consumer: KafkaConsumer, tps: list[TopicPartition], at: float | None,
-             default: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+             default: dict[TopicPartition, int],
+             last: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """The first offset at or after time ``at`` (``default`` without one; the end offset
+    ``last`` where no record is that new)."""
     if at is None:
         return dict(default)
     found = consumer.offsets_for_times({tp: int(at * 1000) for tp in tps})
-    end = consumer.end_offsets(tps)
-    return {tp: found[tp].offset if found.get(tp) is not None else end[tp] for tp in tps}
+    return {tp: found[tp].offset if found.get(tp) is not None else last[tp] for tp in tps}
 
 
 def publish_events(config: Config, topic: str, events: list[dict[str, Any]]) -> None:
