@@ -46,9 +46,12 @@ from streamae.evaluate import nab
 from streamae.evaluate.datasets import load
 from streamae.evaluate.report import evaluate, run_baselines
 from streamae.jobs import head_mask
+from streamae.novelty import NoveltySettings
+from streamae import novelty
 from streamae.models.calibration import Calibration
 from streamae.models.dataset import training_windows
-from streamae.models.detector import Detector, train_detector
+from streamae.models.detector import (Detector, calibrated, novelty_settings,
+                                      train_detector)
 from streamae.types import Frame
 
 BASELINES = ("pca", "isolation-forest", "rolling-zscore", "kmeans")
@@ -98,31 +101,39 @@ def families(data: Path, chosen: list[str], nab_series: int | None) -> dict[str,
 Variant = Callable[[Detector, Run, Config], tuple[Detector, Config]]
 
 
-def held_out(detector: Detector, run: Run, config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out windows the default was calibrated on (same split, same function)."""
+def held_out(detector: Detector, run: Run, config: Config
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The held-out windows the default was calibrated on (same split, same function),
+    their keys and their novelty distances."""
     split = training_windows(run.train, detector.scaler, detector.window, config.train.stride,
                              config.train.max_windows, config.train.val_fraction)
-    return split.val, split.val_keys
+    distances, _ = novelty.held_out(run.train, detector.scaler, split.val_keys,
+                                    split.val_ends, novelty_settings(config), detector.window,
+                                    config.window.hop)
+    return split.val, split.val_keys, distances
 
 
 def recalibrated(**settings) -> Variant:
     def variant(detector: Detector, run: Run, config: Config) -> tuple[Detector, Config]:
-        windows, keys = held_out(detector, run, config)
+        windows, keys, distances = held_out(detector, run, config)
         cal = dataclasses.replace(detector.calibration, **settings)
         return dataclasses.replace(detector, calibration=cal.refit(
-            detector.errors(windows, 1024), keys)), config
+            detector.errors(windows, 1024), keys, distances if cal.novelty.on else None)
+        ), config
     return variant
 
 
 def member(index: int) -> Variant:
-    """One member of the default ensemble on its own, calibrated on the same windows."""
+    """One member of the default ensemble on its own (with the novelty member, as the
+    default has it), calibrated on the same windows."""
     def variant(detector: Detector, run: Run, config: Config) -> tuple[Detector, Config]:
         model = detector.model.members[index]
-        windows, keys = held_out(detector, run, config)
+        windows, keys, distances = held_out(detector, run, config)
         c = detector.calibration
         cal = Calibration.fit(Detector.errors_of(model, windows), keys,
                               [list(range(len(model.heads)))], c.hop, c.aggregate, c.top_k,
-                              c.smooth, c.floor, c.per_channel)
+                              c.smooth, c.floor, c.per_channel, c.novelty, distances)
+        cal.novelty_seeds = c.novelty_seeds
         return dataclasses.replace(detector, model=model,
                                    model_config=detector.model_config.members[index],
                                    calibration=cal), config
@@ -157,6 +168,8 @@ def override(config: Config, dotted: dict) -> Config:
 
 
 ABLATIONS: dict[str, tuple[str, Variant]] = {
+    "no novelty": ("the models alone, without each key's memory of its recent windows",
+                   recalibrated(novelty=NoveltySettings())),
     "no per-channel calibration": ("one error scale for all channels of a head",
                                    recalibrated(per_channel=False)),
     "no smoothing": ("each point's own error, not the mean of the newest steps",
@@ -323,8 +336,11 @@ def trained(run: Run, config: Config, models: Path | None) -> Detector:
     settings = {k: config_to_dict(config)[k] for k in ("window", "model", "train", "calibration")}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = models / run.family / run.name.replace("/", "_") / digest
-    if path.exists():
-        return Detector.load(path)
+    if path.exists():  # the same model; calibrated again if the novelty settings differ
+        detector = Detector.load(path)
+        if detector.calibration.novelty != novelty_settings(config):
+            detector = calibrated(detector, run.train, config)
+        return detector
     detector = train_detector(run.train, config)
     detector.save(path)
     return detector

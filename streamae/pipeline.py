@@ -1,6 +1,7 @@
 """The one pipeline: points in -> per-point scores and anomaly events out.
 
-source rows -> key slots -> scale -> windows -> autoencoder -> threshold -> alarm -> events
+source rows -> key slots -> scale -> windows -> autoencoders + novelty -> calibrated score
+            -> threshold -> alarm -> events
 
 Pure and deterministic given a clock: nothing here knows about Kafka or files. The
 daemon and the backtest drive the same :class:`Pipeline`.
@@ -21,6 +22,7 @@ from streamae.config import Config
 from streamae.errors import InputFormatError
 from streamae.events import NOTES, EventBuilder
 from streamae.models.detector import Detector
+from streamae.novelty import Novelty
 from streamae.threshold import Decision
 from streamae.threshold.alarm import EVENT_NAMES
 from streamae.types import Frame
@@ -31,9 +33,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Locate = Callable[[int], "dict[str, Any] | None"]  # row id -> {topic, partition, offset}
-# scored windows (n, W, C), their keys, end times, mean scores, and whether the key was in
-# an alarm: what an online updater learns from
-WindowHook = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+# scored windows (n, W, C), their keys, end times, mean scores, whether the key was in
+# an alarm, and their novelty distances (nan: none): what an online updater learns from
+WindowHook = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                       np.ndarray], None]
 
 UNSCORED = len(STATUS_NAMES)  # accepted, but not scored: its key's warm-up
 OUTPUT_STATUS = (*STATUS_NAMES, "unscored")
@@ -120,6 +123,7 @@ class Pipeline:
         self.windows = Windows(dataclasses.replace(config.window, size=detector.window),
                                len(detector.channels))
         self.decision = Decision(config.threshold, config.alarm)
+        self.novelty = self._novelty_for(detector)
         self.events = EventBuilder(detector.channels, config.scoring.top_channels)
         self.next_row = 0
         self.locate = locate
@@ -137,6 +141,31 @@ class Pipeline:
         self.next_row += n
         if n:
             self.latest = max(self.latest, float(frame.timestamps.max()))
+        parts = [self._take_notes()]
+        for part in self._rounds(frame.keys):
+            parts += self._push(frame if part is None else frame.take(part),
+                                rows if part is None else rows[part])
+        return Output.concat(parts)
+
+    def _rounds(self, keys: np.ndarray) -> list[np.ndarray | None]:
+        """Rows in rounds of at most W per key (None: all at once). A key's window is
+        remembered by its novelty memory once the alarm stage has judged it, and a window
+        is compared with those ending W points or more before it: in rounds, every one of
+        those is judged and remembered in time, so results do not depend on batching."""
+        w = self.windows.size
+        if self.novelty is None or len(keys) <= w:
+            return [None]
+        _, inverse, counts = np.unique(keys.astype(str), return_inverse=True,
+                                       return_counts=True)
+        if counts.max() <= w:
+            return [None]
+        order = np.argsort(inverse, kind="stable")
+        rank = np.empty(len(keys), dtype=np.int64)
+        rank[order] = np.arange(len(keys)) - np.repeat(np.cumsum(counts) - counts, counts)
+        rounds = rank // w
+        return [np.flatnonzero(rounds == r) for r in range(int(rounds.max()) + 1)]
+
+    def _push(self, frame: Frame, rows: np.ndarray) -> list[Output]:
         slots = self._slots(frame.keys)
         scaled = self.detector.scaler.transform(frame.values.astype(np.float64),
                                                 self.keys.mean[slots], self.keys.std[slots])
@@ -145,7 +174,7 @@ class Pipeline:
         nan = np.full(int(dropped.sum()), np.nan)
         early = Output(rows[dropped], frame.keys[dropped], frame.timestamps[dropped], nan, nan,
                        np.zeros(len(nan), dtype=np.bool_), status[dropped])
-        return Output.concat([self._take_notes(), early, *(self._score(c) for c in closed)])
+        return [early, *(self._score(c) for c in closed)]
 
     def note(self, key: str, status: str) -> bool:
         """A decision on a key's open alarm (``rescaled``: taken for a recalibration;
@@ -178,6 +207,12 @@ class Pipeline:
         self._grow(known)
         return slots
 
+    def _novelty_for(self, detector: Detector) -> Novelty | None:
+        """Per-key memories of recent windows for the detector's novelty member (None
+        when it has none)."""
+        settings = detector.calibration.novelty
+        return Novelty(settings, detector.window, len(detector.channels)) if settings.on else None
+
     def _grow(self, known: int) -> None:
         n = len(self.keys.names)
         self.windows.ensure(n)
@@ -185,6 +220,21 @@ class Pipeline:
         if n > known:
             cal = self.detector.calibration
             self.decision.seed({s: cal.sample_for(self.keys.names[s]) for s in range(known, n)})
+        if self.novelty is not None:
+            self.novelty.ensure(n)
+            self._seed_novelty(range(known, n))
+
+    def _seed_novelty(self, slots: Any) -> None:
+        """Keys seen in training start remembering their training history; others start
+        with an empty memory."""
+        assert self.novelty is not None
+        seeds = self.detector.calibration.novelty_seeds
+        for slot in slots:
+            seed = seeds.get(self.keys.names[slot])
+            if seed is not None:
+                self.novelty.seed(int(slot), seed)
+            else:
+                self.novelty.reset(np.array([slot]))
 
     def flush(self) -> Output:
         """End of stream: score what every key still holds (a partial hop)."""
@@ -212,6 +262,13 @@ class Pipeline:
                                    f"{detector.window}/{detector.channels} differ from "
                                    f"{self.detector.window}/{self.detector.channels}")
         log.info("model swap %s -> %s", self.detector.version, detector.version)
+        if detector.calibration.novelty != self.detector.calibration.novelty:
+            log.info("model %s remembers windows differently (%s): every key's memory of "
+                     "recent windows starts again", detector.version,
+                     detector.calibration.novelty)
+            self.novelty = self._novelty_for(detector)
+            if self.novelty is not None:
+                self.novelty.ensure(len(self.keys.names))
         self.detector = detector
         if calibration:
             self.recalibrate(calibration)
@@ -237,7 +294,9 @@ class Pipeline:
         """New scaling for a key's moved channels (a recalibrated sensor): its raw mean and
         spread change, the points its window holds are mapped to the new scaling, and its
         threshold starts again from the model's held-out scores (what it learnt during
-        the alarm is not its normal; its alarm closes once calm)."""
+        the alarm is not its normal; its alarm closes once calm). Its memory of recent
+        windows stays: they are its normal in the scaled space the new scaling maps its
+        recalibrated sensor back onto."""
         slot = self.keys.slot.get(key)
         if slot is None:
             return
@@ -251,6 +310,7 @@ class Pipeline:
         """Everything a restart needs to carry on where this pipeline stands."""
         arrays = {**{f"windows.{k}": v for k, v in self.windows.state_dict().items()},
                   **{f"decision.{k}": v for k, v in self.decision.state_dict().items()},
+                  **self._novelty_rows(None),
                   "keys.mean": self.keys.mean.copy(), "keys.std": self.keys.std.copy()}
         meta = {"keys": list(self.keys.names), "next_row": self.next_row,
                 "open_alarms": self.events.open, "model_version": self.detector.version,
@@ -278,6 +338,7 @@ class Pipeline:
             decision = {k: v for k, v in decision.items() if k.startswith("alarm.")} | {
                 k: v for k, v in self.decision.state_dict().items() if k.startswith("threshold.")}
         self.decision.load_state_dict(decision)
+        self._load_novelty(None, _section(state.arrays, "novelty."))
         self.events.open = {k: dict(v) for k, v in meta["open_alarms"].items()}
         self.next_row = int(meta["next_row"])
         self.latest = float(meta.get("latest", -np.inf))  # absent in older states
@@ -289,6 +350,7 @@ class Pipeline:
         slots = np.array([self.keys.slot[k] for k in names], dtype=np.int64)
         arrays = {**{f"windows.{k}": v for k, v in self.windows.take(slots).items()},
                   **{f"decision.{k}": v for k, v in self.decision.take(slots).items()},
+                  **self._novelty_rows(slots),
                   "keys.mean": self.keys.mean[slots], "keys.std": self.keys.std[slots]}
         del arrays["windows.ring_rows"]  # row ids are numbered per pipeline
         meta = {"keys": list(names), "model_version": self.detector.version,
@@ -314,6 +376,7 @@ class Pipeline:
         windows = _section(state.arrays, "windows.")
         windows["ring_rows"] = np.full(windows["ring_ts"].shape, -1, dtype=np.int64)
         self.windows.put(slots, windows)
+        self._load_novelty(slots, _section(state.arrays, "novelty."))
         self.decision.put(slots, _section(state.arrays, "decision."))
         if meta["model_version"] != self.detector.version:
             log.warning("%d keys arrive with state of model %s, scoring with %s: their "
@@ -330,22 +393,50 @@ class Pipeline:
         slots = np.array([self.keys.slot[k] for k in names if k in self.keys.slot],
                          dtype=np.int64)
         self.windows.reset(slots)
+        if self.novelty is not None:
+            self._seed_novelty(slots)
         self._reseed(slots)
         self.decision.alarm.reset(slots)
         for key in names:
             self.events.open.pop(key, None)
 
+    def _novelty_rows(self, slots: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The memories of recent windows (of ``slots``; None: all), as state arrays."""
+        if self.novelty is None:
+            return {}
+        rows = self.novelty.state_dict() if slots is None else self.novelty.take(slots)
+        return {f"novelty.{k}": v for k, v in rows.items()}
+
+    def _load_novelty(self, slots: np.ndarray | None, rows: dict[str, np.ndarray]) -> None:
+        """Carry saved memories over when they were kept the same way; otherwise the
+        keys' memories start again (they refill as the keys stream)."""
+        if self.novelty is None or not rows:
+            return
+        if rows["bank"].shape[-1] != self.novelty.bank.shape[-1] or \
+                rows["ends"].shape[-1] != self.novelty.ends.shape[-1]:
+            log.warning("saved memories of recent windows have another shape: they start "
+                        "again")
+            return
+        if slots is None:
+            self.novelty.load_state_dict(rows)
+        else:
+            self.novelty.put(slots, rows)
+
     def _score(self, closed: Closed) -> Output:
         w = self.windows.size
         step_err = np.full(closed.rows.shape, np.nan, dtype=np.float32)
         chan_err = np.zeros((*closed.rows.shape, len(self.detector.channels)), dtype=np.float32)
+        judged = given = None
+        if self.novelty is not None and len(closed):
+            judged = self.novelty.judge(closed.slot, closed.data, closed.new, closed.scorable)
+            given = judged.distance[closed.scorable], judged.share[closed.scorable]
         if closed.scorable.any():
             # a window's newest hop steps are the ones the calibration knows (and that have
             # a full past to be forecast from): older ones of a key's first window stay
             # unscored, as warm-up
             hop = min(self.config.window.hop, w)
             s, c = self.detector.score(closed.data[closed.scorable], self.config.scoring.batch_size,
-                                       newest=hop)
+                                       newest=hop, novelty=given)
             s[:, : w - hop] = np.nan
             step_err[closed.scorable], chan_err[closed.scorable] = s, c
             window_score = np.full(len(closed.rows), np.nan)
@@ -375,20 +466,29 @@ class Pipeline:
                         keys[i], EVENT_NAMES[int(alarm.event[j])], ts[i], alarm.event_ts[j],
                         self.detector.version, self.clock(),
                         self.locate(int(rows[i])) if self.locate else None))
-        if self.on_windows is not None and closed.scorable.any():
-            self._feed(closed, take, last_hot, window_score)
+        if closed.scorable.any():
+            idx = np.flatnonzero(closed.scorable)
+            protected = self._protected(closed, take, last_hot)
+            if judged is not None:
+                normal = np.zeros(len(closed), dtype=np.bool_)
+                normal[idx] = ~protected
+                self.novelty.remember(closed.slot, judged, normal)
+            if self.on_windows is not None:
+                names = np.array(self.keys.names, dtype=object)[closed.slot[idx]]
+                novelty = (judged.distance[idx] if judged is not None
+                           else np.full(len(idx), np.nan))
+                self.on_windows(closed.data[idx], names, closed.ts[idx, -1],
+                                window_score[idx], protected, novelty)
         return out
 
-    def _feed(self, closed: Closed, take: np.ndarray, last_hot: np.ndarray,
-              window_score: np.ndarray) -> None:
-        """Hand the scored windows to the hook; a window is protected (kept out of
-        training) when any of its points lies in an alarm or crossed the threshold (an
-        incident's edges, and bursts too short or too weak to open one): its key was last
-        so at or after the window's first point, as of its newest point."""
+    @staticmethod
+    def _protected(closed: Closed, take: np.ndarray, last_hot: np.ndarray) -> np.ndarray:
+        """Per scorable window, whether it is kept out of what is learnt as normal (the
+        novelty memory, the updater's training): any of its points lies in an alarm or
+        crossed the threshold (an incident's edges, and bursts too short or too weak to
+        open one), i.e. its key was last so at or after the window's first point, as of
+        its newest point."""
         grid = np.full(take.shape, -np.inf)
         grid[take] = last_hot
         idx = np.flatnonzero(closed.scorable)
-        names = np.array(self.keys.names, dtype=object)[closed.slot[idx]]
-        protected = grid[idx, -1] >= closed.ts[idx, 0]
-        self.on_windows(closed.data[idx], names, closed.ts[idx, -1],
-                        window_score[idx], protected)
+        return grid[idx, -1] >= closed.ts[idx, 0]

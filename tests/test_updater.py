@@ -243,14 +243,17 @@ def test_a_key_in_alarm_for_admit_after_relearns_its_threshold_without_a_new_mod
 
 @pytest.fixture(scope="module", params=["lstm", "ensemble"])
 def clean(request):
-    """A model trained on the first half of a set with no anomalies, and the second half."""
+    """A model trained on the first half of a set with no anomalies, and the second half:
+    an LSTM scoring on its own (no novelty memory), and the ensemble with one, as by
+    default."""
     from streamae.models.detector import train_detector
     from streamae.synth import generate
 
     data = generate(n_points=2400, keys=2, channels=3, step_s=432.0, anomalies_per_key=0,
                     seed=5).frame
     half = data.timestamps < np.median(data.timestamps)
-    config = small_config(request.param)
+    config = small_config(request.param, **({"novelty.size": 0} if request.param == "lstm"
+                                            else {}))
     return train_detector(data.take(half), config), config, data.take(~half)
 
 

@@ -4,7 +4,8 @@ Every section is a frozen dataclass; its defaults *are* the packaged default con
 A YAML file only overrides what it names. Unknown fields, wrong types and values out
 of range fail at start-up with the field path, the bad value and what is allowed.
 
-- :mod:`~streamae.config.detection`: data, window, model, train, calibration, threshold, alarm
+- :mod:`~streamae.config.detection`: data, window, model, train, calibration, novelty,
+  threshold, alarm
 - :mod:`~streamae.config.service`: scoring, kafka, input, daemon, updater
 - :mod:`~streamae.config.root`: the whole config and the checks across sections
 - :mod:`~streamae.config.loader`: YAML and overrides -> a validated config
@@ -15,6 +16,7 @@ of range fail at start-up with the field path, the bad value and what is allowed
 from streamae.config.detection import (MEMBER_CONFIGS, MODEL_CONFIGS, AlarmConfig,
                                        CalibrationConfig, DataConfig, EnsembleConfig,
                                        LinearConfig, LSTMConfig, MemberConfig, ModelConfig,
+                                       NoveltyConfig,
                                        ThresholdConfig, TrainConfig, TransformerConfig,
                                        WindowConfig)
 from streamae.config.loader import _build, config_from_dict, load_config
@@ -28,7 +30,8 @@ from streamae.config.service import (DaemonConfig, InputConfig, KafkaConfig, Sco
 __all__ = [
     "AlarmConfig", "CalibrationConfig", "Config", "DaemonConfig", "DataConfig",
     "EnsembleConfig", "InputConfig", "KafkaConfig", "LSTMConfig", "LinearConfig",
-    "MEMBER_CONFIGS", "MODEL_CONFIGS", "MemberConfig", "ModelConfig", "SECRET_FIELD",
+    "MEMBER_CONFIGS", "MODEL_CONFIGS", "MemberConfig", "ModelConfig", "NoveltyConfig",
+    "SECRET_FIELD",
     "ScoringConfig", "ThresholdConfig", "TrainConfig", "TransformerConfig", "UpdaterConfig",
     "WindowConfig", "_build", "commented_yaml", "config_from_dict", "config_schema",
     "config_to_dict", "load_config", "masked", "model_parts", "public_dict",

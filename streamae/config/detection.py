@@ -1,5 +1,5 @@
 """Config sections of the detection path: data columns, windows, models, training,
-calibration, threshold and alarms."""
+calibration, novelty, threshold and alarms."""
 
 from __future__ import annotations
 
@@ -151,6 +151,20 @@ class CalibrationConfig:
                         max=1.0)
     input_clip: float = _opt(10.0, "scaled inputs are clipped to +-this before the model",
                              min=1.0)
+
+
+@dataclass(frozen=True)
+class NoveltyConfig:
+    """Each key's own recent windows as one more member of the score: a window's distance
+    to the nearest window its key showed before (none overlapping it), so what is new for
+    this key stands out and what it keeps doing is learnt as it streams. Calibrated on the
+    held-out windows at training time, beside the models."""
+
+    size: int = _opt(256, "windows remembered per key (one per hop; 0: off)", min=0,
+                     max=4096)
+    steps: int = _opt(8, "a window is remembered as the means of this many equal parts of "
+                      "each channel", min=1, max=64)
+    least: int = _opt(16, "windows a key must remember before this member scores", min=1)
 
 
 @dataclass(frozen=True)

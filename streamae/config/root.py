@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamae.config.detection import (AlarmConfig, CalibrationConfig, DataConfig, EnsembleConfig,
-                                       ModelConfig, ThresholdConfig, TrainConfig,
+                                       ModelConfig, NoveltyConfig, ThresholdConfig, TrainConfig,
                                        TransformerConfig, WindowConfig)
 from streamae.config.service import (DaemonConfig, InputConfig, KafkaConfig, ScoringConfig,
                                      UpdaterConfig)
@@ -22,6 +22,7 @@ class Config:
     model: ModelConfig = field(default_factory=EnsembleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     alarm: AlarmConfig = field(default_factory=AlarmConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)

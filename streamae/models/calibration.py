@@ -10,19 +10,24 @@ calibration turns them into one score per step:
 2. per member, the mean over its heads, then the mean of the newest ``smooth`` steps;
 3. across channels: the mean of the ``top_k`` largest (or mean, max, Mahalanobis);
 4. each member's score standardised by its own held-out median and spread, and the
-   members' scores averaged.
+   members' scores averaged; the key's novelty (:mod:`streamae.novelty`: a window's
+   distance to its key's nearest earlier window), standardised the same way, is one
+   more member (typical, 0, where it is not known).
 
-Per-channel ``contrib`` (the positive part of step 2, averaged over members) says which
-channels a score comes from. ``sample`` holds held-out scores: a threshold has them at once
+Per-channel ``contrib`` (the positive part of step 2, and the novelty's per-channel
+share, averaged over members) says which channels a score comes from. ``sample`` holds held-out scores: a threshold has them at once
 for a key with no history yet (``key_samples`` for keys seen in training).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from streamae.novelty import NoveltySettings
 
 SAMPLE = 5000  # held-out scores kept for thresholds
 KEY_SAMPLE = 1000  # per key seen in training
@@ -47,13 +52,21 @@ class Calibration:
     precision: np.ndarray | None = None
     sample: np.ndarray = field(default_factory=lambda: np.zeros(0))
     key_samples: dict[str, np.ndarray] = field(default_factory=dict)
+    novelty: NoveltySettings = field(default_factory=NoveltySettings)
+    novelty_loc: float = 0.0
+    novelty_scale: float = 1.0
+    novelty_seeds: dict[str, np.ndarray] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scoring
-    def score(self, errors: np.ndarray,
-              newest: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, errors: np.ndarray, newest: int | None = None,
+              novelty: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
         """``errors`` ``(heads, B, W, C)`` -> scores ``(B, W)`` and contributions ``(B, W, C)``.
         With ``newest``, only the newest that many steps are scored (the rest are nan):
-        what the pipeline needs, at a fraction of the work."""
+        what the pipeline needs, at a fraction of the work. ``novelty``: each window's
+        distance to its key's nearest earlier window and the channels' shares of it (see
+        :mod:`streamae.novelty`), one more member; where it is not known (nan, or not
+        given) it counts as typical, so scores keep one scale either way."""
         h, b, w, c = errors.shape
         keep = w if newest is None else min(w, newest + self.smooth - 1)
         members = self.member_z(errors[:, :, w - keep:])
@@ -63,12 +76,25 @@ class Calibration:
             total += (self._aggregate(z, m) - self.member_loc[m]) / self.member_scale[m]
             contrib += np.maximum(z, 0.0)
         n = len(members)
+        if self.novelty.on:  # a member whether given or not: unknown counts as typical (0)
+            n += 1
+            if novelty is not None:
+                z = self.novelty_z(novelty[0])
+                given = np.isfinite(z)
+                total[given] += z[given, None]
+                contrib[given] += (np.maximum(z[given], 0.0)[:, None]
+                                   * novelty[1][given])[:, None, :].astype(np.float32)
         if keep == w:
             return total / n, contrib / n
         score = np.full((b, w), np.nan, dtype=np.float32)
         out = np.full((b, w, c), np.nan, dtype=np.float32)
         score[:, w - keep:], out[:, w - keep:] = total / n, contrib / n
         return score, out
+
+    def novelty_z(self, distance: np.ndarray) -> np.ndarray:
+        """Novelty distances on the members' scale (nan stays nan)."""
+        return ((np.asarray(distance, dtype=np.float64) - self.novelty_loc)
+                / self.novelty_scale).astype(np.float32)
 
     def member_z(self, errors: np.ndarray) -> list[np.ndarray]:
         """Per member: calibrated, smoothed per-channel errors ``(B, steps, C)`` (of the
@@ -102,18 +128,30 @@ class Calibration:
         return -np.mean(np.partition(-z, k - 1, axis=-1)[..., :k], axis=-1)
 
     # ------------------------------------------------------------------ fitting
-    def refit(self, errors: np.ndarray, keys: np.ndarray) -> Calibration:
-        """The same settings fitted to other held-out errors (a new model version's)."""
-        return Calibration.fit(errors, keys, self.groups, self.hop, self.aggregate,
-                               self.top_k, self.smooth, self.floor, self.per_channel)
+    def refit(self, errors: np.ndarray, keys: np.ndarray,
+              novelty: np.ndarray | None = None) -> Calibration:
+        """The same settings fitted to other held-out errors (a new model version's).
+        ``novelty``: the windows' novelty distances; without them the novelty keeps its
+        standardisation (it does not depend on the model) and the held-out scores are the
+        models' alone."""
+        cal = Calibration.fit(errors, keys, self.groups, self.hop, self.aggregate,
+                              self.top_k, self.smooth, self.floor, self.per_channel,
+                              self.novelty, novelty)
+        if novelty is None and self.novelty.on:
+            cal.novelty_loc, cal.novelty_scale = self.novelty_loc, self.novelty_scale
+        cal.novelty_seeds = self.novelty_seeds
+        return cal
 
     @staticmethod
     def fit(errors: np.ndarray, keys: np.ndarray, groups: list[list[int]], hop: int,
             aggregate: str = "topk", top_k: int = 0, smooth: int = 8,
-            floor: float = 0.1, per_channel: bool = True) -> Calibration:
+            floor: float = 0.1, per_channel: bool = True,
+            novelty_settings: NoveltySettings | None = None,
+            novelty: np.ndarray | None = None) -> Calibration:
         """Fit on held-out normal windows' errors ``(heads, n, W, C)`` (``keys`` per window,
         windows of a key in time order). Statistics use the newest ``hop`` steps, the ones
-        the pipeline scores."""
+        the pipeline scores. ``novelty``: the windows' novelty distances (nan where a
+        key remembered too little), standardised by their median and spread."""
         h, n, w, c = errors.shape
         hop = min(hop, w)
         absolute = np.sqrt(errors[:, :, w - hop:].astype(np.float64)).reshape(h, -1, c)
@@ -126,7 +164,12 @@ class Calibration:
         m = len(groups)
         cal = Calibration(groups, np.nan_to_num(loc), np.nan_to_num(scale, nan=1.0),
                           np.zeros(m), np.ones(m), aggregate, top_k, smooth, hop, floor,
-                          per_channel)
+                          per_channel, novelty=novelty_settings or NoveltySettings())
+        known = novelty[np.isfinite(novelty)] if novelty is not None else np.zeros(0)
+        if cal.novelty.on and len(known) >= 2:
+            p25, med, p75 = np.percentile(known, [25, 50, 75])
+            cal.novelty_loc = float(med)
+            cal.novelty_scale = max(float(p75 - p25) / IQR_TO_STD, 1e-6)
         members = [z[:, w - hop:] for z in cal.member_z(errors)]
         if aggregate == "mahalanobis":
             cal.precision = np.stack([_precision(z.reshape(-1, c)) for z in members])
@@ -135,7 +178,10 @@ class Calibration:
             p25, med, p75 = np.percentile(raw, [25, 50, 75])
             cal.member_loc[i] = med
             cal.member_scale[i] = max((p75 - p25) / IQR_TO_STD, 1e-6)
-        scores, _ = cal.score(errors)
+        given = None
+        if novelty is not None:
+            given = (np.asarray(novelty, dtype=np.float64), np.zeros((n, c), np.float32))
+        scores, _ = cal.score(errors, novelty=given)
         newest = scores[:, w - hop:]  # (n, hop): per window, in time order
         cal.sample = _thin(newest.ravel(), SAMPLE)
         for key in np.unique(keys):
@@ -150,19 +196,29 @@ class Calibration:
     # ------------------------------------------------------------------ checkpoint
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"loc": self.loc, "scale": self.scale, "member_loc": self.member_loc,
-               "member_scale": self.member_scale, "sample": self.sample}
+               "member_scale": self.member_scale, "sample": self.sample,
+               "novelty": np.array([self.novelty_loc, self.novelty_scale])}
         if self.precision is not None:
             out["precision"] = self.precision
         keys = sorted(self.key_samples)
         out["key_sample_sizes"] = np.array([len(self.key_samples[k]) for k in keys])
         out["key_samples"] = (np.concatenate([self.key_samples[k] for k in keys])
                               if keys else np.zeros(0))
-        return {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in out.items()}
+        out = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in out.items()}
+        seeded = sorted(self.novelty_seeds)
+        out["novelty_seed_sizes"] = np.array([len(self.novelty_seeds[k]) for k in seeded],
+                                             dtype=np.float64)
+        out["novelty_seeds"] = np.ascontiguousarray(  # remembered windows: float32 as kept
+            np.concatenate([self.novelty_seeds[k].reshape(-1) for k in seeded])
+            if seeded else np.zeros(0), dtype=np.float32)
+        return out
 
     def meta(self) -> dict[str, Any]:
         return {"groups": self.groups, "aggregate": self.aggregate, "top_k": self.top_k,
                 "smooth": self.smooth, "hop": self.hop, "floor": self.floor,
-                "per_channel": self.per_channel, "keys": sorted(self.key_samples)}
+                "per_channel": self.per_channel, "keys": sorted(self.key_samples),
+                "novelty": dataclasses.asdict(self.novelty),
+                "novelty_seeded": sorted(self.novelty_seeds)}
 
     @staticmethod
     def restore(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Calibration:
@@ -170,11 +226,20 @@ class Calibration:
         bounds = np.cumsum(np.r_[0, sizes])
         samples = {k: arrays["key_samples"][a:b]
                    for k, a, b in zip(meta["keys"], bounds[:-1], bounds[1:])}
+        novelty = arrays.get("novelty", np.array([0.0, 1.0]))
+        sizes = arrays.get("novelty_seed_sizes", np.zeros(0)).astype(np.int64)
+        flat = arrays.get("novelty_seeds", np.zeros(0, np.float32))
+        width = len(flat) // max(int(sizes.sum()), 1)
+        bounds = np.cumsum(np.r_[0, sizes]) * width
+        seeds = {k: flat[a:b].reshape(-1, width) for k, a, b in
+                 zip(meta.get("novelty_seeded", []), bounds[:-1], bounds[1:])}
         return Calibration([list(g) for g in meta["groups"]], arrays["loc"], arrays["scale"],
                            arrays["member_loc"], arrays["member_scale"], meta["aggregate"],
                            int(meta["top_k"]), int(meta["smooth"]), int(meta["hop"]),
                            float(meta["floor"]), bool(meta["per_channel"]),
-                           arrays.get("precision"), arrays["sample"], samples)
+                           arrays.get("precision"), arrays["sample"], samples,
+                           NoveltySettings(**meta.get("novelty", {})), float(novelty[0]),
+                           float(novelty[1]), seeds)
 
 
 def trailing_mean(x: np.ndarray, n: int) -> np.ndarray:

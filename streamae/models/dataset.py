@@ -15,11 +15,13 @@ from streamae.types import Frame
 
 @dataclass
 class Split:
-    """Training windows and every key's newest windows held out (with their keys)."""
+    """Training windows and every key's newest windows held out (with their keys and the
+    row, in their key's series, each ends at)."""
 
     train: np.ndarray
     val: np.ndarray
     val_keys: np.ndarray
+    val_ends: np.ndarray
 
 
 def key_series(frame: Frame, scaler: Scaler) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -47,7 +49,7 @@ def training_windows(frame: Frame, scaler: Scaler, window: int, stride: int = 1,
     overlap); a key too short to spare them trains on all it has. Training windows are
     evenly subsampled to ``max_windows`` (every part of history represented), held-out
     ones to a third of that."""
-    train, val, val_keys = [], [], []
+    train, val, val_keys, val_ends = [], [], [], []
     for key, _, x in key_series(frame, scaler):
         if len(x) < window:
             continue
@@ -56,6 +58,7 @@ def training_windows(frame: Frame, scaler: Scaler, window: int, stride: int = 1,
         if n_val and len(view) - n_val - window >= 1:
             val.append(view[len(view) - n_val:])
             val_keys.append(np.full(n_val, key, dtype=object))
+            val_ends.append(np.arange(len(view) - n_val, len(view)) + window - 1)
             view = view[: len(view) - n_val - window]
         train.append(view[::stride])
     if not train:
@@ -65,11 +68,12 @@ def training_windows(frame: Frame, scaler: Scaler, window: int, stride: int = 1,
     train_w = _subsample(train, max_windows, window, channels)
     if not val:
         return Split(train_w, np.zeros((0, window, channels), np.float32),
-                     np.zeros(0, dtype=object))
+                     np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64))
     cap = max(max_windows // 3, 1) if max_windows else None
     keys = np.concatenate(val_keys)
     pick = _pick(len(keys), cap)
-    return Split(train_w, _subsample(val, cap, window, channels), keys[pick])
+    return Split(train_w, _subsample(val, cap, window, channels), keys[pick],
+                 np.concatenate(val_ends)[pick])
 
 
 def _pick(total: int, cap: int | None) -> np.ndarray:

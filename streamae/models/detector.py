@@ -26,15 +26,16 @@ from safetensors.numpy import load_file as load_arrays
 from safetensors.numpy import save_file as save_arrays
 from safetensors.torch import load_file, save_file
 
-from streamae import __version__, atomic
+from streamae import __version__, atomic, novelty
 from streamae.config import MODEL_CONFIGS, Config, ModelConfig, _build, config_to_dict
 from streamae.errors import ModelError
 from streamae.models.base import SequenceAutoencoder
 from streamae.models.calibration import Calibration
-from streamae.models.dataset import dominant_period, training_windows
+from streamae.models.dataset import Split, dominant_period, training_windows
 from streamae.models.registry import build_model
 from streamae.models.scaler import Scaler
 from streamae.models.train import EpochReport, TrainResult, fit
+from streamae.novelty import NoveltySettings
 from streamae.types import Frame
 
 FORMAT = "streamae.model/2"
@@ -83,12 +84,15 @@ class Detector:
             return np.zeros((len(model.heads), 0, *windows.shape[1:]), dtype=np.float32)
         return np.concatenate(parts, axis=1)
 
-    def score(self, windows: np.ndarray, batch_size: int = 64,
-              newest: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, windows: np.ndarray, batch_size: int = 64, newest: int | None = None,
+              novelty: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated anomaly score per step ``(B, W)`` of scaled windows ``(B, W, C)`` and
         each channel's contribution ``(B, W, C)`` (for attribution); with ``newest`` only
-        for the newest that many steps (nan before)."""
-        return self.calibration.score(self.errors(windows, batch_size), newest)
+        for the newest that many steps (nan before). ``novelty``: the windows' novelty
+        distances and channel shares (:mod:`streamae.novelty`), where their keys have
+        them."""
+        return self.calibration.score(self.errors(windows, batch_size), newest, novelty)
 
     @torch.no_grad()
     def embed(self, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -98,12 +102,14 @@ class Detector:
                for i in range(0, len(windows), batch_size)]
         return torch.cat(out).numpy()
 
-    def recalibrated(self, holdout: np.ndarray, keys: np.ndarray) -> Detector:
+    def recalibrated(self, holdout: np.ndarray, keys: np.ndarray,
+                     novelty: np.ndarray | None = None) -> Detector:
         """A copy calibrated on ``holdout`` windows (normal, unseen by training; ``keys``
-        per window, each key's in time order) with the same calibration settings: what
-        every new model version gets before it scores."""
-        return dataclasses.replace(
-            self, calibration=self.calibration.refit(self.errors(holdout, 1024), keys))
+        per window, each key's in time order; ``novelty`` their distances, where known)
+        with the same calibration settings: what every new model version gets before it
+        scores."""
+        return dataclasses.replace(self, calibration=self.calibration.refit(
+            self.errors(holdout, 1024), keys, novelty))
 
     def save(self, directory: str | Path) -> Path:
         """Write the checkpoint atomically (a reader never sees half a model). Only an
@@ -200,14 +206,7 @@ def train_detector(frame: Frame, config: Config,
     model = build_model(config.model, window, len(frame.channels))
     result = fit(model, split.train, split.val, config.train, on_epoch=on_epoch,
                  on_step=on_step)
-    holdout, keys = (split.val, split.val_keys) if len(split.val) else (split.train, None)
-    if keys is None:
-        keys = np.full(len(holdout), "", dtype=object)
-    cal = config.calibration
-    groups = getattr(model, "member_heads", [list(range(len(model.heads)))])
-    calibration = Calibration.fit(Detector.errors_of(model, holdout), keys, groups,
-                                  config.window.hop, cal.aggregate, cal.top_k, cal.smooth,
-                                  cal.floor, cal.per_channel)
+    calibration = fit_calibration(model, frame, scaler, window, split, config)
     detector = Detector(model, config.model, scaler, window, list(frame.channels), calibration)
     start, stop = float(frame.timestamps.min()), float(frame.timestamps.max())
     digest = hashlib.sha256(b"".join(t.detach().numpy().tobytes()
@@ -220,6 +219,43 @@ def train_detector(frame: Frame, config: Config,
         "training": training_summary(result), "train": config_to_dict(config.train),
     })
     return detector
+
+
+def fit_calibration(model: SequenceAutoencoder, frame: Frame, scaler: Scaler, window: int,
+                    split: Split, config: Config) -> Calibration:
+    """The calibration (``config.calibration`` and ``config.novelty``) of ``model`` on the
+    held-out windows of ``split`` (made from ``frame``), or on its training windows when
+    no key could spare any."""
+    settings = novelty_settings(config)
+    if len(split.val):
+        holdout, keys = split.val, split.val_keys
+        distances, seeds = novelty.held_out(frame, scaler, keys, split.val_ends, settings,
+                                            window, config.window.hop)
+    else:
+        holdout, keys = split.train, np.full(len(split.train), "", dtype=object)
+        distances, seeds = None, {}
+    cal = config.calibration
+    groups = getattr(model, "member_heads", [list(range(len(model.heads)))])
+    calibration = Calibration.fit(Detector.errors_of(model, holdout), keys, groups,
+                                  config.window.hop, cal.aggregate, cal.top_k, cal.smooth,
+                                  cal.floor, cal.per_channel, settings, distances)
+    calibration.novelty_seeds = seeds
+    return calibration
+
+
+def calibrated(detector: Detector, frame: Frame, config: Config) -> Detector:
+    """``detector`` calibrated again with ``config``'s calibration and novelty settings on
+    the held-out windows of ``frame``, the rows it was trained on (the model untouched)."""
+    split = training_windows(frame, detector.scaler, detector.window, config.train.stride,
+                             config.train.max_windows, config.train.val_fraction)
+    return dataclasses.replace(detector, calibration=fit_calibration(
+        detector.model, frame, detector.scaler, detector.window, split, config))
+
+
+def novelty_settings(config: Config) -> NoveltySettings:
+    """The novelty member a detector trained with ``config`` is calibrated with."""
+    n = config.novelty
+    return NoveltySettings(n.size, n.steps, n.least)
 
 
 def training_summary(result: TrainResult) -> dict[str, Any]:
@@ -255,9 +291,15 @@ def untrained_detector(config: Config, channels: int, window: int | None = None,
         p.requires_grad_(True)
     cal = config.calibration
     groups = getattr(model, "member_heads", [list(range(len(model.heads)))])
+    settings = novelty_settings(config)
+    series = noise.reshape(-1, channels)  # the windows end to end: one long noisy series
+    hop = config.window.hop
+    distances, _ = novelty.replay(series, np.arange(window - 1, len(series), hop)[-len(noise):],
+                                  settings, window, hop)
     calibration = Calibration.fit(Detector.errors_of(model, noise),
                                   np.full(len(noise), "", dtype=object), groups,
                                   config.window.hop, cal.aggregate, cal.top_k, cal.smooth,
-                                  cal.floor, cal.per_channel)
+                                  cal.floor, cal.per_channel, settings,
+                                  np.resize(distances, len(noise)))
     return Detector(model, config.model, Scaler(np.zeros(channels), np.ones(channels)),
                     window, names, calibration, "untrained")

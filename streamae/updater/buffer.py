@@ -2,7 +2,8 @@
 
 Two parts: the newest ``recent`` windows (a ring), and a uniform reservoir sample of every
 window that has left the ring, so a fine-tune also sees older regimes and does not forget
-them. Windows that overlap an open alarm are not admitted: they wait in a small
+them. Each window keeps its novelty distance as its key had it when it was scored (it
+does not depend on the model), so scores under any model version can include it. Windows that overlap an open alarm are not admitted: they wait in a small
 quarantine ring until an operator confirms them as the new normal (:meth:`admit`) or
 they are pushed out. Keys are kept, so a fine-tune can use one key's windows or all.
 """
@@ -13,34 +14,41 @@ import numpy as np
 
 
 class _Ring:
+    FIELDS = ("data", "keys", "ts", "novelty")
+
     def __init__(self, capacity: int, window: int, channels: int) -> None:
         self.data = np.zeros((capacity, window, channels), dtype=np.float32)
         self.keys = np.full(capacity, "", dtype=object)
         self.ts = np.zeros(capacity)
+        self.novelty = np.full(capacity, np.nan)
         self.size = self.pos = 0
 
     @property
     def capacity(self) -> int:
         return len(self.data)
 
-    def push(self, data: np.ndarray, keys: np.ndarray, ts: np.ndarray):
-        """Append; returns what fell out, oldest first (data, keys, ts)."""
+    def rows(self, idx: slice | np.ndarray) -> tuple[np.ndarray, ...]:
+        """Copies of (data, keys, ts, novelty) at ``idx``."""
+        return tuple(getattr(self, f)[idx].copy() for f in self.FIELDS)
+
+    def push(self, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Append (data, keys, ts, novelty); returns what fell out, oldest first."""
         cap = self.capacity
         if cap == 0:
-            return data, keys, ts
-        over = max(0, len(data) - cap)  # incoming windows that cannot fit at all
-        parts = [(data[:over], keys[:over], ts[:over])]
-        data, keys, ts = data[over:], keys[over:], ts[over:]
-        n = len(data)
+            return columns
+        over = max(0, len(columns[0]) - cap)  # incoming windows that cannot fit at all
+        parts = [tuple(c[:over] for c in columns)]
+        columns = tuple(c[over:] for c in columns)
+        n = len(columns[0])
         evict = max(0, self.size + n - cap)
         if evict:
-            idx = self.ordered()[:evict]
-            parts.insert(0, (self.data[idx].copy(), self.keys[idx].copy(), self.ts[idx].copy()))
+            parts.insert(0, self.rows(self.ordered()[:evict]))
         slots = (self.pos + np.arange(n)) % cap
-        self.data[slots], self.keys[slots], self.ts[slots] = data, keys, ts
+        for name, column in zip(self.FIELDS, columns):
+            getattr(self, name)[slots] = column
         self.pos = int((self.pos + n) % cap)
         self.size = min(cap, self.size + n)
-        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(self.FIELDS)))
 
     def ordered(self) -> slice | np.ndarray:
         """Indices oldest -> newest."""
@@ -57,23 +65,25 @@ class ReplayBuffer:
         self.rng = np.random.default_rng(seed)
 
     def add(self, windows: np.ndarray, keys: np.ndarray, ts: np.ndarray,
-            protected: np.ndarray | None = None) -> None:
-        """Offer scored windows; ``protected`` ones (inside an alarm) go to quarantine."""
+            protected: np.ndarray | None = None, novelty: np.ndarray | None = None) -> None:
+        """Offer scored windows (with their novelty distances, nan where none);
+        ``protected`` ones (inside an alarm) go to quarantine."""
         keys = np.asarray(keys, dtype=object)
         ts = np.asarray(ts, dtype=np.float64)
+        nov = np.full(len(windows), np.nan) if novelty is None else np.asarray(novelty, float)
         guard = np.zeros(len(windows), bool) if protected is None else np.asarray(protected)
         if guard.any():
-            self.quarantine.push(windows[guard], keys[guard], ts[guard])
+            self.quarantine.push(windows[guard], keys[guard], ts[guard], nov[guard])
         ok = ~guard
-        fell = self.recent.push(windows[ok], keys[ok], ts[ok])
+        fell = self.recent.push(windows[ok], keys[ok], ts[ok], nov[ok])
         self._sample(*fell)
 
-    def _sample(self, data: np.ndarray, keys: np.ndarray, ts: np.ndarray) -> None:
+    def _sample(self, *columns: np.ndarray) -> None:
         """Algorithm R over the stream of windows leaving the recent ring."""
         res = self.reservoir
         if res.capacity == 0:
             return
-        for i in range(len(data)):
+        for i in range(len(columns[0])):
             self.seen += 1
             if res.size < res.capacity:
                 slot = res.size
@@ -82,28 +92,28 @@ class ReplayBuffer:
                 slot = int(self.rng.integers(0, self.seen))
                 if slot >= res.capacity:
                     continue
-            res.data[slot], res.keys[slot], res.ts[slot] = data[i], keys[i], ts[i]
+            for name, column in zip(_Ring.FIELDS, columns):
+                getattr(res, name)[slot] = column[i]
 
     def admit(self, key: str | None = None) -> int:
         """Operator-confirmed new normal: move quarantined windows (of ``key``, or all)
         into the buffer. Returns how many."""
-        data, keys, ts = self.discard(key)
-        if len(data):
-            self._sample(*self.recent.push(data, keys, ts))
-        return len(data)
+        taken = self.discard(key)
+        if len(taken[0]):
+            self._sample(*self.recent.push(*taken))
+        return len(taken[0])
 
-    def discard(self, key: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def discard(self, key: str | None = None) -> tuple[np.ndarray, ...]:
         """Take quarantined windows (of ``key``, or all) out of the quarantine; returns
-        them with their keys and times, oldest first."""
+        them with their keys, times and novelty distances, oldest first."""
         q = self.quarantine
         idx = q.ordered()
         chosen = idx if key is None else idx[q.keys[idx] == key]
-        taken = (q.data[chosen].copy(), q.keys[chosen].copy(), q.ts[chosen].copy())
+        taken = q.rows(chosen)
         if len(chosen):
-            keep = np.setdiff1d(idx, chosen, assume_unique=True)
-            rest = (q.data[keep].copy(), q.keys[keep].copy(), q.ts[keep].copy())
+            rest = q.rows(np.setdiff1d(idx, chosen, assume_unique=True))
             q.size = q.pos = 0
-            if len(keep):
+            if len(rest[0]):
                 q.push(*rest)
         return taken
 
@@ -154,9 +164,16 @@ class ReplayBuffer:
     def newest_of(self, key: str, n: int, before: float = np.inf) -> np.ndarray:
         """A key's newest ``n`` admitted windows (ending before ``before``), oldest
         first."""
+        return self.recent.data[self._newest_idx(key, n, before)]
+
+    def novelty_of(self, key: str, n: int, before: float = np.inf) -> np.ndarray:
+        """The novelty distances of :meth:`newest_of`'s windows."""
+        return self.recent.novelty[self._newest_idx(key, n, before)]
+
+    def _newest_idx(self, key: str, n: int, before: float) -> np.ndarray:
         r = self.recent
         idx = r.ordered()
-        return r.data[idx[(r.keys[idx] == key) & (r.ts[idx] < before)][-n:]]
+        return idx[(r.keys[idx] == key) & (r.ts[idx] < before)][-n:]
 
     def state_dict(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {"seen": np.array(self.seen)}
@@ -166,6 +183,7 @@ class ReplayBuffer:
             out[f"{name}.data"] = ring.data[idx]
             out[f"{name}.keys"] = ring.keys[idx].astype(str)
             out[f"{name}.ts"] = ring.ts[idx]
+            out[f"{name}.novelty"] = ring.novelty[idx]
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -178,6 +196,8 @@ class ReplayBuffer:
             ring.data[:n] = data
             ring.keys[:n] = state[f"{name}.keys"][-ring.capacity:].astype(object)
             ring.ts[:n] = state[f"{name}.ts"][-ring.capacity:]
+            ring.novelty[:n] = state.get(f"{name}.novelty", np.full(n, np.nan))[-n:] \
+                if n else ring.novelty[:0]  # absent in older states
             ring.size, ring.pos = n, n % ring.capacity
 
 
@@ -199,26 +219,29 @@ class KeyedReplayBuffer:
         return part
 
     def add(self, windows: np.ndarray, keys: np.ndarray, ts: np.ndarray,
-            protected: np.ndarray | None = None) -> None:
+            protected: np.ndarray | None = None, novelty: np.ndarray | None = None) -> None:
         keys = np.asarray(keys, dtype=object)
         guard = np.zeros(len(windows), bool) if protected is None else np.asarray(protected)
+        nov = np.full(len(windows), np.nan) if novelty is None else np.asarray(novelty, float)
         for key in np.unique(keys.astype(str)):
             sel = keys.astype(str) == key
-            self._part(key).add(windows[sel], keys[sel], np.asarray(ts)[sel], guard[sel])
+            self._part(key).add(windows[sel], keys[sel], np.asarray(ts)[sel], guard[sel],
+                                nov[sel])
 
     def admit(self, key: str | None = None) -> int:
         if key is not None:
             return self.parts[key].admit(key) if key in self.parts else 0
         return sum(part.admit() for part in self.parts.values())
 
-    def discard(self, key: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def discard(self, key: str | None = None) -> tuple[np.ndarray, ...]:
         parts = self.parts.values() if key is None else \
             [self.parts[key]] if key in self.parts else []
         taken = [part.discard(key) for part in parts]
         if not taken:
             w, c = self.shape[:2]
-            return np.zeros((0, w, c), np.float32), np.zeros(0, dtype=object), np.zeros(0)
-        return tuple(np.concatenate(column) for column in zip(*taken))  # type: ignore
+            return (np.zeros((0, w, c), np.float32), np.zeros(0, dtype=object), np.zeros(0),
+                    np.zeros(0))
+        return tuple(np.concatenate(column) for column in zip(*taken))
 
     def quarantined(self, n: int) -> np.ndarray:
         return self._newest([p.quarantine for p in self.parts.values()], n)
@@ -264,6 +287,10 @@ class KeyedReplayBuffer:
     def newest_of(self, key: str, n: int, before: float = np.inf) -> np.ndarray:
         return self.parts[key].newest_of(key, n, before) if key in self.parts else \
             np.zeros((0, *self.shape[:2]), np.float32)
+
+    def novelty_of(self, key: str, n: int, before: float = np.inf) -> np.ndarray:
+        return self.parts[key].novelty_of(key, n, before) if key in self.parts else \
+            np.zeros(0)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {"keys": np.array(list(self.parts), dtype=str)}

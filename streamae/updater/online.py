@@ -73,7 +73,7 @@ class Snapshot:
     keys: np.ndarray
     held: int  # newest windows held out for the gate and the new calibration
     recent: np.ndarray
-    newest: dict[str, np.ndarray]
+    newest: dict[str, tuple[np.ndarray, np.ndarray]]  # windows and their novelty
     quarantined: np.ndarray | None = None  # windows from inside alarms, for the gate
 
 
@@ -131,9 +131,10 @@ class OnlineUpdater:
 
     # ---------------------------------------------------------------- inputs
     def observe(self, windows: np.ndarray, keys: np.ndarray, ts: np.ndarray,
-                scores: np.ndarray, protected: np.ndarray) -> None:
+                scores: np.ndarray, protected: np.ndarray,
+                novelty: np.ndarray | None = None) -> None:
         """The pipeline's window hook."""
-        self.buffer.add(windows, keys, ts, protected)
+        self.buffer.add(windows, keys, ts, protected, novelty)
         self._persistent_alarms(keys, ts, protected)
         self.windows_seen += len(windows)
         self._since_round += len(windows)
@@ -345,24 +346,29 @@ class OnlineUpdater:
         with self._lock:
             self._ready = Update(candidate, calibration)
 
-    def _newest(self, keys: Iterable[str], points: int) -> dict[str, np.ndarray]:
+    def _newest(self, keys: Iterable[str], points: int
+                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Each key's newest windows covering ``points`` points (as far as the buffer holds
-        them), oldest first; keys with fewer than ``threshold.init_points`` are left out."""
+        them), oldest first, with their novelty distances; keys with fewer than
+        ``threshold.init_points`` are left out."""
         hop = self.config.window.hop
         per_key = -(-max(points, self.config.threshold.init_points) // hop) + 1
         out = {}
         for key in list(keys):
             mine = self.buffer.newest_of(key, per_key)
             if len(mine) * hop >= self.config.threshold.init_points:
-                out[key] = mine
+                out[key] = mine, self.buffer.novelty_of(key, per_key)
         return out
 
-    def _calibration(self, model: Detector,
-                     newest: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Each key's point scores under ``model`` on its newest windows."""
+    def _calibration(self, model: Detector, newest: dict[str, tuple[np.ndarray, np.ndarray]]
+                     ) -> dict[str, np.ndarray]:
+        """Each key's point scores under ``model`` on its newest windows (with the novelty
+        they had, as the pipeline will score with it)."""
         hop = self.config.window.hop
-        return {key: model.score(mine, batch_size=1024)[0][:, -hop:].ravel()
-                for key, mine in newest.items()}
+        c = len(model.channels)
+        return {key: model.score(mine, batch_size=1024, novelty=(
+                    novelty, np.zeros((len(mine), c), np.float32)))[0][:, -hop:].ravel()
+                for key, (mine, novelty) in newest.items()}
 
     def summary(self) -> list[dict[str, Any]]:
         return [dataclasses.asdict(r) for r in self.rounds]

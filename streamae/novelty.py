@@ -1,0 +1,227 @@
+"""Novelty: how far each window is from everything its key showed before.
+
+Per key, a ring of its last ``size`` normal windows, each remembered as the means of
+``steps`` equal parts of every channel (scaled units). A new window is compared with
+every remembered one that does not overlap it (ended at least W points earlier), and its
+distance to the nearest is how new it is for this key: a causal nearest-neighbour (left
+matrix profile) distance over a bounded memory. Once the alarm stage has judged it, it
+is remembered unless it lies in an alarm or crossed the threshold: what a key keeps
+doing normally stops being new, while an incident stays new (as the replay buffer keeps
+it out of training).
+
+The distance, standardised on held-out windows at training time, is one more member of
+the score (:class:`~streamae.models.calibration.Calibration`); each channel's share of it
+joins the attribution. The state is plain arrays, checkpointed and moved with partitions
+like the thresholds'.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from streamae.models.dataset import key_series
+from streamae.models.scaler import Scaler
+from streamae.threshold.base import KeyedState
+from streamae.types import Frame
+
+# state columns: the key's points so far, windows remembered, ring position
+N_POINTS, N_SIZE, N_POS = range(3)
+NOVELTY_COLS = 3
+
+
+@dataclass(frozen=True)
+class NoveltySettings:
+    """What a detector was calibrated with (``size`` 0: no novelty member)."""
+
+    size: int = 0
+    steps: int = 8
+    least: int = 16
+
+    @property
+    def on(self) -> bool:
+        return self.size > 0
+
+
+def features(windows: np.ndarray, steps: int) -> np.ndarray:
+    """Windows ``(B, W, C)`` as the means of ``steps`` equal parts of each channel,
+    flattened part-major ``(B, steps * C)``."""
+    b, w, c = windows.shape
+    steps = min(steps, w)
+    bounds = np.linspace(0, w, steps + 1).round().astype(np.int64)
+    sums = np.add.reduceat(windows.astype(np.float32), bounds[:-1], axis=1)
+    return (sums / np.diff(bounds).astype(np.float32)[None, :, None]).reshape(b, steps * c)
+
+
+@dataclass
+class Judged:
+    """Per judged window: distance (nan: none), channel shares ``(n, C)``, the features
+    it would be remembered as, and its end (its key's point count)."""
+
+    distance: np.ndarray
+    share: np.ndarray
+    features: np.ndarray
+    end: np.ndarray
+
+
+class Novelty(KeyedState):
+    """Per-key rings of remembered windows and the nearest-neighbour search over them."""
+
+    _STATE = ("state", "bank", "ends")
+    _DTYPES = {"bank": np.float32}
+
+    def __init__(self, settings: NoveltySettings, window: int, channels: int,
+                 capacity: int = 64) -> None:
+        self.settings, self.window, self.channels = settings, window, channels
+        self.steps = min(settings.steps, window)
+        self.dim = self.steps * channels
+        super().__init__(np.zeros(NOVELTY_COLS), capacity)
+        self.bank = np.zeros((capacity, settings.size * self.dim), dtype=np.float32)
+        self.ends = np.zeros((capacity, settings.size))
+
+    def judge(self, slots: np.ndarray, windows: np.ndarray, new: np.ndarray,
+              query: np.ndarray, insert: np.ndarray | None = None) -> Judged:
+        """Windows of the given slots, in order: ``new`` points each added to its key;
+        those to ``query`` get their distance (nan while the key remembers fewer than
+        ``least`` usable windows) and each channel's share of it; those to ``insert`` are
+        remembered at once (default: none; see :meth:`remember`)."""
+        n = len(slots)
+        self.ensure(int(slots.max()) + 1 if n else 0)
+        insert = np.zeros(n, np.bool_) if insert is None else insert.astype(np.bool_)
+        out = Judged(np.full(n, np.nan), np.zeros((n, self.channels), dtype=np.float32),
+                     features(windows, self.steps), np.zeros(n))
+        if n:
+            novelty_batch(slots.astype(np.int64), out.features, new.astype(np.float64),
+                          query.astype(np.bool_), insert, self.state, self.bank, self.ends,
+                          self.settings.size, self.window, self.settings.least, out.distance,
+                          out.share, out.end)
+        return out
+
+    def remember(self, slots: np.ndarray, judged: Judged, which: np.ndarray) -> None:
+        """Remember the ``which`` of windows judged before (in order)."""
+        idx = np.flatnonzero(which)
+        if len(idx) and self.settings.size:
+            novelty_remember(slots[idx].astype(np.int64), judged.features[idx],
+                             judged.end[idx], self.state, self.bank, self.ends,
+                             self.settings.size)
+
+    def remembered(self, slot: int) -> np.ndarray:
+        """A key's remembered windows, oldest first ``(m, steps * C)``."""
+        held, pos = int(self.state[slot, N_SIZE]), int(self.state[slot, N_POS])
+        bank = self.bank[slot].reshape(self.settings.size, self.dim)
+        order = (pos - held + np.arange(held)) % max(self.settings.size, 1)
+        return bank[order].copy()
+
+    def seed(self, slot: int, remembered: np.ndarray) -> None:
+        """Start a key's memory from windows remembered before (oldest first; the newest
+        ``size`` of them), all usable at once."""
+        self.ensure(slot + 1)
+        self.reset(np.array([slot]))
+        take = remembered[len(remembered) - min(len(remembered), self.settings.size):]
+        n = len(take)
+        self.bank[slot, : n * self.dim] = take.reshape(-1)
+        self.ends[slot, :n] = -np.inf
+        self.state[slot, N_SIZE] = n
+        self.state[slot, N_POS] = n % max(self.settings.size, 1)
+
+
+@njit(cache=True)
+def _insert(k, feats, end, state, bank, ends, size):
+    dim = len(feats)
+    pos = int(state[k, N_POS])
+    for t in range(dim):
+        bank[k, pos * dim + t] = feats[t]
+    ends[k, pos] = end
+    state[k, N_POS] = (pos + 1) % size
+    state[k, N_SIZE] = min(state[k, N_SIZE] + 1, size)
+
+
+@njit(cache=True)
+def novelty_batch(slots, feats, new, query, insert, state, bank, ends, size, window, least,
+                  out_dist, out_share, out_end):
+    """Per window, in order: advance its key's point count by ``new`` (its end is then
+    that count); if ``query``, the distance to the nearest remembered window that ended at
+    least ``window`` points before this one (nan with fewer than ``least`` of them) and
+    each channel's share of its square; if ``insert``, remember it (the oldest is
+    forgotten when full)."""
+    dim = feats.shape[1]
+    channels = out_share.shape[1]
+    for i in range(len(slots)):
+        k = slots[i]
+        state[k, N_POINTS] += new[i]
+        now = state[k, N_POINTS]
+        out_end[i] = now
+        if query[i]:
+            best, at, usable = np.inf, -1, 0
+            for j in range(int(state[k, N_SIZE])):
+                if ends[k, j] > now - window:
+                    continue
+                usable += 1
+                off = j * dim
+                d = 0.0
+                for t in range(dim):
+                    diff = feats[i, t] - bank[k, off + t]
+                    d += diff * diff
+                    if d >= best:  # partial sums only grow: this one is not nearer
+                        break
+                if d < best:
+                    best, at = d, j
+            if usable >= least and at >= 0:
+                out_dist[i] = math.sqrt(best)
+                if best > 0.0:
+                    off = at * dim
+                    for t in range(dim):
+                        diff = feats[i, t] - bank[k, off + t]
+                        out_share[i, t % channels] += diff * diff / best
+        if insert[i] and size > 0:
+            _insert(k, feats[i], now, state, bank, ends, size)
+
+
+@njit(cache=True)
+def novelty_remember(slots, feats, end, state, bank, ends, size):
+    """Remember windows judged before, in order."""
+    for i in range(len(slots)):
+        _insert(slots[i], feats[i], end[i], state, bank, ends, size)
+
+
+SEED_BUDGET = 4_000_000  # remembered numbers a detector carries for all its training keys
+
+
+def replay(x: np.ndarray, ends: np.ndarray, settings: NoveltySettings, window: int,
+           hop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distances of the windows of one key's scaled series ``x`` ``(n, C)`` ending at the
+    rows ``ends`` (sorted), as a live key would have them: the series streams through a
+    fresh memory (a window remembered every ``hop`` rows from the first full one), and
+    each of those windows is judged against what came before it. Also returns what the
+    memory holds at the end, oldest first ``(m, steps * C)``."""
+    memory = Novelty(settings, window, x.shape[1], capacity=1)
+    if len(x) < window:
+        return np.full(len(ends), np.nan), memory.remembered(0)
+    stream = np.arange(window - 1, len(x), hop)
+    at = np.union1d(stream, ends)
+    view = np.lib.stride_tricks.sliding_window_view(x, window, axis=0).transpose(0, 2, 1)
+    judged = memory.judge(np.zeros(len(at), dtype=np.int64), view[at - window + 1],
+                          np.diff(np.r_[0, at + 1]), np.isin(at, ends), np.isin(at, stream))
+    return judged.distance[np.searchsorted(at, ends)], memory.remembered(0)
+
+
+def held_out(frame: Frame, scaler: Scaler, keys: np.ndarray, ends: np.ndarray,
+             settings: NoveltySettings, window: int, hop: int
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Novelty distances of held-out windows given by key and end row (see
+    :func:`~streamae.models.dataset.training_windows`), with every training key's memory
+    as its history leaves it (the newest windows, at most :data:`SEED_BUDGET` numbers
+    for all keys together): what the novelty member is calibrated on, and where a live
+    key's memory starts. nan and nothing when ``settings`` are off."""
+    out = np.full(len(keys), np.nan)
+    seeds: dict[str, np.ndarray] = {}
+    if not settings.on:
+        return out, seeds
+    for key, _, x in key_series(frame, scaler):
+        sel = np.flatnonzero(keys == key)
+        out[sel], seeds[key] = replay(x, ends[sel], settings, window, hop)
+    per_key = SEED_BUDGET // max(1, sum(s.shape[1] for s in seeds.values()))
+    return out, {k: v[len(v) - min(len(v), per_key):] for k, v in seeds.items()}

@@ -1,0 +1,158 @@
+"""The novelty member: each key's memory of its recent windows."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from streamae.backtest import run_backtest
+from streamae.models.calibration import Calibration
+from streamae.models.detector import Detector, calibrated
+from streamae.novelty import Novelty, NoveltySettings, features, replay
+from streamae.pipeline import Pipeline
+from streamae.types import Frame
+
+
+def naive(slots, windows, new, query, insert, size, steps, window, least):
+    """Nearest earlier remembered window, written out per key with Python lists."""
+    memory = {}  # key -> list of (end, features), oldest first
+    points = {}
+    out = []
+    for k, x, n, q, ins in zip(slots, windows, new, query, insert):
+        points[k] = points.get(k, 0) + n
+        now = points[k]
+        f = features(x[None], steps)[0]
+        usable = [g for end, g in memory.get(k, []) if end <= now - window]
+        if q and len(usable) >= least:
+            out.append(min(math.dist(f, g) for g in usable))
+        else:
+            out.append(math.nan)
+        if ins:
+            memory.setdefault(k, []).append((now, f))
+            memory[k] = memory[k][-size:]
+    return np.array(out)
+
+
+def test_kernel_matches_a_naive_nearest_neighbour_search():
+    rng = np.random.default_rng(3)
+    n, w, c = 600, 12, 2
+    slots = rng.integers(0, 3, n)
+    windows = rng.normal(size=(n, w, c)).astype(np.float32)
+    new = rng.integers(1, 6, n)
+    query, insert = rng.random(n) < 0.8, rng.random(n) < 0.7
+    settings = NoveltySettings(size=20, steps=4, least=3)
+    got = Novelty(settings, w, c, capacity=1).judge(slots, windows, new, query, insert)
+    want = naive(slots, windows, new, query, insert, 20, 4, w, 3)
+    np.testing.assert_allclose(got.distance, want, rtol=1e-5, equal_nan=True)
+    shares = got.share[np.isfinite(got.distance) & (got.distance > 0)]
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-4)
+
+
+def test_features_are_part_means_of_each_channel():
+    x = np.arange(2 * 10 * 3, dtype=np.float32).reshape(2, 10, 3)
+    f = features(x, 3)  # parts of 3, 4 and 3 steps (rounded bounds 0, 3, 7, 10)
+    assert f.shape == (2, 9)
+    np.testing.assert_allclose(f[0, :3], x[0, 0:3].mean(axis=0))
+    np.testing.assert_allclose(f[1, 3:6], x[1, 3:7].mean(axis=0))
+
+
+def test_a_repeated_pattern_is_familiar_and_a_new_one_is_not():
+    t = np.arange(4000)
+    x = np.sin(2 * np.pi * t / 50)[:, None].astype(np.float32)
+    x[3000:3050, 0] = np.sin(2 * np.pi * t[3000:3050] / 13)  # a burst of another rhythm
+    ends = np.arange(199, 4000, 8)
+    d, remembered = replay(x, ends, NoveltySettings(256, 8, 16), 64, 8)
+    normal = d[(ends > 1000) & (ends < 2900)]
+    burst = d[(ends >= 3010) & (ends < 3100)]
+    assert np.nanmax(normal) < 0.05 < np.nanmin(burst)
+    assert remembered.shape == (256, 8)
+
+
+def test_a_memory_seeded_from_training_is_ready_at_once_and_respects_its_size():
+    memory = Novelty(NoveltySettings(size=10, steps=2, least=5), 8, 1)
+    seed = np.arange(30, dtype=np.float32).reshape(15, 2)
+    memory.seed(0, seed)
+    np.testing.assert_array_equal(memory.remembered(0), seed[-10:])
+    judged = memory.judge(np.array([0]), np.full((1, 8, 1), 25.0, np.float32), np.array([8]),
+                          np.array([True]))
+    assert judged.distance[0] == pytest.approx(math.dist([25.0, 25.0], seed[-3]))
+
+
+def test_calibration_keeps_novelty_through_a_checkpoint(tmp_path, trained, train_frame):
+    detector, config = trained
+    assert detector.calibration.novelty.on and detector.calibration.novelty_seeds
+    detector.save(tmp_path / "m")
+    loaded = Detector.load(tmp_path / "m")
+    a, b = detector.calibration, loaded.calibration
+    assert (a.novelty, a.novelty_loc, a.novelty_scale) == (b.novelty, b.novelty_loc,
+                                                          b.novelty_scale)
+    assert a.novelty_seeds.keys() == b.novelty_seeds.keys()
+    for key in a.novelty_seeds:
+        np.testing.assert_array_equal(a.novelty_seeds[key], b.novelty_seeds[key])
+    x = np.random.default_rng(0).normal(size=(6, detector.window, len(detector.channels)))
+    given = (np.array([0.5, 1.0, np.nan, 3.0, 9.0, 0.0]),
+             np.full((6, len(detector.channels)), 1 / len(detector.channels), np.float32))
+    np.testing.assert_array_equal(detector.score(x, novelty=given)[0],
+                                  loaded.score(x, novelty=given)[0])
+    off = calibrated(detector, train_frame, dataclasses.replace(
+        config, novelty=dataclasses.replace(config.novelty, size=0)))
+    assert not off.calibration.novelty.on and Pipeline(off, config).novelty is None
+
+
+def test_unknown_novelty_counts_as_typical():
+    rng = np.random.default_rng(2)
+    errors = rng.chisquare(1, size=(1, 300, 8, 2))
+    novelty = rng.gamma(4.0, 0.5, size=300)
+    cal = Calibration.fit(errors, np.full(300, "k", dtype=object), [[0]], hop=4, smooth=2,
+                          novelty_settings=NoveltySettings(64, 4, 8), novelty=novelty)
+    shares = np.full((300, 2), 0.5, np.float32)
+    typical = np.full(300, cal.novelty_loc)
+    known, _ = cal.score(errors, novelty=(typical, shares))
+    unknown, _ = cal.score(errors, novelty=(np.full(300, np.nan), shares))
+    absent, _ = cal.score(errors)
+    np.testing.assert_allclose(known, unknown, atol=1e-6)
+    np.testing.assert_allclose(known, absent, atol=1e-6)
+    high, contrib = cal.score(errors, novelty=(np.full(300, cal.novelty_loc + 10
+                                                       * cal.novelty_scale), shares))
+    assert np.all(high[:, -1] > known[:, -1] + 4)  # a novel window raises the score
+
+
+def test_an_incident_stays_new_and_a_normal_window_is_learnt(trained, synthetic):
+    """Windows in an alarm are not remembered: a level that stays out of line keeps its
+    novelty (the model members' verdict is not outvoted by a memory of the incident).
+    With ``learn: calm`` the threshold does not learn it either: whether it is a new
+    normal is the updater's call."""
+    detector, config = trained
+    config = dataclasses.replace(config, threshold=dataclasses.replace(config.threshold,
+                                                                       learn="calm"))
+    live = synthetic.take(synthetic.timestamps >= np.median(synthetic.timestamps))
+    key = live.keys == "sensor-0"
+    values = live.values.copy()
+    late = key & (live.timestamps >= np.quantile(live.timestamps[key], 0.4))
+    values[late] += 6 * live.values[key].std(axis=0)
+    moved = dataclasses.replace(live, values=values, labels=np.zeros(len(live), np.int8))
+    pipeline = Pipeline(detector, config)
+    distances = []
+    pipeline.on_windows = lambda data, keys, ts, scores, protected, novelty: distances.append(
+        (keys, ts, novelty, protected))
+    pipeline.process(moved)
+    keys, ts, nov, protected = (np.concatenate(c) for c in zip(*distances))
+    mine = keys == "sensor-0"
+    start = live.timestamps[late].min()
+    after = mine & (ts > start + (ts.max() - start) / 2)
+    assert protected[after].all()  # the key stayed in alarm...
+    before = mine & (ts < start)
+    assert np.nanmedian(nov[after]) > 3 * np.nanmedian(nov[before])  # ...and stayed new
+
+
+def test_a_key_unseen_in_training_starts_with_an_empty_memory(trained, synthetic):
+    detector, config = trained
+    one = synthetic.take(synthetic.keys == "sensor-0")
+    other = Frame(one.timestamps, np.full(len(one), "new-key", dtype=object), one.values,
+                  one.channels)
+    result = run_backtest(other.take(np.arange(400)), detector, config)
+    assert np.isfinite(result.score[detector.window:]).all()
+    pipeline = Pipeline(detector, config)
+    pipeline.process(other.take(np.arange(10)))
+    assert pipeline.novelty.state[0, 1] == 0  # nothing remembered yet
