@@ -90,8 +90,9 @@ def p2(slots, scores, keys, p, margin, min_points):
 
 def alarm(slots, ts, scores, thresholds, keys, enter, exit_, min_dur, resolve_after, suppress,
           update_every, min_hits=1, hit_window=1, prune=0.0, prune_memory=math.inf,
-          points=()):
-    """``points``: names of the spans counted in the key's scored points, not seconds."""
+          points=(), bases=None):
+    """``points``: names of the spans counted in the key's scored points, not seconds;
+    ``bases``: each point's typical score, levels measured from it (None: 0)."""
     st = {k: dict(active=False, above=None, calm=None, open=None, peak=0.0, n=0,
                   resolved=-math.inf, updated=None, hits=[], strong=None, strong_at=None)
           for k in range(keys)}
@@ -101,12 +102,18 @@ def alarm(slots, ts, scores, thresholds, keys, enter, exit_, min_dur, resolve_af
         now = s["n"] if name in points else s["t"]
         return now - mark[name in points] >= amount
 
-    for k, t, x, thr in zip(slots, ts, scores, thresholds):
+    bases = np.zeros(len(slots)) if bases is None else bases
+    for k, t, x, thr, b in zip(slots, ts, scores, thresholds, bases):
         s = st[k]
         s["n"] += 1
         s["t"] = t
         now = (t, s["n"])
-        ratio = 0.0 if math.isnan(thr) else (x / thr if thr > 0 else (math.inf if x > 0 else 0.0))
+        if math.isnan(thr):
+            ratio = 0.0
+        elif not math.isnan(b) and thr > b:
+            ratio = (x - b) / (thr - b)
+        else:
+            ratio = x / thr if thr > 0 else (math.inf if x > 0 else 0.0)
         s["hits"] = (s["hits"] + [ratio >= enter])[-hit_window:]
         ev = 0
         if not s["active"]:

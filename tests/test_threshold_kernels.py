@@ -97,6 +97,43 @@ def test_alarm_with_point_spans_hits_and_pruning_matches_reference(seed):
     assert (events == 1).sum() > 3
 
 
+def test_alarm_levels_from_a_typical_score_match_reference():
+    slots, scores, keys = stream(3, n=4000)
+    rng = np.random.default_rng(3)
+    ts = np.cumsum(rng.integers(1, 60, len(slots))).astype(float)
+    scores = scores + 5.0  # every score well above 0: a ratio to the threshold means little
+    thresholds = np.full(len(slots), 9.0)
+    bases = np.where(rng.random(len(slots)) < 0.05, np.nan, 5.0 + rng.normal(0, 0.1, len(slots)))
+    config = AlarmConfig(enter_level=1.0, exit_level=0.6, min_hits=1, hit_window=1,
+                         min_duration=0, resolve_after=120, suppress=0, update_every=60)
+    alarm = Alarm(config)
+    alarm.ensure(keys)
+    out = alarm.apply(slots, ts, scores, thresholds, bases)
+    flags, events = reference.alarm(slots, ts, scores, thresholds, keys, 1.0, 0.6, 0, 120, 0,
+                                    60, bases=bases)
+    np.testing.assert_array_equal(out.anomaly, flags)
+    np.testing.assert_array_equal(out.event, events)
+    assert (events == 3).sum() > 3  # alarms close: calm is judged from the typical score
+
+
+def test_the_tail_threshold_alarms_the_same_on_any_score_offset():
+    """Levels are measured from each key's typical score (the median it remembers), so
+    a detector whose normal scores sit far from 0 gets the same alarms as one centred on
+    0 (a ratio to the threshold kept such alarms open for ever)."""
+    slots, scores, keys = stream(4, n=6000)
+    ts = np.arange(len(slots), dtype=float)
+    outs = []
+    for offset in (0.0, 50.0):
+        decision = Decision(ThresholdConfig(memory=2000, sample_every=4, init_points=200),
+                            AlarmConfig(min_hits=1, hit_window=1, resolve_after="8 points",
+                                        suppress=0))
+        decision.ensure(keys)
+        _, out = decision.apply(slots, ts, scores + offset)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0].anomaly, outs[1].anomaly)
+    assert 0 < outs[1].anomaly.mean() < 0.2
+
+
 def test_min_hits_and_pruning_turn_a_burst_into_one_alarm():
     burst = np.array([0.1, 2.0, 0.1, 0.1, 2.0, 2.0, 0.1, 0.1, 0.1, 0.1, 1.5, 0.1, 0.1, 0.1])
     one = np.zeros(len(burst), dtype=np.int64)

@@ -155,10 +155,12 @@ class CalibrationConfig:
 
 @dataclass(frozen=True)
 class NoveltyConfig:
-    """Each key's own recent windows as one more member of the score: a window's distance
-    to the nearest window its key showed before (none overlapping it), so what is new for
-    this key stands out and what it keeps doing is learnt as it streams. Calibrated on the
-    held-out windows at training time, beside the models."""
+    """Each key's memory of its recent normal windows, one more member of the score.
+
+    A window's distance to the nearest window its key showed before (none overlapping
+    it): what is new for this key stands out, what it keeps doing normally is learnt as it
+    streams (windows in an alarm are not). Calibrated on the held-out windows at training
+    time, beside the models; keys seen in training start from their history."""
 
     size: int = _opt(256, "windows remembered per key (one per hop; 0: off)", min=0,
                      max=4096)
@@ -201,11 +203,14 @@ class ThresholdConfig:
 
 @dataclass(frozen=True)
 class AlarmConfig:
-    """Post-processing that turns threshold crossings into few, meaningful alarms. Spans
-    are event time ('10m') or a count of the key's scored points ('16 points')."""
+    """Post-processing that turns threshold crossings into few, meaningful alarms. Levels
+    are measured from the key's typical score (0) to its threshold (1), so they mean the
+    same on any score's scale. Spans are event time ('10m') or a count of the key's
+    scored points ('16 points')."""
 
-    enter_level: float = _opt(1.0, "open when score >= enter_level x threshold", min=0.01)
-    exit_level: float = _opt(0.6, "calm when score < exit_level x threshold", min=0.0)
+    enter_level: float = _opt(1.0, "open at this level (1: the threshold)", min=0.01)
+    exit_level: float = _opt(0.6, "calm below this level (0: the key's typical score)",
+                             min=0.0)
     min_hits: int = _opt(3, "open only after this many crossings among the key's last "
                          "hit_window scored points", min=1, max=48)
     hit_window: int = _opt(8, "points the crossings of min_hits are counted over", min=1,
@@ -216,7 +221,7 @@ class AlarmConfig:
                                "alarms closer than this merge into one)", span=True)
     suppress: Span = _opt(Span(32, True), "after a resolve, no new alarm on the key for "
                           "this long", span=True)
-    prune: float = _opt(0.0, "a new alarm opens only at a score of at least this share of "
+    prune: float = _opt(0.0, "a new alarm opens only at a level of at least this share of "
                         "the key's strongest alarm peak within prune_memory (0: off)", min=0.0,
                         max=1.0)
     prune_memory: Span = _opt(Span(1000, True), "how long a strong alarm's peak prunes "

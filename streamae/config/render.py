@@ -69,10 +69,17 @@ def commented_yaml(config: Config, header: str = HEADER) -> str:
     out = [header] if header else []
     for section in dataclasses.fields(config):
         value = getattr(config, section.name)
-        doc = (type(value).__doc__ or "").strip().splitlines()[0]
+        doc = first_sentence(type(value).__doc__ or "")
         out += [f"# {doc}", f"{section.name}:", *_commented(value, data[section.name], "  "),
                 ""]
     return "\n".join(out)
+
+
+def first_sentence(doc: str) -> str:
+    """The first sentence of a docstring, on one line."""
+    text = " ".join(doc.strip().split("\n\n")[0].split())
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
 
 
 def _commented(obj: Any, data: dict[str, Any], indent: str) -> list[str]:

@@ -40,14 +40,18 @@ class Alarm(KeyedState):
         super().__init__(new_alarm_state(1)[0], capacity)
 
     def apply(self, slots: np.ndarray, ts: np.ndarray, scores: np.ndarray,
-              thresholds: np.ndarray) -> AlarmOutput:
+              thresholds: np.ndarray, bases: np.ndarray | None = None) -> AlarmOutput:
+        """``bases``: each point's typical score of its key, from which alarm levels are
+        measured (None: 0, levels are ratios to the threshold)."""
         n = len(slots)
         out = AlarmOutput(np.empty(n, dtype=np.bool_), np.empty(n, dtype=np.int8),
                           np.empty(n), np.empty(n, dtype=np.bool_), np.empty(n))
         c = self.config
-        alarm_batch(slots, ts, scores.astype(np.float64), thresholds, self.state, c.enter_level,
-                    c.exit_level, c.min_hits, c.hit_window, self.spans, self.points, c.prune,
-                    out.anomaly, out.event, out.event_ts, out.peak, out.last_hot)
+        bases = np.zeros(n) if bases is None else np.asarray(bases, dtype=np.float64)
+        alarm_batch(slots, ts, scores.astype(np.float64), thresholds, bases, self.state,
+                    c.enter_level, c.exit_level, c.min_hits, c.hit_window, self.spans,
+                    self.points, c.prune, out.anomaly, out.event, out.event_ts, out.peak,
+                    out.last_hot)
         return out
 
     def open_alarms(self) -> int:

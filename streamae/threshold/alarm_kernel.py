@@ -37,30 +37,44 @@ def _hits(mask, window):
 
 
 @njit(cache=True)
-def alarm_batch(slots, ts, scores, thresholds, state, enter, exit_, min_hits, hit_window,
-                spans, points, prune, anomaly, event, event_ts, peak, last_hot):
-    """Post-processing per key, in order. ``spans``/``points``: amount and unit of
-    (min_duration, resolve_after, suppress, update_every, prune_memory).
-
-    Open when ``score >= enter*threshold`` and at least ``min_hits`` of the key's last
-    ``hit_window`` points crossed it, held ``min_duration``, not within ``suppress`` of the
-    last resolve, and (``prune`` > 0) at a ratio to the threshold of at least ``prune`` x
-    the strongest alarm peak of the last ``prune_memory``. While open, an update when the
-    peak grows (at most every ``update_every``); resolve after ``score < exit*threshold``
-    for ``resolve_after``, so alarms closer than that are one. Writes per point: anomaly
-    flag, event code, event time, new-peak flag and the time the key was last in alarm or
-    crossed its threshold without one opening (this point's if so; -inf: never)."""
-    for i in range(len(slots)):
-        alarm_step(i, slots[i], ts[i], scores[i], thresholds[i], state, enter, exit_,
-                   min_hits, hit_window, spans, points, prune, anomaly, event, event_ts, peak,
-                   last_hot)
+def level_ratio(x, thr, base):
+    """How far ``x`` is along the way from the key's typical score ``base`` to its
+    threshold (1 at the threshold), so that hysteresis means the same on any score's
+    scale; without a base below the threshold, ``x / thr``."""
+    if np.isnan(thr):
+        return 0.0
+    if not np.isnan(base) and thr > base:
+        return (x - base) / (thr - base)
+    return x / thr if thr > 0.0 else (0.0 if x <= 0.0 else np.inf)
 
 
 @njit(cache=True)
-def alarm_step(i, k, t, x, thr, state, enter, exit_, min_hits, hit_window, spans, points,
-               prune, anomaly, event, event_ts, peak, last_hot):
+def alarm_batch(slots, ts, scores, thresholds, bases, state, enter, exit_, min_hits,
+                hit_window, spans, points, prune, anomaly, event, event_ts, peak, last_hot):
+    """Post-processing per key, in order. ``spans``/``points``: amount and unit of
+    (min_duration, resolve_after, suppress, update_every, prune_memory). Levels are
+    :func:`level_ratio` of each score between its key's typical score (``bases``) and
+    its threshold.
+
+    Open when the level reaches ``enter`` and at least ``min_hits`` of the key's last
+    ``hit_window`` points did, held ``min_duration``, not within ``suppress`` of the last
+    resolve, and (``prune`` > 0) at a level of at least ``prune`` x the strongest alarm
+    peak of the last ``prune_memory``. While open, an update when the peak grows (at most
+    every ``update_every``); resolve after the level stays below ``exit`` for
+    ``resolve_after``, so alarms closer than that are one. Writes per point: anomaly flag,
+    event code, event time, new-peak flag and the time the key was last in alarm or
+    crossed its threshold without one opening (this point's if so; -inf: never)."""
+    for i in range(len(slots)):
+        alarm_step(i, slots[i], ts[i], scores[i], thresholds[i], bases[i], state, enter,
+                   exit_, min_hits, hit_window, spans, points, prune, anomaly, event,
+                   event_ts, peak, last_hot)
+
+
+@njit(cache=True)
+def alarm_step(i, k, t, x, thr, base, state, enter, exit_, min_hits, hit_window, spans,
+               points, prune, anomaly, event, event_ts, peak, last_hot):
     """One point of :func:`alarm_batch`."""
-    ratio = x / thr if thr > 0.0 else (0.0 if x <= 0.0 or np.isnan(thr) else np.inf)
+    ratio = level_ratio(x, thr, base)
     state[k, A_COUNT] += 1
     n = state[k, A_COUNT]
     crossed = ratio >= enter

@@ -7,8 +7,9 @@ import numpy as np
 from streamae.config import ThresholdConfig
 from streamae.threshold.base import KeyedState
 from streamae.threshold.alarm import Alarm, AlarmOutput
-from streamae.threshold.tail_kernel import (LEARN_ALL, LEARN_CALM, LEARN_CAPPED, T_SIZE, T_Z,
-                                            TAIL_COLS, tail_alarm_batch, tail_batch, tail_seed)
+from streamae.threshold.tail_kernel import (LEARN_ALL, LEARN_CALM, LEARN_CAPPED, T_MED,
+                                            T_SIZE, T_Z, TAIL_COLS, tail_alarm_batch,
+                                            tail_batch, tail_seed)
 
 LEARN = {"all": LEARN_ALL, "capped": LEARN_CAPPED, "calm": LEARN_CALM}
 
@@ -104,5 +105,5 @@ class TailThreshold(KeyedState):
 
 def _fill() -> np.ndarray:
     row = np.zeros(TAIL_COLS)
-    row[T_Z] = np.nan
+    row[T_Z] = row[T_MED] = np.nan  # no base: a state saved before it had one
     return row

@@ -16,10 +16,11 @@ from streamae.threshold.alarm_kernel import alarm_step
 from streamae.threshold.kernels import S_N, S_NT, S_SQ, S_SUM, S_T, S_Z, SPOT_COLS, spot_fit
 
 # Tail state columns: ring size, ring position, points since the last sample, then the
-# fitted tail (n, peaks, t, sum, sum of squares, z) as in SPOT
-# ..., and the share of recent points above the threshold (exponentially weighted)
-T_SIZE, T_POS, T_SINCE, T_N, T_NT, T_T, T_SUM, T_SQ, T_Z, T_OVER = range(10)
-TAIL_COLS = 10
+# fitted tail (n, peaks, t, sum, sum of squares, z) as in SPOT, the share of recent points
+# above the threshold (exponentially weighted), and the median of the remembered scores
+# (the key's typical score, the base of the alarm levels)
+T_SIZE, T_POS, T_SINCE, T_N, T_NT, T_T, T_SUM, T_SQ, T_Z, T_OVER, T_MED = range(11)
+TAIL_COLS = 11
 LEARN_ALL, LEARN_CAPPED, LEARN_CALM = 0, 1, 2
 
 
@@ -32,7 +33,9 @@ def tail_fit(ring, row, risk, init_q, least):
         row[T_Z] = np.nan
         return
     fit = np.zeros(SPOT_COLS)
-    spot_fit(ring[:size].astype(np.float64), risk, init_q, fit)
+    sample = ring[:size].astype(np.float64)
+    row[T_MED] = np.median(sample)
+    spot_fit(sample, risk, init_q, fit)
     row[T_N] = fit[S_N]
     row[T_NT] = fit[S_NT]
     row[T_T] = fit[S_T]
@@ -138,7 +141,8 @@ def tail_alarm_batch(slots, ts, scores, tstate, ring, risk, init_q, every, learn
         k = slots[i]
         z = tstate[k, T_Z]
         out_thr[i] = z
-        alarm_step(i, k, ts[i], scores[i], z, astate, enter, exit_, min_hits, hit_window,
-                   spans, points, prune, anomaly, event, event_ts, peak, last_hot)
+        alarm_step(i, k, ts[i], scores[i], z, tstate[k, T_MED], astate, enter, exit_,
+                   min_hits, hit_window, spans, points, prune, anomaly, event, event_ts,
+                   peak, last_hot)
         tail_learn(k, scores[i], tstate, ring, risk, init_q, every, learn, least, guard,
                    anomaly[i])
