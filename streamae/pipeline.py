@@ -22,7 +22,8 @@ from streamae.config import Config
 from streamae.errors import InputFormatError
 from streamae.events import NOTES, EventBuilder
 from streamae.models.detector import Detector
-from streamae.novelty import Novelty
+from streamae.novelty import Judged, Novelty
+from streamae.pipeline_state import KeyHandover, PipelineState  # noqa: F401 (re-exported)
 from streamae.threshold import Decision
 from streamae.threshold.alarm import EVENT_NAMES
 from streamae.types import Frame
@@ -70,18 +71,6 @@ class Output:
         return Output(**cols, events=[e for p in parts for e in p.events])
 
 
-@dataclass
-class PipelineState:
-    """A pipeline's state as plain arrays plus JSON-ready metadata (no pickle)."""
-
-    arrays: dict[str, np.ndarray]
-    meta: dict[str, Any]
-
-
-def _section(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-
 class KeyIndex:
     """Stable key -> slot numbering, with each slot's scaling statistics."""
 
@@ -110,8 +99,8 @@ class KeyIndex:
         return slot
 
 
-class Pipeline:
-    """Stateful streaming detector over many keys."""
+class Pipeline(KeyHandover):
+    """Stateful streaming detector over many keys (its state: :class:`KeyHandover`)."""
 
     def __init__(self, detector: Detector, config: Config, clock: Clock = wall_clock,
                  locate: Locate | None = None) -> None:
@@ -141,31 +130,6 @@ class Pipeline:
         self.next_row += n
         if n:
             self.latest = max(self.latest, float(frame.timestamps.max()))
-        parts = [self._take_notes()]
-        for part in self._rounds(frame.keys):
-            parts += self._push(frame if part is None else frame.take(part),
-                                rows if part is None else rows[part])
-        return Output.concat(parts)
-
-    def _rounds(self, keys: np.ndarray) -> list[np.ndarray | None]:
-        """Rows in rounds of at most W per key (None: all at once). A key's window is
-        remembered by its novelty memory once the alarm stage has judged it, and a window
-        is compared with those ending W points or more before it: in rounds, every one of
-        those is judged and remembered in time, so results do not depend on batching."""
-        w = self.windows.size
-        if self.novelty is None or len(keys) <= w:
-            return [None]
-        _, inverse, counts = np.unique(keys.astype(str), return_inverse=True,
-                                       return_counts=True)
-        if counts.max() <= w:
-            return [None]
-        order = np.argsort(inverse, kind="stable")
-        rank = np.empty(len(keys), dtype=np.int64)
-        rank[order] = np.arange(len(keys)) - np.repeat(np.cumsum(counts) - counts, counts)
-        rounds = rank // w
-        return [np.flatnonzero(rounds == r) for r in range(int(rounds.max()) + 1)]
-
-    def _push(self, frame: Frame, rows: np.ndarray) -> list[Output]:
         slots = self._slots(frame.keys)
         scaled = self.detector.scaler.transform(frame.values.astype(np.float64),
                                                 self.keys.mean[slots], self.keys.std[slots])
@@ -174,7 +138,7 @@ class Pipeline:
         nan = np.full(int(dropped.sum()), np.nan)
         early = Output(rows[dropped], frame.keys[dropped], frame.timestamps[dropped], nan, nan,
                        np.zeros(len(nan), dtype=np.bool_), status[dropped])
-        return [early, *(self._score(c) for c in closed)]
+        return Output.concat([self._take_notes(), early, *(self._score(c) for c in closed)])
 
     def note(self, key: str, status: str) -> bool:
         """A decision on a key's open alarm (``rescaled``: taken for a recalibration;
@@ -306,146 +270,71 @@ class Pipeline:
         self._reseed(np.array([slot]))
         self.note(key, "rescaled")
 
-    def state(self) -> PipelineState:
-        """Everything a restart needs to carry on where this pipeline stands."""
-        arrays = {**{f"windows.{k}": v for k, v in self.windows.state_dict().items()},
-                  **{f"decision.{k}": v for k, v in self.decision.state_dict().items()},
-                  **self._novelty_rows(None),
-                  "keys.mean": self.keys.mean.copy(), "keys.std": self.keys.std.copy()}
-        meta = {"keys": list(self.keys.names), "next_row": self.next_row,
-                "open_alarms": self.events.open, "model_version": self.detector.version,
-                "latest": self.latest, "notes": self.notes}
-        return PipelineState(arrays, meta)
-
-    def restore(self, state: PipelineState) -> None:
-        """Load a :meth:`state`. Windows and alarms always carry over; threshold state only
-        when the model version is the same (another model's scores live on another scale)."""
-        meta = state.meta
-        for key in meta["keys"]:  # slots in the saved order (not sorted)
-            self.keys.slot_of(key)
-        assert self.keys.names == meta["keys"], "restore into a fresh pipeline"
-        if "keys.mean" in state.arrays:  # re-scaled keys (absent in older states)
-            self.keys.mean = np.array(state.arrays["keys.mean"], dtype=np.float64)
-            self.keys.std = np.array(state.arrays["keys.std"], dtype=np.float64)
-        self.windows.load_state_dict(_section(state.arrays, "windows."))
-        decision = _section(state.arrays, "decision.")
-        other = meta["model_version"] != self.detector.version
-        if other:
-            log.warning("state was saved with model %s, scoring with %s: thresholds start "
-                        "again from the model's held-out scores", meta["model_version"],
-                        self.detector.version)
-            self._grow(0)
-            decision = {k: v for k, v in decision.items() if k.startswith("alarm.")} | {
-                k: v for k, v in self.decision.state_dict().items() if k.startswith("threshold.")}
-        self.decision.load_state_dict(decision)
-        self._load_novelty(None, _section(state.arrays, "novelty."))
-        self.events.open = {k: dict(v) for k, v in meta["open_alarms"].items()}
-        self.next_row = int(meta["next_row"])
-        self.latest = float(meta.get("latest", -np.inf))  # absent in older states
-        self.notes = list(meta.get("notes", []))
-
-    def export_keys(self, names: list[str]) -> PipelineState:
-        """The state of just these keys (known to this pipeline), for another pipeline to
-        :meth:`import_keys`: how a partition's keys move between daemons."""
-        slots = np.array([self.keys.slot[k] for k in names], dtype=np.int64)
-        arrays = {**{f"windows.{k}": v for k, v in self.windows.take(slots).items()},
-                  **{f"decision.{k}": v for k, v in self.decision.take(slots).items()},
-                  **self._novelty_rows(slots),
-                  "keys.mean": self.keys.mean[slots], "keys.std": self.keys.std[slots]}
-        del arrays["windows.ring_rows"]  # row ids are numbered per pipeline
-        meta = {"keys": list(names), "model_version": self.detector.version,
-                "window": self.windows.size, "channels": list(self.detector.channels),
-                "open_alarms": {k: self.events.open[k] for k in names if k in self.events.open}}
-        return PipelineState(arrays, meta)
-
-    def import_keys(self, state: PipelineState) -> None:
-        """Take over keys exported by another pipeline: their windows, alarms and (same
-        model version only) thresholds carry on from where that pipeline left them."""
-        meta = state.meta
-        if meta["window"] != self.windows.size or meta["channels"] != self.detector.channels:
-            raise InputFormatError(
-                f"state of window {meta['window']} over {meta['channels']} does not fit this "
-                f"model's window {self.windows.size} over {self.detector.channels}")
-        names = meta["keys"]
-        known = len(self.keys.names)
-        slots = np.array([self.keys.slot_of(k) for k in names], dtype=np.int64)
-        self._grow(known)
-        if "keys.mean" in state.arrays:
-            self.keys.mean[slots] = state.arrays["keys.mean"]
-            self.keys.std[slots] = state.arrays["keys.std"]
-        windows = _section(state.arrays, "windows.")
-        windows["ring_rows"] = np.full(windows["ring_ts"].shape, -1, dtype=np.int64)
-        self.windows.put(slots, windows)
-        self._load_novelty(slots, _section(state.arrays, "novelty."))
-        self.decision.put(slots, _section(state.arrays, "decision."))
-        if meta["model_version"] != self.detector.version:
-            log.warning("%d keys arrive with state of model %s, scoring with %s: their "
-                        "thresholds start again from the model's held-out scores", len(names),
-                        meta["model_version"], self.detector.version)
-            self._reseed(slots)
-        for key in names:
-            self.events.open.pop(key, None)
-        self.events.open.update({k: dict(v) for k, v in meta["open_alarms"].items()})
-
-    def forget_keys(self, names: list[str]) -> None:
-        """Drop what these keys hold (they moved to another pipeline); if they come back,
-        they start over or are imported again."""
-        slots = np.array([self.keys.slot[k] for k in names if k in self.keys.slot],
-                         dtype=np.int64)
-        self.windows.reset(slots)
-        if self.novelty is not None:
-            self._seed_novelty(slots)
-        self._reseed(slots)
-        self.decision.alarm.reset(slots)
-        for key in names:
-            self.events.open.pop(key, None)
-
-    def _novelty_rows(self, slots: np.ndarray | None) -> dict[str, np.ndarray]:
-        """The memories of recent windows (of ``slots``; None: all), as state arrays."""
-        if self.novelty is None:
-            return {}
-        rows = self.novelty.state_dict() if slots is None else self.novelty.take(slots)
-        return {f"novelty.{k}": v for k, v in rows.items()}
-
-    def _load_novelty(self, slots: np.ndarray | None, rows: dict[str, np.ndarray]) -> None:
-        """Carry saved memories over when they were kept the same way; otherwise the
-        keys' memories start again (they refill as the keys stream)."""
-        if self.novelty is None or not rows:
-            return
-        if rows["bank"].shape[-1] != self.novelty.bank.shape[-1] or \
-                rows["ends"].shape[-1] != self.novelty.ends.shape[-1]:
-            log.warning("saved memories of recent windows have another shape: they start "
-                        "again")
-            return
-        if slots is None:
-            self.novelty.load_state_dict(rows)
-        else:
-            self.novelty.put(slots, rows)
-
     def _score(self, closed: Closed) -> Output:
+        """Closed windows -> resolved rows and events: the models once for all of them,
+        then the novelty, threshold and alarm stages in rounds (:meth:`_rounds`)."""
+        errors = (self.detector.errors(closed.data[closed.scorable],
+                                       self.config.scoring.batch_size)
+                  if closed.scorable.any() else None)
+        if self.novelty is None:
+            return self._decide(closed, errors, None)
+        at = np.cumsum(closed.scorable) - 1  # each scorable window's row in errors
+        parts = []
+        for idx in self._rounds(closed):
+            part = closed.take(idx)
+            mine = None if errors is None else errors[:, at[idx[part.scorable]]]
+            judged = self.novelty.judge(part.slot, part.data, part.new, part.scorable)
+            parts.append(self._decide(part, mine, judged))
+        return Output.concat(parts)
+
+    def _rounds(self, closed: Closed) -> list[np.ndarray]:
+        """Windows in rounds that each cover less than W points of any key. A window is
+        remembered once the alarm stage has judged it, and compared with those that ended
+        W points or more before it: all of them are in earlier rounds, so results do not
+        depend on how the stream was batched."""
+        w = self.windows.size
+        order = np.argsort(closed.slot, kind="stable")
+        new = closed.new[order].astype(np.int64)
+        total = np.cumsum(new)
+        first = np.r_[True, closed.slot[order][1:] != closed.slot[order][:-1]]
+        before = np.maximum.accumulate(np.where(first, total - new, 0))
+        rounds = np.empty(len(closed), dtype=np.int64)
+        rounds[order] = (total - before - 1) // w  # points into this batch, per key
+        if not len(closed) or rounds.max() == 0:
+            return [np.arange(len(closed))]
+        return [np.flatnonzero(rounds == r) for r in range(int(rounds.max()) + 1)]
+
+    def _decide(self, closed: Closed, errors: np.ndarray | None, judged: Judged | None
+                ) -> Output:
+        """Scores of closed windows from their models' ``errors`` and novelty, then the
+        threshold and alarm stages; what was normal is remembered and handed on."""
         w = self.windows.size
         step_err = np.full(closed.rows.shape, np.nan, dtype=np.float32)
         chan_err = np.zeros((*closed.rows.shape, len(self.detector.channels)), dtype=np.float32)
-        judged = given = None
-        if self.novelty is not None and len(closed):
-            judged = self.novelty.judge(closed.slot, closed.data, closed.new, closed.scorable)
-            given = judged.distance[closed.scorable], judged.share[closed.scorable]
-        if closed.scorable.any():
+        window_score = np.full(len(closed.rows), np.nan)
+        if errors is not None and closed.scorable.any():
             # a window's newest hop steps are the ones the calibration knows (and that have
             # a full past to be forecast from): older ones of a key's first window stay
             # unscored, as warm-up
             hop = min(self.config.window.hop, w)
-            s, c = self.detector.score(closed.data[closed.scorable], self.config.scoring.batch_size,
-                                       newest=hop, novelty=given)
+            given = (None if judged is None else
+                     (judged.distance[closed.scorable], judged.share[closed.scorable]))
+            s, c = self.detector.calibration.score(errors, newest=hop, novelty=given)
             s[:, : w - hop] = np.nan
             step_err[closed.scorable], chan_err[closed.scorable] = s, c
-            window_score = np.full(len(closed.rows), np.nan)
             window_score[closed.scorable] = np.nanmean(s, axis=1)
-
         take = np.arange(w)[None, :] >= (w - closed.new)[:, None]
         slot = np.broadcast_to(closed.slot[:, None], take.shape)[take]
-        rows, ts, score = closed.rows[take], closed.ts[take], step_err[take].astype(np.float64)
-        channel_error = chan_err[take]
+        out, last_hot = self._alarms(closed.rows[take], slot, closed.ts[take],
+                                     step_err[take].astype(np.float64), chan_err[take])
+        if closed.scorable.any():
+            self._learn(closed, judged, window_score, self._protected(closed, take, last_hot))
+        return out
+
+    def _alarms(self, rows: np.ndarray, slot: np.ndarray, ts: np.ndarray, score: np.ndarray,
+                channel_error: np.ndarray) -> tuple[Output, np.ndarray]:
+        """Threshold and alarm stages over resolved points, their events; and when each
+        point's key was last in alarm or over its threshold."""
         keys = np.array(self.keys.names, dtype=object)[slot]  # plain str, JSON-ready
         status = np.where(np.isnan(score), UNSCORED, 0).astype(np.int8)
         threshold = np.full(len(rows), np.nan)
@@ -466,20 +355,22 @@ class Pipeline:
                         keys[i], EVENT_NAMES[int(alarm.event[j])], ts[i], alarm.event_ts[j],
                         self.detector.version, self.clock(),
                         self.locate(int(rows[i])) if self.locate else None))
-        if closed.scorable.any():
-            idx = np.flatnonzero(closed.scorable)
-            protected = self._protected(closed, take, last_hot)
-            if judged is not None:
-                normal = np.zeros(len(closed), dtype=np.bool_)
-                normal[idx] = ~protected
-                self.novelty.remember(closed.slot, judged, normal)
-            if self.on_windows is not None:
-                names = np.array(self.keys.names, dtype=object)[closed.slot[idx]]
-                novelty = (judged.distance[idx] if judged is not None
-                           else np.full(len(idx), np.nan))
-                self.on_windows(closed.data[idx], names, closed.ts[idx, -1],
-                                window_score[idx], protected, novelty)
-        return out
+        return out, last_hot
+
+    def _learn(self, closed: Closed, judged: Judged | None, window_score: np.ndarray,
+               protected: np.ndarray) -> None:
+        """Scored windows that were normal join their keys' novelty memories; all go to
+        the window hook (the updater), with whether they were protected."""
+        idx = np.flatnonzero(closed.scorable)
+        if judged is not None:
+            normal = np.zeros(len(closed), dtype=np.bool_)
+            normal[idx] = ~protected
+            self.novelty.remember(closed.slot, judged, normal)
+        if self.on_windows is not None:
+            names = np.array(self.keys.names, dtype=object)[closed.slot[idx]]
+            novelty = judged.distance[idx] if judged is not None else np.full(len(idx), np.nan)
+            self.on_windows(closed.data[idx], names, closed.ts[idx, -1], window_score[idx],
+                            protected, novelty)
 
     @staticmethod
     def _protected(closed: Closed, take: np.ndarray, last_hot: np.ndarray) -> np.ndarray:

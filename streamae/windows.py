@@ -49,6 +49,11 @@ class Closed:
     def __len__(self) -> int:
         return len(self.slot)
 
+    def take(self, idx: np.ndarray) -> Closed:
+        """The windows at ``idx``, in that order."""
+        return Closed(self.data[idx], self.slot[idx], self.new[idx], self.scorable[idx],
+                      self.rows[idx], self.ts[idx])
+
 
 class Windows:
     """Ring buffers for many keys; grows as new key slots appear."""
