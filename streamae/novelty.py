@@ -139,6 +139,16 @@ def _insert(k, feats, end, state, bank, ends, size):
     state[k, N_SIZE] = min(state[k, N_SIZE] + 1, size)
 
 
+@njit(cache=True, fastmath=True)
+def _squared(a, b):
+    """Squared distance of two float32 vectors (a loop the compiler vectorises)."""
+    d = np.float32(0.0)
+    for t in range(len(a)):
+        diff = a[t] - b[t]
+        d += diff * diff
+    return d
+
+
 @njit(cache=True)
 def novelty_batch(slots, feats, new, query, insert, state, bank, ends, size, window, least,
                   out_dist, out_share, out_end):
@@ -160,13 +170,7 @@ def novelty_batch(slots, feats, new, query, insert, state, bank, ends, size, win
                 if ends[k, j] > now - window:
                     continue
                 usable += 1
-                off = j * dim
-                d = 0.0
-                for t in range(dim):
-                    diff = feats[i, t] - bank[k, off + t]
-                    d += diff * diff
-                    if d >= best:  # partial sums only grow: this one is not nearer
-                        break
+                d = _squared(feats[i], bank[k, j * dim:(j + 1) * dim])
                 if d < best:
                     best, at = d, j
             if usable >= least and at >= 0:

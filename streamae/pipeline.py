@@ -21,6 +21,7 @@ from streamae.clock import Clock, wall_clock
 from streamae.config import Config
 from streamae.errors import InputFormatError
 from streamae.events import NOTES, EventBuilder
+from streamae.models.calibration import ModelsPart
 from streamae.models.detector import Detector
 from streamae.novelty import Judged, Novelty
 from streamae.pipeline_state import KeyHandover, PipelineState  # noqa: F401 (re-exported)
@@ -273,16 +274,22 @@ class Pipeline(KeyHandover):
     def _score(self, closed: Closed) -> Output:
         """Closed windows -> resolved rows and events: the models once for all of them,
         then the novelty, threshold and alarm stages in rounds (:meth:`_rounds`)."""
-        errors = (self.detector.errors(closed.data[closed.scorable],
-                                       self.config.scoring.batch_size)
-                  if closed.scorable.any() else None)
+        models = None
+        if closed.scorable.any():
+            # a window's newest hop steps are the ones the calibration knows (and that have
+            # a full past to be forecast from): older ones of a key's first window stay
+            # unscored, as warm-up
+            errors = self.detector.errors(closed.data[closed.scorable],
+                                          self.config.scoring.batch_size)
+            models = self.detector.calibration.models_part(
+                errors, newest=min(self.config.window.hop, self.windows.size))
         if self.novelty is None:
-            return self._decide(closed, errors, None)
-        at = np.cumsum(closed.scorable) - 1  # each scorable window's row in errors
+            return self._decide(closed, models, None)
+        at = np.cumsum(closed.scorable) - 1  # each scorable window's row in the models' part
         parts = []
         for idx in self._rounds(closed):
             part = closed.take(idx)
-            mine = None if errors is None else errors[:, at[idx[part.scorable]]]
+            mine = None if models is None else models.take(at[idx[part.scorable]])
             judged = self.novelty.judge(part.slot, part.data, part.new, part.scorable)
             parts.append(self._decide(part, mine, judged))
         return Output.concat(parts)
@@ -304,23 +311,19 @@ class Pipeline(KeyHandover):
             return [np.arange(len(closed))]
         return [np.flatnonzero(rounds == r) for r in range(int(rounds.max()) + 1)]
 
-    def _decide(self, closed: Closed, errors: np.ndarray | None, judged: Judged | None
+    def _decide(self, closed: Closed, models: ModelsPart | None, judged: Judged | None
                 ) -> Output:
-        """Scores of closed windows from their models' ``errors`` and novelty, then the
+        """Scores of closed windows from their models' part and novelty, then the
         threshold and alarm stages; what was normal is remembered and handed on."""
         w = self.windows.size
         step_err = np.full(closed.rows.shape, np.nan, dtype=np.float32)
         chan_err = np.zeros((*closed.rows.shape, len(self.detector.channels)), dtype=np.float32)
         window_score = np.full(len(closed.rows), np.nan)
-        if errors is not None and closed.scorable.any():
-            # a window's newest hop steps are the ones the calibration knows (and that have
-            # a full past to be forecast from): older ones of a key's first window stay
-            # unscored, as warm-up
-            hop = min(self.config.window.hop, w)
+        if models is not None and closed.scorable.any():
             given = (None if judged is None else
                      (judged.distance[closed.scorable], judged.share[closed.scorable]))
-            s, c = self.detector.calibration.score(errors, newest=hop, novelty=given)
-            s[:, : w - hop] = np.nan
+            s, c = self.detector.calibration.finish(models, given)
+            s[:, : w - min(self.config.window.hop, w)] = np.nan
             step_err[closed.scorable], chan_err[closed.scorable] = s, c
             window_score[closed.scorable] = np.nanmean(s, axis=1)
         take = np.arange(w)[None, :] >= (w - closed.new)[:, None]

@@ -35,6 +35,21 @@ IQR_TO_STD = 1.349
 
 
 @dataclass
+class ModelsPart:
+    """Windows' scores before the novelty joins: the sum of the model members'
+    standardised scores ``(B, steps)`` and of their channel contributions
+    ``(B, steps, C)`` over the newest steps of windows of ``width``."""
+
+    total: np.ndarray
+    contrib: np.ndarray
+    members: int
+    width: int
+
+    def take(self, idx: np.ndarray) -> ModelsPart:
+        return ModelsPart(self.total[idx], self.contrib[idx], self.members, self.width)
+
+
+@dataclass
 class Calibration:
     """Fitted statistics and settings (see the module docstring)."""
 
@@ -67,6 +82,10 @@ class Calibration:
         distance to its key's nearest earlier window and the channels' shares of it (see
         :mod:`streamae.novelty`), one more member; where it is not known (nan, or not
         given) it counts as typical, so scores keep one scale either way."""
+        return self.finish(self.models_part(errors, newest), novelty)
+
+    def models_part(self, errors: np.ndarray, newest: int | None = None) -> ModelsPart:
+        """The models' members of :meth:`score`, summed, before the novelty joins."""
         h, b, w, c = errors.shape
         keep = w if newest is None else min(w, newest + self.smooth - 1)
         members = self.member_z(errors[:, :, w - keep:])
@@ -75,7 +94,12 @@ class Calibration:
         for m, z in enumerate(members):
             total += (self._aggregate(z, m) - self.member_loc[m]) / self.member_scale[m]
             contrib += np.maximum(z, 0.0)
-        n = len(members)
+        return ModelsPart(total, contrib, len(members), w)
+
+    def finish(self, part: ModelsPart, novelty: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`score` from the models' part and the windows' novelty."""
+        total, contrib, n = part.total.copy(), part.contrib.copy(), part.members
         if self.novelty.on:  # a member whether given or not: unknown counts as typical (0)
             n += 1
             if novelty is not None:
@@ -84,10 +108,12 @@ class Calibration:
                 total[given] += z[given, None]
                 contrib[given] += (np.maximum(z[given], 0.0)[:, None]
                                    * novelty[1][given])[:, None, :].astype(np.float32)
+        b, keep = total.shape
+        w = part.width
         if keep == w:
             return total / n, contrib / n
         score = np.full((b, w), np.nan, dtype=np.float32)
-        out = np.full((b, w, c), np.nan, dtype=np.float32)
+        out = np.full((b, w, contrib.shape[2]), np.nan, dtype=np.float32)
         score[:, w - keep:], out[:, w - keep:] = total / n, contrib / n
         return score, out
 

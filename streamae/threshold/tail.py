@@ -34,8 +34,8 @@ class TailThreshold(KeyedState):
     normal is then the updater's call); ``all`` remembers every point as it is.
     """
 
-    _STATE = ("state", "ring")
-    _DTYPES = {"ring": np.float32}
+    _STATE = ("state", "ring", "ordered")
+    _DTYPES = {"ring": np.float32, "ordered": np.float32}
 
     def __init__(self, config: ThresholdConfig, capacity: int = 64) -> None:
         self.config = config
@@ -46,6 +46,7 @@ class TailThreshold(KeyedState):
         self.guard = config.relearn_above
         super().__init__(_fill(), capacity)
         self.ring = np.zeros((capacity, self.size), dtype=np.float32)
+        self.ordered = np.zeros((capacity, self.size), dtype=np.float32)  # ring, ascending
 
     def apply(self, slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
         return self.judge(slots, scores)[0]
@@ -55,8 +56,8 @@ class TailThreshold(KeyedState):
         its key has no scores at all)."""
         thr, prob = np.empty(len(slots)), np.empty(len(slots))
         c = self.config
-        tail_batch(slots, scores.astype(np.float64), self.state, self.ring, c.risk,
-                   c.init_quantile, self.every, LEARN[c.learn], self.least, self.guard,
+        tail_batch(slots, scores.astype(np.float64), self.state, self.ring, self.ordered,
+                   c.risk, c.init_quantile, self.every, LEARN[c.learn], self.least, self.guard,
                    thr, prob)
         return thr, prob
 
@@ -69,12 +70,11 @@ class TailThreshold(KeyedState):
         out = AlarmOutput(np.empty(n, dtype=np.bool_), np.empty(n, dtype=np.int8),
                           np.empty(n), np.empty(n, dtype=np.bool_), np.empty(n))
         c, a = self.config, alarm.config
-        tail_alarm_batch(slots, ts, scores.astype(np.float64), self.state, self.ring, c.risk,
-                         c.init_quantile, self.every, LEARN[c.learn], self.least, self.guard,
-                         alarm.state,
-                         a.enter_level, a.exit_level, a.min_hits, a.hit_window, alarm.spans,
-                         alarm.points, a.prune, thr, out.anomaly, out.event, out.event_ts,
-                         out.peak, out.last_hot)
+        tail_alarm_batch(slots, ts, scores.astype(np.float64), self.state, self.ring,
+                         self.ordered, c.risk, c.init_quantile, self.every, LEARN[c.learn],
+                         self.least, self.guard, alarm.state, a.enter_level, a.exit_level,
+                         a.min_hits, a.hit_window, alarm.spans, alarm.points, a.prune, thr,
+                         out.anomaly, out.event, out.event_ts, out.peak, out.last_hot)
         return thr, out
 
     def seed(self, slot: int, sample: np.ndarray) -> None:
@@ -92,8 +92,14 @@ class TailThreshold(KeyedState):
         values = values[np.isfinite(values)]
         self.ensure(slot + 1)
         c = self.config
-        tail_seed(values, every, limit, self.ring[slot], self.state[slot], c.risk,
-                  c.init_quantile, min(self.least, 3))
+        tail_seed(values, every, limit, self.ring[slot], self.ordered[slot], self.state[slot],
+                  c.risk, c.init_quantile, min(self.least, 3))
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        super().load_state_dict(_with_order(state))
+
+    def put(self, slots: np.ndarray, rows: dict[str, np.ndarray]) -> None:
+        super().put(slots, _with_order(rows))
 
     def known(self, slots: np.ndarray) -> np.ndarray:
         """Which slots have a memory (seeded or learnt)."""
@@ -101,6 +107,18 @@ class TailThreshold(KeyedState):
 
     def level(self, slot: int) -> float:
         return float(self.state[slot, T_Z])
+
+
+def _with_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Rows saved before the ordered copy was kept: it is rebuilt from the rings."""
+    if "ordered" in rows:
+        return rows
+    ring = np.asarray(rows["ring"], dtype=np.float32)
+    sizes = np.asarray(rows["state"])[:, T_SIZE].astype(np.int64)
+    ordered = np.zeros_like(ring)
+    for i, n in enumerate(sizes):
+        ordered[i, :n] = np.sort(ring[i, :n])
+    return {**rows, "ordered": ordered}
 
 
 def _fill() -> np.ndarray:

@@ -1,6 +1,7 @@
-"""Numba kernels of the tail threshold: per key, a ring of recent scores with a
-generalised Pareto tail fitted above a quantile of them; and the tail threshold and the
-alarm stage run point by point together.
+"""Numba kernels of the tail threshold: per key, a ring of recent scores (and the same
+scores kept in ascending order, so a refit reads its quantiles instead of searching for
+them) with a generalised Pareto tail fitted above a quantile of them; and the tail
+threshold and the alarm stage run point by point together.
 
 A point is judged against the threshold learnt from its past only, then learnt from.
 """
@@ -13,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from streamae.threshold.alarm_kernel import alarm_step
-from streamae.threshold.kernels import S_N, S_NT, S_SQ, S_SUM, S_T, S_Z, SPOT_COLS, spot_fit
+from streamae.threshold.kernels import spot_level
 
 # Tail state columns: ring size, ring position, points since the last sample, then the
 # fitted tail (n, peaks, t, sum, sum of squares, z) as in SPOT, the share of recent points
@@ -25,27 +26,37 @@ LEARN_ALL, LEARN_CAPPED, LEARN_CALM = 0, 1, 2
 
 
 @njit(cache=True)
-def tail_fit(ring, row, risk, init_q, least):
-    """Fit row's tail to the first ``row[T_SIZE]`` values of ``ring`` (z: nan while it
-    holds fewer than ``least``)."""
-    size = int(row[T_SIZE])
-    if size < max(least, 1):
+def tail_fit(ordered, row, risk, init_q, least):
+    """Fit row's tail to the first ``row[T_SIZE]`` values of ``ordered`` (the key's
+    remembered scores, ascending), as :func:`~streamae.threshold.kernels.spot_fit` would
+    (z: nan while it holds fewer than ``least``); and their median."""
+    n = int(row[T_SIZE])
+    if n < max(least, 1):
         row[T_Z] = np.nan
         return
-    fit = np.zeros(SPOT_COLS)
-    sample = ring[:size].astype(np.float64)
-    row[T_MED] = np.median(sample)
-    spot_fit(sample, risk, init_q, fit)
-    row[T_N] = fit[S_N]
-    row[T_NT] = fit[S_NT]
-    row[T_T] = fit[S_T]
-    row[T_SUM] = fit[S_SUM]
-    row[T_SQ] = fit[S_SQ]
-    row[T_Z] = fit[S_Z]
+    pos = init_q * (n - 1)
+    lo = int(math.floor(pos))
+    below = float(ordered[lo])
+    above = float(ordered[lo + 1]) if lo + 1 < n else below
+    t = below + (above - below) * (pos - lo)
+    nt, total, sq = 0, 0.0, 0.0
+    for j in range(lo + 1, n):  # nothing at or below lo is above t
+        y = float(ordered[j]) - t
+        if y > 0.0:
+            nt += 1
+            total += y
+            sq += y * y
+    row[T_N] = n
+    row[T_NT] = nt
+    row[T_T] = t
+    row[T_SUM] = total
+    row[T_SQ] = sq
+    row[T_Z] = spot_level(t, n, nt, total, sq, risk)
+    row[T_MED] = 0.5 * (float(ordered[(n - 1) // 2]) + float(ordered[n // 2]))
 
 
 @njit(cache=True)
-def tail_probability(x, ring, row):
+def tail_probability(x, ordered, row):
     """P(a score of the key's recent normal >= x): the fitted GPD above the tail start,
     the share of remembered scores at or above x below it (nan without any)."""
     size = int(row[T_SIZE])
@@ -66,30 +77,46 @@ def tail_probability(x, ring, row):
             sf = 0.0 if base <= 0.0 else base ** (-1.0 / gamma) if abs(gamma) > 1e-6 \
                 else math.exp(-y / sigma)
         return nt / row[T_N] * sf
-    count = 0
-    for j in range(size):
-        if ring[j] >= x:
-            count += 1
+    count = size - np.searchsorted(ordered[:size], x)
     return max(count, 1) / size
 
 
 @njit(cache=True)
-def tail_batch(slots, scores, state, ring, risk, init_q, every, learn, least, guard, out_thr,
-               out_p):
+def _insert(ordered, n, x):
+    """Insert ``x`` into the ascending first ``n`` values of ``ordered``."""
+    j = np.searchsorted(ordered[:n], x)
+    for i in range(n, j, -1):
+        ordered[i] = ordered[i - 1]
+    ordered[j] = x
+
+
+@njit(cache=True)
+def _remove(ordered, n, x):
+    """Remove one ``x`` from the ascending first ``n`` values of ``ordered``."""
+    j = np.searchsorted(ordered[:n], x)
+    for i in range(j, n - 1):
+        ordered[i] = ordered[i + 1]
+
+
+@njit(cache=True)
+def tail_batch(slots, scores, state, ring, ordered, risk, init_q, every, learn, least, guard,
+               out_thr, out_p):
     """Per point: the threshold it is judged against (the key's level exceeded with
     probability ``risk``) and its tail probability; then the point is learnt
     (:func:`tail_learn`; outside alarms only is :func:`tail_alarm_batch`'s)."""
     for i in range(len(slots)):
         k = slots[i]
         out_thr[i] = state[k, T_Z]
-        out_p[i] = tail_probability(scores[i], ring[k], state[k])
-        tail_learn(k, scores[i], state, ring, risk, init_q, every, learn, least, guard, False)
+        out_p[i] = tail_probability(scores[i], ordered[k], state[k])
+        tail_learn(k, scores[i], state, ring, ordered, risk, init_q, every, learn, least,
+                   guard, False)
 
 
 @njit(cache=True)
-def tail_learn(k, x, state, ring, risk, init_q, every, learn, least, guard, in_alarm):
-    """Learn one point of key ``k``: every ``every``-th enters its ring and the tail is
-    fitted again. ``LEARN_ALL``: as it is. ``LEARN_CAPPED``: capped at the threshold while
+def tail_learn(k, x, state, ring, ordered, risk, init_q, every, learn, least, guard,
+               in_alarm):
+    """Learn one point of key ``k``: every ``every``-th enters its ring (and, in order,
+    ``ordered``; the value it replaces leaves both) and the tail is fitted again. ``LEARN_ALL``: as it is. ``LEARN_CAPPED``: capped at the threshold while
     the threshold is crossed on at most ``guard`` of recent points (exponentially
     weighted over the memory): beyond that it no longer describes the key, and points
     enter as they are until it does. ``LEARN_CALM``: capped, and nothing from inside an
@@ -110,14 +137,20 @@ def tail_learn(k, x, state, ring, risk, init_q, every, learn, least, guard, in_a
         return
     state[k, T_SINCE] = 0
     pos = int(state[k, T_POS])
-    ring[k, pos] = x
+    size = int(state[k, T_SIZE])
+    value = np.float32(x)
+    if size == cap:
+        _remove(ordered[k], size, ring[k, pos])
+        size -= 1
+    _insert(ordered[k], size, value)
+    ring[k, pos] = value
     state[k, T_POS] = (pos + 1) % cap
-    state[k, T_SIZE] = min(state[k, T_SIZE] + 1, cap)
-    tail_fit(ring[k], state[k], risk, init_q, least)
+    state[k, T_SIZE] = size + 1
+    tail_fit(ordered[k], state[k], risk, init_q, least)
 
 
 @njit(cache=True)
-def tail_seed(values, every, limit, ring_row, row, risk, init_q, least):
+def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, least):
     """Restart one key's memory from ``values`` (oldest first): its newest, one per
     ``every``, at most ``limit`` of them."""
     n = len(values)
@@ -125,16 +158,17 @@ def tail_seed(values, every, limit, ring_row, row, risk, init_q, least):
     cap = len(ring_row)
     for j in range(take):
         ring_row[take - 1 - j] = values[n - 1 - j * every]
+    ordered_row[:take] = np.sort(ring_row[:take])
     row[T_SIZE] = take
     row[T_POS] = take % cap
     row[T_SINCE] = 0
-    tail_fit(ring_row, row, risk, init_q, least)
+    tail_fit(ordered_row, row, risk, init_q, least)
 
 
 @njit(cache=True)
-def tail_alarm_batch(slots, ts, scores, tstate, ring, risk, init_q, every, learn, least,
-                     guard, astate, enter, exit_, min_hits, hit_window, spans, points, prune,
-                     out_thr, anomaly, event, event_ts, peak, last_hot):
+def tail_alarm_batch(slots, ts, scores, tstate, ring, ordered, risk, init_q, every, learn,
+                     least, guard, astate, enter, exit_, min_hits, hit_window, spans, points,
+                     prune, out_thr, anomaly, event, event_ts, peak, last_hot):
     """:func:`tail_batch` and :func:`alarm_batch` point by point, so that what a key's
     memory learns can depend on whether the point is inside an alarm (``LEARN_CALM``)."""
     for i in range(len(slots)):
@@ -144,5 +178,5 @@ def tail_alarm_batch(slots, ts, scores, tstate, ring, risk, init_q, every, learn
         alarm_step(i, k, ts[i], scores[i], z, tstate[k, T_MED], astate, enter, exit_,
                    min_hits, hit_window, spans, points, prune, anomaly, event, event_ts,
                    peak, last_hot)
-        tail_learn(k, scores[i], tstate, ring, risk, init_q, every, learn, least, guard,
-                   anomaly[i])
+        tail_learn(k, scores[i], tstate, ring, ordered, risk, init_q, every, learn, least,
+                   guard, anomaly[i])
