@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -114,6 +115,11 @@ def test_keys_handed_to_another_pipeline_carry_on_without_rewarming(trained, syn
     # another that already holds other keys; scores, thresholds and events carry on
     # exactly, and the pipeline they left forgets them
     detector, config = trained
+    # a readier threshold and every alarm kept (none pruned beside a stronger one), so
+    # that the moved key has events after the move whatever the model
+    config = dataclasses.replace(
+        config, alarm=dataclasses.replace(config.alarm, prune=0.0),
+        threshold=dataclasses.replace(config.threshold, risk=1e-3))
     frame = synthetic.take(synthetic.event_time_order())
     whole = Pipeline(detector, config, EventClock())
     want = whole.process(frame)

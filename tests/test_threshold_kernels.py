@@ -66,7 +66,8 @@ def test_alarm_matches_reference(seed):
     ts = np.cumsum(rng.integers(1, 60, len(slots))).astype(float)
     thresholds = np.where(rng.random(len(slots)) < 0.02, np.nan, 4.0)
     config = AlarmConfig(enter_level=1.0, exit_level=0.7, min_hits=1, hit_window=1,
-                         min_duration=30, resolve_after=120, suppress=300, update_every=60)
+                         min_duration=30, resolve_after=120, suppress=300, update_every=60,
+                         prune=0.0)
     alarm = Alarm(config)
     alarm.ensure(keys)
     out = alarm.apply(slots, ts, scores, thresholds)
@@ -105,7 +106,8 @@ def test_alarm_levels_from_a_typical_score_match_reference():
     thresholds = np.full(len(slots), 9.0)
     bases = np.where(rng.random(len(slots)) < 0.05, np.nan, 5.0 + rng.normal(0, 0.1, len(slots)))
     config = AlarmConfig(enter_level=1.0, exit_level=0.6, min_hits=1, hit_window=1,
-                         min_duration=0, resolve_after=120, suppress=0, update_every=60)
+                         min_duration=0, resolve_after=120, suppress=0, update_every=60,
+                         prune=0.0)
     alarm = Alarm(config)
     alarm.ensure(keys)
     out = alarm.apply(slots, ts, scores, thresholds, bases)
@@ -216,7 +218,7 @@ def test_tail_threshold_is_exceeded_at_about_the_risk_rate_and_not_taught_by_ala
     assert np.mean(incident > thr2) > 0.95 and tail.level(0) < 1.2 * before
     # a level that stays (crossing it far more often than the tail start allows) is
     # learnt as it is: after a while the threshold describes the new normal
-    lasting = rng.gamma(2.0, 4.0, 8000) + before
+    lasting = rng.gamma(2.0, 4.0, 8000) + tail.level(1)
     thr3, _ = tail.judge(np.ones(len(lasting), dtype=np.int64), lasting)  # another key
     assert np.mean(lasting[:60] > thr3[:60]) > 0.9
     assert np.mean(lasting[-2000:] > thr3[-2000:]) < 0.01

@@ -179,16 +179,17 @@ class ThresholdConfig:
     risk: float = _opt(1e-4, "tail/spot: probability of a normal score exceeding the "
                        "threshold", min=1e-9, max=0.5)
     memory: int = _opt(5000, "tail: recent scores per key the tail is fitted to (the "
-                       "held-out training scores until a key has its own)", min=50,
-                       max=100_000)
+                       "held-out training scores until a key has its own; the threshold "
+                       "never goes below the one all of them give)", min=50, max=100_000)
     sample_every: int = _opt(8, "tail: one score in this many enters a key's memory and "
                              "refits its tail (neighbouring smoothed scores say little new)",
                              min=1)
     learn: Literal["capped", "calm", "all"] = _opt(
-        "capped", "tail: which points a key's memory learns: capped: all, capped at the "
-        "threshold (one alarm barely moves it, a level that stays does) | calm: only those "
-        "outside alarms, capped (alarms never teach it; a new normal waits for the "
-        "updater) | all: all as they are")
+        "capped", "tail: which points a key's memory learns: capped: all, those of an episode "
+        "over the threshold (or in an alarm) capped at the threshold it began with (one "
+        "alarm barely moves it, a level that stays does) | calm: only those outside alarms, "
+        "capped (alarms never teach it; a new normal waits for the updater) | all: all as "
+        "they are")
     relearn_above: float = _opt(
         0.05, "tail, learn capped: a key crossing its threshold on more than this share of "
         "its recent points has a threshold that no longer describes it (not an anomaly: "
@@ -221,7 +222,7 @@ class AlarmConfig:
                                "alarms closer than this merge into one)", span=True)
     suppress: Span = _opt(Span(32, True), "after a resolve, no new alarm on the key for "
                           "this long", span=True)
-    prune: float = _opt(0.0, "a new alarm opens only at a level of at least this share of "
+    prune: float = _opt(0.5, "a new alarm opens only at a level of at least this share of "
                         "the key's strongest alarm peak within prune_memory (0: off)", min=0.0,
                         max=1.0)
     prune_memory: Span = _opt(Span(1000, True), "how long a strong alarm's peak prunes "

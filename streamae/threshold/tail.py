@@ -7,9 +7,9 @@ import numpy as np
 from streamae.config import ThresholdConfig
 from streamae.threshold.base import KeyedState
 from streamae.threshold.alarm import Alarm, AlarmOutput
-from streamae.threshold.tail_kernel import (LEARN_ALL, LEARN_CALM, LEARN_CAPPED, T_MED,
-                                            T_SIZE, T_Z, TAIL_COLS, tail_alarm_batch,
-                                            tail_batch, tail_seed)
+from streamae.threshold.tail_kernel import (LEARN_ALL, LEARN_CALM, LEARN_CAPPED, T_CAP,
+                                            T_FLOOR, T_MED, T_SIZE, T_Z, TAIL_COLS,
+                                            tail_alarm_batch, tail_batch, tail_seed)
 
 LEARN = {"all": LEARN_ALL, "capped": LEARN_CAPPED, "calm": LEARN_CALM}
 
@@ -80,20 +80,21 @@ class TailThreshold(KeyedState):
     def seed(self, slot: int, sample: np.ndarray) -> None:
         """A new key's memory, from held-out training scores: as many as ``init_points``
         stand for (one per ``sample_every``), so its own scores soon outweigh them."""
-        self._load(slot, sample, self.least, self.every)
+        self._load(slot, sample, self.least, self.every, floor=True)
 
     def refit(self, slot: int, scores: np.ndarray) -> None:
         """Restart one key's memory from its recent scores (after a model swap or a new
         normal): every one of them, the newest if they overfill it."""
         self._load(slot, self._restart(slot, scores), self.size, 1)
 
-    def _load(self, slot: int, values: np.ndarray, limit: int, every: int) -> None:
+    def _load(self, slot: int, values: np.ndarray, limit: int, every: int,
+              floor: bool = False) -> None:
         values = np.asarray(values, dtype=np.float64)
         values = values[np.isfinite(values)]
         self.ensure(slot + 1)
         c = self.config
         tail_seed(values, every, limit, self.ring[slot], self.ordered[slot], self.state[slot],
-                  c.risk, c.init_quantile, min(self.least, 3))
+                  c.risk, c.init_quantile, min(self.least, 3), floor)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         super().load_state_dict(_with_order(state))
@@ -123,5 +124,5 @@ def _with_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _fill() -> np.ndarray:
     row = np.zeros(TAIL_COLS)
-    row[T_Z] = row[T_MED] = np.nan  # no base: a state saved before it had one
+    row[T_Z] = row[T_MED] = row[T_CAP] = row[T_FLOOR] = np.nan  # none yet
     return row

@@ -18,10 +18,14 @@ from streamae.threshold.kernels import spot_level
 
 # Tail state columns: ring size, ring position, points since the last sample, then the
 # fitted tail (n, peaks, t, sum, sum of squares, z) as in SPOT, the share of recent points
-# above the threshold (exponentially weighted), and the median of the remembered scores
-# (the key's typical score, the base of the alarm levels)
-T_SIZE, T_POS, T_SINCE, T_N, T_NT, T_T, T_SUM, T_SQ, T_Z, T_OVER, T_MED = range(11)
-TAIL_COLS = 11
+# above the threshold (exponentially weighted), the median of the remembered scores (the
+# key's typical score, the base of the alarm levels), the level points are capped at
+# while the key is over its threshold or in an alarm (nan: not), and the lowest threshold
+# its held-out training scores allow (nan: none) with that fit's (n, peaks, t, sum, sum of
+# squares), laid out as the recent fit's
+(T_SIZE, T_POS, T_SINCE, T_N, T_NT, T_T, T_SUM, T_SQ, T_Z, T_OVER, T_MED, T_CAP,
+ T_FLOOR, F_N, F_NT, F_T, F_SUM, F_SQ) = range(18)
+TAIL_COLS = 18
 LEARN_ALL, LEARN_CAPPED, LEARN_CALM = 0, 1, 2
 
 
@@ -51,22 +55,24 @@ def tail_fit(ordered, row, risk, init_q, least):
     row[T_T] = t
     row[T_SUM] = total
     row[T_SQ] = sq
-    row[T_Z] = spot_level(t, n, nt, total, sq, risk)
+    z = spot_level(t, n, nt, total, sq, risk)
+    row[T_Z] = z if not (row[T_FLOOR] > z) else row[T_FLOOR]
     row[T_MED] = 0.5 * (float(ordered[(n - 1) // 2]) + float(ordered[n // 2]))
 
 
 @njit(cache=True)
-def tail_probability(x, ordered, row):
+def tail_probability(x, ordered, row, fit=T_N):
     """P(a score of the key's recent normal >= x): the fitted GPD above the tail start,
-    the share of remembered scores at or above x below it (nan without any)."""
+    the share of remembered scores at or above x below it (nan without any). ``fit``:
+    the column of the fit to use (``F_N``: the held-out floor's)."""
     size = int(row[T_SIZE])
     if size == 0 or np.isnan(x):
         return np.nan
-    t = row[T_T]
-    nt = row[T_NT]
+    t = row[fit + 2]
+    nt = row[fit + 1]
     if x > t and nt >= 1:
-        m = row[T_SUM] / nt
-        v = row[T_SQ] / nt - m * m
+        m = row[fit + 3] / nt
+        v = row[fit + 4] / nt - m * m
         y = x - t
         if nt < 3 or v <= 1e-12 * m * m:
             sf = math.exp(-y / max(m, 1e-12))
@@ -76,9 +82,10 @@ def tail_probability(x, ordered, row):
             base = 1.0 + gamma * y / sigma
             sf = 0.0 if base <= 0.0 else base ** (-1.0 / gamma) if abs(gamma) > 1e-6 \
                 else math.exp(-y / sigma)
-        return nt / row[T_N] * sf
+        return nt / row[fit] * sf
     count = size - np.searchsorted(ordered[:size], x)
-    return max(count, 1) / size
+    share = max(count, 1) / size
+    return share if fit == T_N else max(share, nt / row[fit])
 
 
 @njit(cache=True)
@@ -106,8 +113,11 @@ def tail_batch(slots, scores, state, ring, ordered, risk, init_q, every, learn, 
     (:func:`tail_learn`; outside alarms only is :func:`tail_alarm_batch`'s)."""
     for i in range(len(slots)):
         k = slots[i]
-        out_thr[i] = state[k, T_Z]
-        out_p[i] = tail_probability(scores[i], ordered[k], state[k])
+        z = state[k, T_Z]
+        out_thr[i] = z
+        # where the floor holds, the held-out tail sets the threshold: its probability
+        fit = F_N if z == state[k, T_FLOOR] else T_N
+        out_p[i] = tail_probability(scores[i], ordered[k], state[k], fit)
         tail_learn(k, scores[i], state, ring, ordered, risk, init_q, every, learn, least,
                    guard, False)
 
@@ -128,10 +138,19 @@ def tail_learn(k, x, state, ring, ordered, risk, init_q, every, learn, least, gu
     if not np.isnan(z):
         over = 1.0 if x > z else 0.0
         state[k, T_OVER] += (over - state[k, T_OVER]) / (cap * every)
+        # an episode over the threshold (or in an alarm) is capped at the threshold it
+        # began with: a threshold refitted on capped points must not lift the cap it caps
+        # the rest of the episode at (that ratchet took one burst's threshold 100-fold)
+        if over or in_alarm:
+            if np.isnan(state[k, T_CAP]):
+                state[k, T_CAP] = z
+        else:
+            state[k, T_CAP] = np.nan
+        level = z if np.isnan(state[k, T_CAP]) else state[k, T_CAP]
         if learn == LEARN_CALM and in_alarm:
             return
         if learn != LEARN_ALL and not (learn == LEARN_CAPPED and state[k, T_OVER] > guard):
-            x = min(x, z)
+            x = min(x, level)
     state[k, T_SINCE] += 1
     if state[k, T_SINCE] < every:
         return
@@ -150,9 +169,19 @@ def tail_learn(k, x, state, ring, ordered, risk, init_q, every, learn, least, gu
 
 
 @njit(cache=True)
-def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, least):
+def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, least, floor):
     """Restart one key's memory from ``values`` (oldest first): its newest, one per
-    ``every``, at most ``limit`` of them."""
+    ``every``, at most ``limit`` of them. ``floor``: the threshold is never below the one
+    fitted to all of ``values`` (a few of them say little of a rare tail)."""
+    row[T_FLOOR] = np.nan
+    if floor and len(values) >= least:
+        whole = np.sort(values.astype(np.float32))
+        probe = np.zeros_like(row)
+        probe[:] = np.nan
+        probe[T_SIZE] = len(whole)
+        tail_fit(whole, probe, risk, init_q, least)
+        row[T_FLOOR] = probe[T_Z]
+        row[F_N:F_SQ + 1] = probe[T_N:T_SQ + 1]
     n = len(values)
     take = min(limit, (n + every - 1) // every)
     cap = len(ring_row)
