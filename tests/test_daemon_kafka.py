@@ -32,9 +32,14 @@ pytestmark = pytest.mark.kafka
 SCHEMA = json.loads((Path(__file__).parents[1] / "streamae/schemas/event-v1.json").read_text())
 
 
+# the small model with a readier threshold, every alarm kept (none pruned beside a
+# stronger one): events to compare
+SETTINGS = {**SMALL, "scoring.threads": 1, "alarm.prune": 0.0, "threshold.risk": 1e-3}
+
+
 @pytest.fixture(scope="module")
 def model(train_frame, tmp_path_factory):
-    config = load_config(overrides={**SMALL, "scoring.threads": 1})
+    config = load_config(overrides=SETTINGS)
     detector = train_detector(train_frame, config)
     path = tmp_path_factory.mktemp("model")
     detector.save(path)
@@ -487,7 +492,7 @@ def test_kafka_range_replay_equals_the_file_backtest(kafka, model, live, tmp_pat
     out = tmp_path / "replay"
     assert main(["backtest", "--kafka-topic", topic, "--from", str(t0), "--to", str(t1 + 1),
                  "--bootstrap-servers", kafka.bootstrap_servers, "--model", str(model_path),
-                 "--out", str(out), "-q"] + [a for k, v in SMALL.items()
+                 "--out", str(out), "-q"] + [a for k, v in SETTINGS.items()
                                              for a in ("--set", f"{k}={v}")]) == 0
     replayed = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     expected = run_backtest(live, detector, config).events
