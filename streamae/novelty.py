@@ -40,6 +40,7 @@ class NoveltySettings:
     size: int = 0
     steps: int = 8
     least: int = 16
+    weight: float = 0.5
 
     @property
     def on(self) -> bool:

@@ -227,7 +227,8 @@ class Pipeline(KeyHandover):
                                    f"{detector.window}/{detector.channels} differ from "
                                    f"{self.detector.window}/{self.detector.channels}")
         log.info("model swap %s -> %s", self.detector.version, detector.version)
-        if detector.calibration.novelty != self.detector.calibration.novelty:
+        new, old = detector.calibration.novelty, self.detector.calibration.novelty
+        if (new.size, new.steps) != (old.size, old.steps):
             log.info("model %s remembers windows differently (%s): every key's memory of "
                      "recent windows starts again", detector.version,
                      detector.calibration.novelty)

@@ -167,6 +167,8 @@ class NoveltyConfig:
     steps: int = _opt(8, "a window is remembered as the means of this many equal parts of "
                       "each channel", min=1, max=64)
     least: int = _opt(16, "windows a key must remember before this member scores", min=1)
+    weight: float = _opt(0.5, "share of the score the novelty carries; the models' average "
+                         "carries the rest", min=0.05, max=0.95)
 
 
 @dataclass(frozen=True)

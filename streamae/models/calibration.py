@@ -11,8 +11,9 @@ calibration turns them into one score per step:
 3. across channels: the mean of the ``top_k`` largest (or mean, max, Mahalanobis);
 4. each member's score standardised by its own held-out median and spread, and the
    members' scores averaged; the key's novelty (:mod:`streamae.novelty`: a window's
-   distance to its key's nearest earlier window), standardised the same way, is one
-   more member (typical, 0, where it is not known).
+   distance to its key's nearest earlier window), standardised the same way, carries
+   ``novelty.weight`` of the score beside the models' average (typical, 0, where it is
+   not known): what training says and what the key's own history says.
 
 Per-channel ``contrib`` (the positive part of step 2, and the novelty's per-channel
 share, averaged over members) says which channels a score comes from. ``sample`` holds held-out scores: a threshold has them at once
@@ -80,8 +81,9 @@ class Calibration:
         With ``newest``, only the newest that many steps are scored (the rest are nan):
         what the pipeline needs, at a fraction of the work. ``novelty``: each window's
         distance to its key's nearest earlier window and the channels' shares of it (see
-        :mod:`streamae.novelty`), one more member; where it is not known (nan, or not
-        given) it counts as typical, so scores keep one scale either way."""
+        :mod:`streamae.novelty`), weighted against the models' average; where it is not
+        known (nan, or not given) it counts as typical, so scores keep one scale either
+        way."""
         return self.finish(self.models_part(errors, newest), novelty)
 
     def models_part(self, errors: np.ndarray, newest: int | None = None) -> ModelsPart:
@@ -99,22 +101,22 @@ class Calibration:
     def finish(self, part: ModelsPart, novelty: tuple[np.ndarray, np.ndarray] | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`score` from the models' part and the windows' novelty."""
-        total, contrib, n = part.total.copy(), part.contrib.copy(), part.members
-        if self.novelty.on:  # a member whether given or not: unknown counts as typical (0)
-            n += 1
-            if novelty is not None:
-                z = self.novelty_z(novelty[0])
-                given = np.isfinite(z)
-                total[given] += z[given, None]
-                contrib[given] += (np.maximum(z[given], 0.0)[:, None]
-                                   * novelty[1][given])[:, None, :].astype(np.float32)
+        share = self.novelty.weight if self.novelty.on else 0.0
+        total = part.total * np.float32((1.0 - share) / part.members)
+        contrib = part.contrib * np.float32((1.0 - share) / part.members)
+        if share and novelty is not None:  # unknown novelty counts as typical (0)
+            z = self.novelty_z(novelty[0])
+            given = np.isfinite(z)
+            total[given] += share * z[given, None]
+            contrib[given] += (share * np.maximum(z[given], 0.0)[:, None]
+                               * novelty[1][given])[:, None, :].astype(np.float32)
         b, keep = total.shape
         w = part.width
         if keep == w:
-            return total / n, contrib / n
+            return total, contrib
         score = np.full((b, w), np.nan, dtype=np.float32)
         out = np.full((b, w, contrib.shape[2]), np.nan, dtype=np.float32)
-        score[:, w - keep:], out[:, w - keep:] = total / n, contrib / n
+        score[:, w - keep:], out[:, w - keep:] = total, contrib
         return score, out
 
     def novelty_z(self, distance: np.ndarray) -> np.ndarray:
