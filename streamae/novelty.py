@@ -9,9 +9,10 @@ is remembered unless it lies in an alarm or crossed the threshold: what a key ke
 doing normally stops being new, while an incident stays new (as the replay buffer keeps
 it out of training).
 
-The distance, standardised on held-out windows at training time, is one more member of
-the score (:class:`~streamae.models.calibration.Calibration`); each channel's share of it
-joins the attribution. The state is plain arrays, checkpointed and moved with partitions
+The distance, standardised on held-out windows at training time, carries
+``novelty.weight`` of the score beside the models' average
+(:class:`~streamae.models.calibration.Calibration`); each channel's share of it joins the
+attribution. The state is plain arrays, checkpointed and moved with partitions
 like the thresholds'.
 """
 
