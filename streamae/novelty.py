@@ -58,6 +58,21 @@ def features(windows: np.ndarray, steps: int) -> np.ndarray:
     return (sums / np.diff(bounds).astype(np.float32)[None, :, None]).reshape(b, steps * c)
 
 
+def nearest(feats: np.ndarray, memory: np.ndarray, channels: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature row's distance to its nearest row of ``memory`` (windows that do not
+    overlap it) and each channel's share of that distance's square: what
+    :meth:`Novelty.judge` gives, for windows judged outside a key's ring."""
+    d2 = ((feats ** 2).sum(1)[:, None] + (memory ** 2).sum(1)[None, :]
+          - 2.0 * feats @ memory.T)
+    at = d2.argmin(axis=1)
+    diff = (feats - memory[at]) ** 2
+    share = diff.reshape(len(feats), -1, channels).sum(axis=1)
+    total = share.sum(axis=1, keepdims=True)
+    share = np.divide(share, total, out=np.zeros_like(share), where=total > 0)
+    return np.sqrt(total[:, 0]), share.astype(np.float32)
+
+
 @dataclass
 class Judged:
     """Per judged window: distance (nan: none), channel shares ``(n, C)``, the features

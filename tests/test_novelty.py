@@ -9,7 +9,7 @@ import pytest
 from streamae.backtest import run_backtest
 from streamae.models.calibration import Calibration
 from streamae.models.detector import Detector, calibrated
-from streamae.novelty import Novelty, NoveltySettings, features, replay
+from streamae.novelty import Novelty, NoveltySettings, features, nearest, replay
 from streamae.pipeline import Pipeline
 from streamae.types import Frame
 
@@ -156,3 +156,17 @@ def test_a_key_unseen_in_training_starts_with_an_empty_memory(trained, synthetic
     pipeline = Pipeline(detector, config)
     pipeline.process(other.take(np.arange(10)))
     assert pipeline.novelty.state[0, 1] == 0  # nothing remembered yet
+
+
+def test_nearest_outside_a_ring_matches_the_kernel():
+    rng = np.random.default_rng(4)
+    w, c = 12, 3
+    settings = NoveltySettings(size=40, steps=4, least=3)
+    history = rng.normal(size=(40, w, c)).astype(np.float32)
+    ring = Novelty(settings, w, c, capacity=1)
+    ring.seed(0, features(history, 4))
+    query = rng.normal(size=(9, w, c)).astype(np.float32)
+    live = ring.judge(np.zeros(9, np.int64), query, np.full(9, w), np.ones(9, bool))
+    distance, share = nearest(features(query, 4), features(history, 4), c)
+    np.testing.assert_allclose(distance, live.distance, rtol=1e-4)
+    np.testing.assert_allclose(share, live.share, rtol=1e-3, atol=1e-5)

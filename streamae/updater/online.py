@@ -207,7 +207,8 @@ class OnlineUpdater:
         # scoring like normal: like the model's held-out training windows (the key's
         # recent windows outside alarms may hold the start of this or another change)
         change, tried = search(self.live, alarm, normal if len(normal) >= 16 else None,
-                               self.live.calibration.sample_for(key), hop)
+                               self.live.calibration.sample_for(key), hop,
+                               self.live.calibration.novelty_seeds.get(key))
         if change is None:
             if tried:
                 log.info("key %s in alarm since %.0f: re-scaling does not explain it (%s); "

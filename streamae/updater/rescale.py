@@ -3,8 +3,9 @@
 A key that stays in alarm may have had some channels recalibrated (a new offset, a new
 gain) while the process they measure behaves as before. That is told from an incident by
 trying it: each channel's level and spread in the alarm's windows are mapped onto those
-of the key's last normal windows, and the live model scores the mapped windows. Only if
-they then score like the model's held-out normal windows is the change taken as a
+of the key's last normal windows, and the live model scores the mapped windows (their
+novelty against those normal windows included). Only if they then score like the model's
+held-out normal windows is the change taken as a
 recalibration and the key's scaling changed (the alarm that went before stays an
 event). An incident (the channels' relations broken, a shape the model never saw) still
 scores high after the mapping and is left alone.
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamae.models.detector import Detector
+from streamae.novelty import features, nearest
 
 # a channel counts as moved when its level moved by its normal spread, or its
 # spread changed by half
@@ -153,18 +155,27 @@ def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
                    moved | shifted)
 
 
-def point_scores(model: Detector, windows: np.ndarray, hop: int) -> np.ndarray:
-    """The model's finite scores of the windows' newest ``hop`` steps."""
-    scores = model.score(windows, batch_size=1024)[0][:, -hop:].ravel()
+def point_scores(model: Detector, windows: np.ndarray, hop: int,
+                 memory: np.ndarray | None = None) -> np.ndarray:
+    """The model's finite scores of the windows' newest ``hop`` steps; with the novelty
+    member on and ``memory`` (a key's normal windows as :func:`~streamae.novelty.features`
+    rows), each window's novelty against it joins the score as it does live."""
+    novelty = None
+    settings = model.calibration.novelty
+    if settings.on and memory is not None and len(memory) >= settings.least:
+        feats = features(windows, min(settings.steps, windows.shape[1]))
+        novelty = nearest(feats, memory, windows.shape[2])
+    scores = model.score(windows, batch_size=1024, novelty=novelty)[0][:, -hop:].ravel()
     return scores[np.isfinite(scores)]
 
 
 def explains(model: Detector, change: Rescale, alarm: np.ndarray, usual: np.ndarray,
-             hop: int) -> tuple[bool, float, float]:
+             hop: int, memory: np.ndarray | None = None) -> tuple[bool, float, float]:
     """Whether the alarm windows, re-scaled, score like the key's normal: the 90th
-    percentile of their scores at most the 99th of ``usual`` (the key's normal scores).
+    percentile of their scores (novelty against ``memory`` included, see
+    :func:`point_scores`) at most the 99th of ``usual`` (the key's normal scores).
     Returns the verdict and both percentiles."""
-    mapped = point_scores(model, change.windows(alarm), hop)
+    mapped = point_scores(model, change.windows(alarm), hop, memory)
     usual = usual[np.isfinite(usual)]
     if not len(mapped) or not len(usual):
         return False, np.nan, np.nan
@@ -173,11 +184,16 @@ def explains(model: Detector, change: Rescale, alarm: np.ndarray, usual: np.ndar
 
 
 def search(model: Detector, alarm: np.ndarray, normal: np.ndarray | None, usual: np.ndarray,
-           hop: int) -> tuple[Rescale | None, list[str]]:
+           hop: int, seed: np.ndarray | None = None) -> tuple[Rescale | None, list[str]]:
     """The first mapping onto ``normal`` (None: the training normal) that :func:`explains`
     the alarm, the fewest channels first (those whose level moved, then also those whose
-    spread alone did). Returns it (None if none does) and one line per mapping tried, the
-    chosen one last."""
+    spread alone did); the mapped windows' novelty is measured against ``normal`` (or the
+    key's training memory ``seed``), so an alarm the models would explain but the key
+    never did before stays an incident. Returns the mapping (None if none does) and one
+    line per mapping tried, the chosen one last."""
+    steps = model.calibration.novelty.steps
+    memory = (features(normal, min(steps, normal.shape[1])) if normal is not None
+              else seed)
     tried: list[str] = []
     previous = None
     for levels_only in (True, False):
@@ -185,7 +201,7 @@ def search(model: Detector, alarm: np.ndarray, normal: np.ndarray | None, usual:
         if change is None or (previous is not None and np.array_equal(change.moved, previous)):
             continue
         previous = change.moved
-        ok, after, usual_p99 = explains(model, change, alarm, usual, hop)
+        ok, after, usual_p99 = explains(model, change, alarm, usual, hop, memory)
         names = ", ".join(c for c, m in zip(model.channels, change.moved) if m)
         tried.append(f"{names} onto its {'own' if normal is not None else 'training'} normal: "
                      f"score p90 {after:.3g} {'<=' if ok else '>'} normal p99 {usual_p99:.3g}")
