@@ -1,10 +1,13 @@
 """Novelty: how far each window is from everything its key showed before.
 
-Per key, a ring of its last ``size`` normal windows, each remembered as the means of
-``steps`` equal parts of every channel (scaled units). A new window is compared with
-every remembered one that does not overlap it (ended at least W points earlier), and its
-distance to the nearest is how new it is for this key: a causal nearest-neighbour (left
-matrix profile) distance over a bounded memory. Once the alarm stage has judged it, it
+Per key, a ring of its recent normal windows, each remembered as the means of ``steps``
+equal parts of every channel (scaled units). A new window is compared with the newest
+``size`` remembered ones that do not overlap it (ended at least W points earlier), and
+its distance to the nearest is how new it is for this key: a causal nearest-neighbour
+(left matrix profile) distance over a bounded memory. The ring holds ``spare`` more
+windows than that, as many as can overlap one window, so a window is compared with the
+same ones whether the windows before it were remembered one at a time or after it was
+judged in the same batch. Once the alarm stage has judged it, it
 is remembered unless it lies in an alarm or crossed the threshold: what a key keeps
 doing normally stops being new, while an incident stays new (as the replay buffer keeps
 it out of training).
@@ -91,13 +94,40 @@ class Novelty(KeyedState):
     _DTYPES = {"bank": np.float32}
 
     def __init__(self, settings: NoveltySettings, window: int, channels: int,
-                 capacity: int = 64) -> None:
+                 capacity: int = 64, hop: int = 1) -> None:
         self.settings, self.window, self.channels = settings, window, channels
         self.steps = min(settings.steps, window)
         self.dim = self.steps * channels
+        # windows of a key end at least a hop apart (a flush may close one sooner)
+        self.slots = settings.size + (-(-window // max(hop, 1)) + 1 if settings.size else 0)
         super().__init__(np.zeros(NOVELTY_COLS), capacity)
-        self.bank = np.zeros((capacity, settings.size * self.dim), dtype=np.float32)
-        self.ends = np.zeros((capacity, settings.size))
+        self.bank = np.zeros((capacity, self.slots * self.dim), dtype=np.float32)
+        self.ends = np.zeros((capacity, self.slots))
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        super().load_state_dict(self._laid_out(state))
+
+    def put(self, slots: np.ndarray, rows: dict[str, np.ndarray]) -> None:
+        super().put(slots, self._laid_out(rows))
+
+    def _laid_out(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Rows saved with another ring length (an earlier version's) in this ring's
+        layout: each key's newest remembered windows, oldest first."""
+        ends = np.asarray(rows["ends"])
+        old = ends.shape[1] if ends.ndim == 2 else self.slots
+        if old == self.slots:
+            return rows
+        n = len(ends)
+        state = np.array(rows["state"], dtype=np.float64)
+        bank = np.asarray(rows["bank"], dtype=np.float32).reshape(n, old, self.dim)
+        new_bank = np.zeros((n, self.slots, self.dim), np.float32)
+        new_ends = np.zeros((n, self.slots))
+        for r in range(n):
+            held, pos = int(state[r, N_SIZE]), int(state[r, N_POS])
+            order = ((pos - held + np.arange(held)) % max(old, 1))[-self.slots:]
+            new_bank[r, : len(order)], new_ends[r, : len(order)] = bank[r, order], ends[r, order]
+            state[r, N_SIZE], state[r, N_POS] = len(order), len(order) % max(self.slots, 1)
+        return {**rows, "state": state, "bank": new_bank.reshape(n, -1), "ends": new_ends}
 
     def judge(self, slots: np.ndarray, windows: np.ndarray, new: np.ndarray,
               query: np.ndarray, insert: np.ndarray | None = None) -> Judged:
@@ -113,8 +143,8 @@ class Novelty(KeyedState):
         if n:
             novelty_batch(slots.astype(np.int64), out.features, new.astype(np.float64),
                           query.astype(np.bool_), insert, self.state, self.bank, self.ends,
-                          self.settings.size, self.window, self.settings.least, out.distance,
-                          out.share, out.end)
+                          self.slots, self.settings.size, self.window, self.settings.least,
+                          out.distance, out.share, out.end)
         return out
 
     def remember(self, slots: np.ndarray, judged: Judged, which: np.ndarray) -> None:
@@ -122,15 +152,14 @@ class Novelty(KeyedState):
         idx = np.flatnonzero(which)
         if len(idx) and self.settings.size:
             novelty_remember(slots[idx].astype(np.int64), judged.features[idx],
-                             judged.end[idx], self.state, self.bank, self.ends,
-                             self.settings.size)
+                             judged.end[idx], self.state, self.bank, self.ends, self.slots)
 
     def remembered(self, slot: int) -> np.ndarray:
-        """A key's remembered windows, oldest first ``(m, steps * C)``."""
+        """A key's newest ``size`` remembered windows, oldest first ``(m, steps * C)``."""
         held, pos = int(self.state[slot, N_SIZE]), int(self.state[slot, N_POS])
-        bank = self.bank[slot].reshape(self.settings.size, self.dim)
-        order = (pos - held + np.arange(held)) % max(self.settings.size, 1)
-        return bank[order].copy()
+        bank = self.bank[slot].reshape(self.slots, self.dim)
+        order = (pos - held + np.arange(held)) % max(self.slots, 1)
+        return bank[order[-self.settings.size:] if self.settings.size else order[:0]].copy()
 
     def seed(self, slot: int, remembered: np.ndarray) -> None:
         """Start a key's memory from windows remembered before (oldest first; the newest
@@ -142,18 +171,18 @@ class Novelty(KeyedState):
         self.bank[slot, : n * self.dim] = take.reshape(-1)
         self.ends[slot, :n] = -np.inf
         self.state[slot, N_SIZE] = n
-        self.state[slot, N_POS] = n % max(self.settings.size, 1)
+        self.state[slot, N_POS] = n % max(self.slots, 1)
 
 
 @njit(cache=True)
-def _insert(k, feats, end, state, bank, ends, size):
+def _insert(k, feats, end, state, bank, ends, slots):
     dim = len(feats)
     pos = int(state[k, N_POS])
     for t in range(dim):
         bank[k, pos * dim + t] = feats[t]
     ends[k, pos] = end
-    state[k, N_POS] = (pos + 1) % size
-    state[k, N_SIZE] = min(state[k, N_SIZE] + 1, size)
+    state[k, N_POS] = (pos + 1) % slots
+    state[k, N_SIZE] = min(state[k, N_SIZE] + 1, slots)
 
 
 @njit(cache=True, fastmath=True)
@@ -167,13 +196,13 @@ def _squared(a, b):
 
 
 @njit(cache=True)
-def novelty_batch(slots, feats, new, query, insert, state, bank, ends, size, window, least,
-                  out_dist, out_share, out_end):
+def novelty_batch(slots, feats, new, query, insert, state, bank, ends, ring, size, window,
+                  least, out_dist, out_share, out_end):
     """Per window, in order: advance its key's point count by ``new`` (its end is then
-    that count); if ``query``, the distance to the nearest remembered window that ended at
-    least ``window`` points before this one (nan with fewer than ``least`` of them) and
-    each channel's share of its square; if ``insert``, remember it (the oldest is
-    forgotten when full)."""
+    that count); if ``query``, the distance to the nearest of the newest ``size``
+    remembered windows that ended at least ``window`` points before this one (nan with
+    fewer than ``least`` of them) and each channel's share of its square; if ``insert``,
+    remember it (the oldest of the ``ring`` slots is forgotten when full)."""
     dim = feats.shape[1]
     channels = out_share.shape[1]
     for i in range(len(slots)):
@@ -183,9 +212,13 @@ def novelty_batch(slots, feats, new, query, insert, state, bank, ends, size, win
         out_end[i] = now
         if query[i]:
             best, at, usable = np.inf, -1, 0
-            for j in range(int(state[k, N_SIZE])):
+            held, pos = int(state[k, N_SIZE]), int(state[k, N_POS])
+            for t in range(held):  # newest first
+                j = (pos - 1 - t) % ring
                 if ends[k, j] > now - window:
                     continue
+                if usable == size:
+                    break
                 usable += 1
                 d = _squared(feats[i], bank[k, j * dim:(j + 1) * dim])
                 if d < best:
@@ -197,15 +230,15 @@ def novelty_batch(slots, feats, new, query, insert, state, bank, ends, size, win
                     for t in range(dim):
                         diff = feats[i, t] - bank[k, off + t]
                         out_share[i, t % channels] += diff * diff / best
-        if insert[i] and size > 0:
-            _insert(k, feats[i], now, state, bank, ends, size)
+        if insert[i] and ring > 0:
+            _insert(k, feats[i], now, state, bank, ends, ring)
 
 
 @njit(cache=True)
-def novelty_remember(slots, feats, end, state, bank, ends, size):
+def novelty_remember(slots, feats, end, state, bank, ends, ring):
     """Remember windows judged before, in order."""
     for i in range(len(slots)):
-        _insert(slots[i], feats[i], end[i], state, bank, ends, size)
+        _insert(slots[i], feats[i], end[i], state, bank, ends, ring)
 
 
 SEED_BUDGET = 4_000_000  # remembered numbers a detector carries for all its training keys
@@ -218,7 +251,7 @@ def replay(x: np.ndarray, ends: np.ndarray, settings: NoveltySettings, window: i
     fresh memory (a window remembered every ``hop`` rows from the first full one), and
     each of those windows is judged against what came before it. Also returns what the
     memory holds at the end, oldest first ``(m, steps * C)``."""
-    memory = Novelty(settings, window, x.shape[1], capacity=1)
+    memory = Novelty(settings, window, x.shape[1], capacity=1, hop=hop)
     if len(x) < window:
         return np.full(len(ends), np.nan), memory.remembered(0)
     stream = np.arange(window - 1, len(x), hop)

@@ -176,7 +176,10 @@ class Pipeline(KeyHandover):
         """Per-key memories of recent windows for the detector's novelty member (None
         when it has none)."""
         settings = detector.calibration.novelty
-        return Novelty(settings, detector.window, len(detector.channels)) if settings.on else None
+        if not settings.on:
+            return None
+        return Novelty(settings, detector.window, len(detector.channels),
+                       hop=self.config.window.hop)
 
     def _grow(self, known: int) -> None:
         n = len(self.keys.names)
@@ -228,14 +231,18 @@ class Pipeline(KeyHandover):
                                    f"{self.detector.window}/{self.detector.channels}")
         log.info("model swap %s -> %s", self.detector.version, detector.version)
         new, old = detector.calibration.novelty, self.detector.calibration.novelty
-        if (new.size, new.steps) != (old.size, old.steps):
+        restart = (new.size, new.steps) != (old.size, old.steps)
+        if restart:
             log.info("model %s remembers windows differently (%s): every key's memory of "
-                     "recent windows starts again", detector.version,
-                     detector.calibration.novelty)
+                     "recent windows starts again (from its training history where the "
+                     "model has it)", detector.version, new)
             self.novelty = self._novelty_for(detector)
-            if self.novelty is not None:
-                self.novelty.ensure(len(self.keys.names))
+        elif self.novelty is not None:
+            self.novelty.settings = new  # same memory layout; least and weight may differ
         self.detector = detector
+        if restart and self.novelty is not None:
+            self.novelty.ensure(len(self.keys.names))
+            self._seed_novelty(range(len(self.keys.names)))
         if calibration:
             self.recalibrate(calibration)
 

@@ -23,14 +23,13 @@ def naive(slots, windows, new, query, insert, size, steps, window, least):
         points[k] = points.get(k, 0) + n
         now = points[k]
         f = features(x[None], steps)[0]
-        usable = [g for end, g in memory.get(k, []) if end <= now - window]
+        usable = [g for end, g in memory.get(k, []) if end <= now - window][-size:]
         if q and len(usable) >= least:
             out.append(min(math.dist(f, g) for g in usable))
         else:
             out.append(math.nan)
         if ins:
             memory.setdefault(k, []).append((now, f))
-            memory[k] = memory[k][-size:]
     return np.array(out)
 
 
@@ -170,3 +169,37 @@ def test_nearest_outside_a_ring_matches_the_kernel():
     distance, share = nearest(features(query, 4), features(history, 4), c)
     np.testing.assert_allclose(distance, live.distance, rtol=1e-4)
     np.testing.assert_allclose(share, live.share, rtol=1e-3, atol=1e-5)
+
+
+def test_a_window_sees_the_same_memory_judged_alone_or_with_its_neighbours():
+    """Windows judged in one batch before the earlier ones are remembered find the same
+    nearest windows as when each is remembered before the next is judged."""
+    rng = np.random.default_rng(5)
+    w, hop, c, n = 16, 4, 2, 120
+    settings = NoveltySettings(size=6, steps=4, least=2)
+    windows = rng.normal(size=(n, w, c)).astype(np.float32)
+    slots, new = np.zeros(n, np.int64), np.full(n, hop)
+    keep = rng.random(n) < 0.8
+    alone = Novelty(settings, w, c, capacity=1, hop=hop)
+    one = [alone.judge(slots[i:i + 1], windows[i:i + 1], new[i:i + 1], np.ones(1, bool),
+                       keep[i:i + 1]).distance[0] for i in range(n)]
+    rounds = Novelty(settings, w, c, capacity=1, hop=hop)
+    many = []
+    for i in range(0, n, w // hop - 1):  # a round: windows that all overlap each other
+        part = slice(i, i + w // hop - 1)
+        judged = rounds.judge(slots[part], windows[part], new[part], np.ones(len(
+            windows[part]), bool))
+        rounds.remember(slots[part], judged, keep[part])
+        many.extend(judged.distance)
+    np.testing.assert_allclose(many, one, rtol=1e-5, equal_nan=True)
+
+
+def test_a_memory_saved_with_another_ring_length_keeps_its_newest_windows():
+    settings = NoveltySettings(size=4, steps=1, least=1)
+    small = Novelty(settings, 2, 1, capacity=1, hop=2)
+    big = Novelty(settings, 2, 1, capacity=1, hop=1)
+    assert small.slots != big.slots
+    x = np.arange(9, dtype=np.float32).reshape(9, 1, 1).repeat(2, axis=1)
+    small.judge(np.zeros(9, np.int64), x, np.full(9, 2), np.zeros(9, bool), np.ones(9, bool))
+    big.load_state_dict(small.state_dict())
+    np.testing.assert_array_equal(big.remembered(0), small.remembered(0))

@@ -23,6 +23,7 @@ for a key with no history yet (``key_samples`` for keys seen in training).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +31,12 @@ import numpy as np
 
 from streamae.novelty import NoveltySettings
 
+log = logging.getLogger(__name__)
+
 SAMPLE = 5000  # held-out scores kept for thresholds
 KEY_SAMPLE = 1000  # per key seen in training
 IQR_TO_STD = 1.349
+NOVELTY_LEAST = 20  # known held-out novelty distances needed to standardise them
 
 
 @dataclass
@@ -159,14 +163,12 @@ class Calibration:
     def refit(self, errors: np.ndarray, keys: np.ndarray,
               novelty: np.ndarray | None = None) -> Calibration:
         """The same settings fitted to other held-out errors (a new model version's).
-        ``novelty``: the windows' novelty distances; without them the novelty keeps its
-        standardisation (it does not depend on the model) and the held-out scores are the
-        models' alone."""
+        The novelty keeps its standardisation (it does not depend on the model);
+        ``novelty``: the windows' distances, which join the held-out scores (without
+        them those are the models' alone)."""
         cal = Calibration.fit(errors, keys, self.groups, self.hop, self.aggregate,
                               self.top_k, self.smooth, self.floor, self.per_channel,
-                              self.novelty, novelty)
-        if novelty is None and self.novelty.on:
-            cal.novelty_loc, cal.novelty_scale = self.novelty_loc, self.novelty_scale
+                              self.novelty, novelty, (self.novelty_loc, self.novelty_scale))
         cal.novelty_seeds = self.novelty_seeds
         return cal
 
@@ -175,11 +177,14 @@ class Calibration:
             aggregate: str = "topk", top_k: int = 0, smooth: int = 8,
             floor: float = 0.1, per_channel: bool = True,
             novelty_settings: NoveltySettings | None = None,
-            novelty: np.ndarray | None = None) -> Calibration:
+            novelty: np.ndarray | None = None,
+            novelty_scaling: tuple[float, float] | None = None) -> Calibration:
         """Fit on held-out normal windows' errors ``(heads, n, W, C)`` (``keys`` per window,
         windows of a key in time order). Statistics use the newest ``hop`` steps, the ones
         the pipeline scores. ``novelty``: the windows' novelty distances (nan where a
-        key remembered too little), standardised by their median and spread."""
+        key remembered too little), standardised by their median and spread, or by
+        ``novelty_scaling`` (location, scale) when given; with fewer than
+        :data:`NOVELTY_LEAST` known distances to fit on, the novelty member is off."""
         h, n, w, c = errors.shape
         hop = min(hop, w)
         absolute = np.sqrt(errors[:, :, w - hop:].astype(np.float64)).reshape(h, -1, c)
@@ -194,10 +199,18 @@ class Calibration:
                           np.zeros(m), np.ones(m), aggregate, top_k, smooth, hop, floor,
                           per_channel, novelty=novelty_settings or NoveltySettings())
         known = novelty[np.isfinite(novelty)] if novelty is not None else np.zeros(0)
-        if cal.novelty.on and len(known) >= 2:
+        if novelty_scaling is not None:
+            cal.novelty_loc, cal.novelty_scale = novelty_scaling
+        elif cal.novelty.on and len(known) >= NOVELTY_LEAST:
             p25, med, p75 = np.percentile(known, [25, 50, 75])
             cal.novelty_loc = float(med)
-            cal.novelty_scale = max(float(p75 - p25) / IQR_TO_STD, 1e-6)
+            spread = float(p75 - p25) / IQR_TO_STD  # all alike: the spread, floored
+            cal.novelty_scale = spread if spread > 1e-6 else max(float(np.std(known)), 1e-3)
+        elif cal.novelty.on:
+            log.warning("novelty off: %d held-out windows had a novelty distance, %d "
+                        "needed to standardise it (more training data per key, or a "
+                        "smaller novelty.least)", len(known), NOVELTY_LEAST)
+            cal.novelty = dataclasses.replace(cal.novelty, size=0)
         members = [z[:, w - hop:] for z in cal.member_z(errors)]
         if aggregate == "mahalanobis":
             cal.precision = np.stack([_precision(z.reshape(-1, c)) for z in members])
@@ -259,8 +272,8 @@ class Calibration:
         flat = arrays.get("novelty_seeds", np.zeros(0, np.float32))
         width = len(flat) // max(int(sizes.sum()), 1)
         bounds = np.cumsum(np.r_[0, sizes]) * width
-        seeds = {k: flat[a:b].reshape(-1, width) for k, a, b in
-                 zip(meta.get("novelty_seeded", []), bounds[:-1], bounds[1:])}
+        seeds = {k: flat[a:b].reshape(-1, width) for k, a, b in  # none when all empty
+                 zip(meta.get("novelty_seeded", []), bounds[:-1], bounds[1:])} if width else {}
         return Calibration([list(g) for g in meta["groups"]], arrays["loc"], arrays["scale"],
                            arrays["member_loc"], arrays["member_scale"], meta["aggregate"],
                            int(meta["top_k"]), int(meta["smooth"]), int(meta["hop"]),

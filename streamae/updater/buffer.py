@@ -133,23 +133,23 @@ class ReplayBuffer:
 
     def windows(self, keys: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Training windows (reservoir, then recent oldest -> newest) and their times."""
-        data, ts, _ = self.keyed_windows(keys)
+        data, ts, _, _ = self.keyed_windows(keys)
         return data, ts
 
     def keyed_windows(self, keys: list[str] | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`windows` with each window's key."""
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`windows` with each window's key and novelty distance (nan: none)."""
         r = self.reservoir
         res_idx = np.arange(r.size)
         res_idx = res_idx[np.argsort(r.ts[res_idx], kind="stable")]
         rec_idx = self.recent.ordered()
-        data = np.concatenate([r.data[res_idx], self.recent.data[rec_idx]])
-        ks = np.concatenate([r.keys[res_idx], self.recent.keys[rec_idx]])
-        ts = np.concatenate([r.ts[res_idx], self.recent.ts[rec_idx]])
+        data, ks, ts, nov = (np.concatenate([getattr(r, f)[res_idx],
+                                             getattr(self.recent, f)[rec_idx]])
+                             for f in ("data", "keys", "ts", "novelty"))
         if keys is not None:
             sel = np.isin(ks, np.asarray(keys, dtype=object))
-            data, ts, ks = data[sel], ts[sel], ks[sel]
-        return data, ts, ks
+            data, ts, ks, nov = data[sel], ts[sel], ks[sel], nov[sel]
+        return data, ts, ks, nov
 
     def newest(self, n: int) -> np.ndarray:
         """The newest ``n`` admitted windows (recent normal data, for shadow scoring)."""
@@ -255,20 +255,21 @@ class KeyedReplayBuffer:
 
     def windows(self, keys: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every key's training windows, merged in time order (oldest first)."""
-        data, ts, _ = self.keyed_windows(keys)
+        data, ts, _, _ = self.keyed_windows(keys)
         return data, ts
 
     def keyed_windows(self, keys: list[str] | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`windows` with each window's key."""
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`windows` with each window's key and novelty distance."""
         chosen = [p for k, p in self.parts.items() if keys is None or k in keys]
         if not chosen:
             w, c = self.shape[:2]
-            return np.zeros((0, w, c), np.float32), np.zeros(0), np.zeros(0, dtype=object)
-        data, ts, ks = (np.concatenate(part) for part in zip(*(p.keyed_windows()
-                                                                for p in chosen)))
+            return (np.zeros((0, w, c), np.float32), np.zeros(0), np.zeros(0, dtype=object),
+                    np.zeros(0))
+        data, ts, ks, nov = (np.concatenate(part) for part in zip(*(p.keyed_windows()
+                                                                     for p in chosen)))
         order = np.argsort(ts, kind="stable")
-        return data[order], ts[order], ks[order]
+        return data[order], ts[order], ks[order], nov[order]
 
     def newest(self, n: int) -> np.ndarray:
         return self._newest([p.recent for p in self.parts.values()], n)

@@ -71,6 +71,7 @@ class Snapshot:
     windows: np.ndarray
     ts: np.ndarray
     keys: np.ndarray
+    novelty: np.ndarray  # each window's novelty distance as scored (nan: none)
     held: int  # newest windows held out for the gate and the new calibration
     recent: np.ndarray
     newest: dict[str, tuple[np.ndarray, np.ndarray]]  # windows and their novelty
@@ -304,9 +305,9 @@ class OnlineUpdater:
     def _snapshot(self) -> Snapshot:
         """What a round learns from, copied on the scoring thread: the background round
         never reads the buffer, which the scoring thread goes on filling."""
-        windows, ts, keys = self.buffer.keyed_windows()
+        windows, ts, keys, novelty = self.buffer.keyed_windows()
         n_hold = max(1, int(len(windows) * self.cfg.holdout_fraction))
-        return Snapshot(windows, ts, keys, n_hold, self.buffer.newest(4 * n_hold),
+        return Snapshot(windows, ts, keys, novelty, n_hold, self.buffer.newest(4 * n_hold),
                         self._newest(self.buffer.keys(), self.cfg.calibration_points),
                         self.buffer.quarantined(4 * n_hold))
 
@@ -325,7 +326,8 @@ class OnlineUpdater:
         # a new version scores on its own calibration: fitted on the held-out windows
         held_keys = keys[-n_hold:]
         order = np.argsort(held_keys.astype(str), kind="stable")  # each key's in time order
-        candidate = candidate.recalibrated(holdout[order], held_keys[order])
+        candidate = candidate.recalibrated(holdout[order], held_keys[order],
+                                           snap.novelty[-n_hold:][order])
         verdict = validate(live, candidate, holdout, snap.recent, self.cfg,
                            self.config.threshold, snap.quarantined)
         result = Round(now, reason, verdict.accepted, candidate.version, verdict.reasons,
