@@ -203,3 +203,32 @@ def test_a_memory_saved_with_another_ring_length_keeps_its_newest_windows():
     small.judge(np.zeros(9, np.int64), x, np.full(9, 2), np.zeros(9, bool), np.ones(9, bool))
     big.load_state_dict(small.state_dict())
     np.testing.assert_array_equal(big.remembered(0), small.remembered(0))
+
+
+def test_too_few_held_out_distances_turn_the_novelty_off_and_a_refit_keeps_its_scale():
+    rng = np.random.default_rng(6)
+    errors = rng.chisquare(1, size=(1, 300, 8, 2))
+    keys = np.full(300, "k", dtype=object)
+    few = np.full(300, np.nan)
+    few[:5] = 1.0
+    settings = NoveltySettings(64, 4, 8)
+    off = Calibration.fit(errors, keys, [[0]], hop=4, smooth=2, novelty_settings=settings,
+                          novelty=few)
+    assert not off.novelty.on
+    on = Calibration.fit(errors, keys, [[0]], hop=4, smooth=2, novelty_settings=settings,
+                         novelty=rng.gamma(4.0, 0.5, size=300))
+    refit = on.refit(errors * 2, keys, np.full(300, 50.0))
+    assert (refit.novelty_loc, refit.novelty_scale) == (on.novelty_loc, on.novelty_scale)
+    # the windows' novelty (here far from typical) joins the new held-out scores
+    assert np.median(refit.sample) > np.median(on.refit(errors * 2, keys).sample) + 5
+
+
+def test_a_model_whose_novelty_seeds_are_all_empty_loads():
+    rng = np.random.default_rng(7)
+    errors = rng.chisquare(1, size=(1, 300, 8, 2))
+    cal = Calibration.fit(errors, np.full(300, "k", dtype=object), [[0]], hop=4, smooth=2,
+                          novelty_settings=NoveltySettings(64, 4, 8),
+                          novelty=rng.gamma(4.0, 0.5, size=300))
+    cal.novelty_seeds = {"k": np.zeros((0, 8), np.float32)}
+    back = Calibration.restore(cal.meta(), cal.arrays())
+    assert back.novelty_seeds == {} and back.novelty == cal.novelty
