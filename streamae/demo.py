@@ -4,6 +4,7 @@ streamed through the daemon, its events printed as they arrive, a summary at the
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +77,8 @@ def detection_lag(config: Config, frame: Frame) -> float:
 
 def run_live_demo(config: Config, out: Path, keys: int, points: int, seed: int, say: Say,
                   progress: jobs.Progress = jobs.silent) -> dict[str, int]:
+    for leftover in ("broker", "state"):  # an earlier run's topics and offsets: start clean
+        shutil.rmtree(out / leftover, ignore_errors=True)
     history, live = _synthetic_set(keys, points, seed, say)
     detector = jobs.train(history, config, progress)
     detector.save(out / "model")

@@ -158,12 +158,12 @@ class KeyHandover:
         return {f"novelty.{k}": v for k, v in rows.items()}
 
     def _load_novelty(self, slots: np.ndarray | None, rows: dict[str, np.ndarray]) -> None:
-        """Carry saved memories over when they were kept the same way; otherwise the
-        keys' memories start again (they refill as the keys stream)."""
+        """Carry saved memories over when their windows were kept the same way (a ring of
+        another length is re-laid); otherwise the keys' memories start again (they
+        refill as the keys stream)."""
         if self.novelty is None or not rows:
             return
-        if rows["bank"].shape[-1] != self.novelty.bank.shape[-1] or \
-                rows["ends"].shape[-1] != self.novelty.ends.shape[-1]:
+        if rows["bank"].shape[-1] != rows["ends"].shape[-1] * self.novelty.dim:
             log.warning("saved memories of recent windows have another shape: they start "
                         "again")
             return

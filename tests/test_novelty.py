@@ -232,3 +232,18 @@ def test_a_model_whose_novelty_seeds_are_all_empty_loads():
     cal.novelty_seeds = {"k": np.zeros((0, 8), np.float32)}
     back = Calibration.restore(cal.meta(), cal.arrays())
     assert back.novelty_seeds == {} and back.novelty == cal.novelty
+
+
+def test_keys_handed_over_with_another_ring_length_keep_their_memories(trained, synthetic):
+    detector, config = trained
+    one = synthetic.take(synthetic.keys == "sensor-0").take(np.arange(600))
+    sender = Pipeline(detector, config)
+    sender.process(one)
+    other = dataclasses.replace(config, window=dataclasses.replace(
+        config.window, hop=config.window.hop * 2))
+    receiver = Pipeline(detector, other)
+    assert receiver.novelty.slots != sender.novelty.slots
+    receiver.import_keys(sender.export_keys(["sensor-0"]))
+    slot = receiver.keys.slot["sensor-0"]
+    np.testing.assert_array_equal(receiver.novelty.remembered(slot),
+                                  sender.novelty.remembered(sender.keys.slot["sensor-0"]))
