@@ -50,29 +50,33 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> 
     producer.close()
 
 
-def detection_summary(frame: Frame, events: list[dict[str, Any]],
+def detection_summary(frame: Frame, events: list[dict[str, Any]], lead: float,
                       tolerance: float) -> dict[str, int]:
-    """Labelled segments hit by an alarm (opened within the segment, or up to
-    ``tolerance`` seconds after it) and alarms that hit none."""
+    """Labelled segments hit by an alarm (opened within the segment, up to ``lead``
+    seconds before it or up to ``tolerance`` seconds after it) and alarms that hit none."""
     opens = [(e["key"], np.datetime64(e["start"].rstrip("Z"), "ms").astype(float) / 1000)
              for e in events if e["status"] == "open"]
     spans = []
     for key in frame.unique_keys():
         sel = frame.keys == key
         ts, labels = frame.timestamps[sel], frame.labels[sel]
-        spans += [(key, ts[a], ts[b - 1] + tolerance) for a, b in segments(labels)]
+        spans += [(key, ts[a] - lead, ts[b - 1] + tolerance) for a, b in segments(labels)]
     hit = {i for i, (k, a, b) in enumerate(spans) for key, t in opens if key == k and a <= t <= b}
     false = sum(1 for key, t in opens if not any(k == key and a <= t <= b for k, a, b in spans))
     return {"segments": len(spans), "detected": len(hit), "alarms": len(opens),
             "false_alarms": false}
 
 
-def detection_lag(config: Config, frame: Frame) -> float:
-    """Seconds an alarm may open after its anomaly ends and still be the one it caused:
-    a hop of scoring, the score's smoothing and the hits needed to open, in points."""
+def detection_span(config: Config, frame: Frame) -> tuple[float, float]:
+    """Seconds an alarm may open before its anomaly starts and after it ends and still be
+    the one it caused. Before: a point is scored with the window that closes up to a hop
+    after it, which the autoencoders read whole. After: a hop of scoring, the score's
+    smoothing and the hits needed to open."""
     key = frame.unique_keys()[0]
     step = float(np.median(np.diff(np.sort(frame.timestamps[frame.keys == key]))))
-    return (config.window.hop + config.calibration.smooth + config.alarm.hit_window) * step
+    hop = config.window.hop
+    return ((hop - 1) * step,
+            (hop + config.calibration.smooth + config.alarm.hit_window) * step)
 
 
 def run_live_demo(config: Config, out: Path, keys: int, points: int, seed: int, say: Say,
@@ -103,11 +107,16 @@ def run_live_demo(config: Config, out: Path, keys: int, points: int, seed: int, 
         finally:
             daemon.stop()
             thread.join()
-    summary = detection_summary(live, events, detection_lag(config, live))
-    say(f"\n{len(live)} points scored, {len(events)} events. Injected anomalies detected: "
-        f"{summary['detected']}/{summary['segments']}; alarms with no injected anomaly: "
-        f"{summary['false_alarms']} of {summary['alarms']}.")
+    summary = detection_summary(live, events, *detection_span(config, live))
+    say(f"\n{len(live)} points scored, {len(events)} events. {found(summary)}")
     return summary
+
+
+def found(summary: dict[str, int]) -> str:
+    """The detection summary in a sentence."""
+    return (f"Injected anomalies detected: {summary['detected']}/{summary['segments']}; "
+            f"alarms with no injected anomaly: {summary['false_alarms']} of "
+            f"{summary['alarms']}.")
 
 
 def _follow(config: Config, daemon: Daemon, thread: threading.Thread, total: int, say: Say,
@@ -168,8 +177,10 @@ def run_offline_demo(config: Config, out: Path, keys: int, points: int, seed: in
         f"(model {r['model_version']}); outputs in {job.out_dir}/")
     say("\nmacro average over keys (see report.md for per-key figures):")
     say(jobs.summary_table(r))
-    say(f"\nreport: {out / 'run' / 'report.html'} (also report.md)")
-    return detection_summary(live, events, detection_lag(config, live))
+    summary = detection_summary(live, events, *detection_span(config, live))
+    say(f"\n{found(summary)}")
+    say(f"report: {out / 'run' / 'report.html'} (also report.md)")
+    return summary
 
 
 def _synthetic_set(keys: int, points: int, seed: int, say: Say) -> tuple[Frame, Frame]:

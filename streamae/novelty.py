@@ -45,20 +45,31 @@ class NoveltySettings:
     steps: int = 8
     least: int = 16
     weight: float = 0.5
+    level: float = 1.0  # earlier checkpoints: levels count in full
 
     @property
     def on(self) -> bool:
         return self.size > 0
 
+    def features(self, windows: np.ndarray) -> np.ndarray:
+        """Windows as this member remembers them (see :func:`features`)."""
+        return features(windows, self.steps, self.level)
 
-def features(windows: np.ndarray, steps: int) -> np.ndarray:
+
+def features(windows: np.ndarray, steps: int, level: float = 1.0) -> np.ndarray:
     """Windows ``(B, W, C)`` as the means of ``steps`` equal parts of each channel,
-    flattened part-major ``(B, steps * C)``."""
+    flattened part-major ``(B, steps * C)``. ``level`` < 1 shrinks each channel's mean
+    over the window towards 0 in every part: the squared distance of two windows is then
+    that of their shapes plus ``level ** 2`` times that of their levels (times
+    ``steps``), so a slow move of level counts less than a new shape."""
     b, w, c = windows.shape
     steps = min(steps, w)
     bounds = np.linspace(0, w, steps + 1).round().astype(np.int64)
     sums = np.add.reduceat(windows.astype(np.float32), bounds[:-1], axis=1)
-    return (sums / np.diff(bounds).astype(np.float32)[None, :, None]).reshape(b, steps * c)
+    parts = sums / np.diff(bounds).astype(np.float32)[None, :, None]
+    if level != 1.0:
+        parts -= np.float32(1.0 - level) * windows.mean(axis=1, dtype=np.float32)[:, None, :]
+    return parts.reshape(b, steps * c)
 
 
 def nearest(feats: np.ndarray, memory: np.ndarray, channels: int
@@ -139,7 +150,7 @@ class Novelty(KeyedState):
         self.ensure(int(slots.max()) + 1 if n else 0)
         insert = np.zeros(n, np.bool_) if insert is None else insert.astype(np.bool_)
         out = Judged(np.full(n, np.nan), np.zeros((n, self.channels), dtype=np.float32),
-                     features(windows, self.steps), np.zeros(n))
+                     self.settings.features(windows), np.zeros(n))
         if n:
             novelty_batch(slots.astype(np.int64), out.features, new.astype(np.float64),
                           query.astype(np.bool_), insert, self.state, self.bank, self.ends,

@@ -9,6 +9,7 @@ import pytest
 from streamae.backtest import run_backtest
 from streamae.models.calibration import Calibration
 from streamae.models.detector import Detector, calibrated
+from streamae.config import Config
 from streamae.novelty import Novelty, NoveltySettings, features, nearest, replay
 from streamae.pipeline import Pipeline
 from streamae.types import Frame
@@ -54,6 +55,37 @@ def test_features_are_part_means_of_each_channel():
     assert f.shape == (2, 9)
     np.testing.assert_allclose(f[0, :3], x[0, 0:3].mean(axis=0))
     np.testing.assert_allclose(f[1, 3:6], x[1, 3:7].mean(axis=0))
+
+
+def test_a_windows_level_counts_as_much_as_the_level_setting_says():
+    rng = np.random.default_rng(3)
+    shape = rng.normal(size=(1, 16, 2)).astype(np.float32)
+    other = rng.normal(size=(1, 16, 2)).astype(np.float32)
+    moved = other + np.float32(2.0)  # the same shape, two units higher on both channels
+    for level in (1.0, 0.35, 0.0):
+        a, b, c = (features(x, 4, level) for x in (shape, other, moved))
+        shapes = ((features(shape, 4, 0.0) - features(other, 4, 0.0)) ** 2).sum()
+        levels = ((shape.mean(1) - other.mean(1) - 2.0) ** 2).sum()
+        # squared distance: the shapes' plus level ** 2 times the levels' in every part
+        np.testing.assert_allclose(((a - c) ** 2).sum(), shapes + 4 * level ** 2 * levels,
+                                   rtol=1e-4)
+        np.testing.assert_allclose(((b - c) ** 2).sum(), 4 * level ** 2 * 8.0, rtol=1e-4,
+                                   atol=1e-6)
+
+
+def test_a_slow_move_of_level_is_less_new_than_a_new_shape_by_default():
+    t = np.arange(4000)
+    x = np.sin(2 * np.pi * t / 50)[:, None].astype(np.float32)
+    x[2000:, 0] += 0.5  # the level moved (a slow trend, a weekly cycle), the shape did not
+    x[3000:3050, 0] = 0.5 + np.sin(2 * np.pi * t[3000:3050] / 13)  # a new rhythm
+    ends = np.arange(199, 4000, 8)
+    settings = NoveltySettings(256, 8, 16, level=Config().novelty.level)
+    d, _ = replay(x, ends, settings, 64, 8)
+    moved = d[(ends >= 2064) & (ends < 2300)]
+    burst = d[(ends >= 3010) & (ends < 3100)]
+    assert np.nanmax(moved) < np.nanmin(burst)
+    d_full, _ = replay(x, ends, NoveltySettings(256, 8, 16, level=1.0), 64, 8)
+    assert np.nanmax(d_full[(ends >= 2064) & (ends < 2300)]) > np.nanmin(burst)
 
 
 def test_a_repeated_pattern_is_familiar_and_a_new_one_is_not():

@@ -169,6 +169,10 @@ class NoveltyConfig:
     least: int = _opt(16, "windows a key must remember before this member scores", min=1)
     weight: float = _opt(0.5, "share of the score the novelty carries; the models' average "
                          "carries the rest", min=0.05, max=0.95)
+    level: float = _opt(0.35, "how much each channel's level over a window counts beside its "
+                        "shape: 1 in every part, 0 not at all; 0.35 about as much as one of "
+                        "8 parts, so a slow move of level is less new than a new shape",
+                        min=0.0, max=1.0)
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,7 @@ def calibrated(detector: Detector, frame: Frame, config: Config) -> Detector:
 def novelty_settings(config: Config) -> NoveltySettings:
     """The novelty member a detector trained with ``config`` is calibrated with."""
     n = config.novelty
-    return NoveltySettings(n.size, n.steps, n.least, n.weight)
+    return NoveltySettings(n.size, n.steps, n.least, n.weight, n.level)
 
 
 def training_summary(result: TrainResult) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamae.models.detector import Detector
-from streamae.novelty import features, nearest
+from streamae.novelty import nearest
 
 # a channel counts as moved when its level moved by its normal spread, or its
 # spread changed by half
@@ -163,7 +163,7 @@ def point_scores(model: Detector, windows: np.ndarray, hop: int,
     novelty = None
     settings = model.calibration.novelty
     if settings.on and memory is not None and len(memory) >= settings.least:
-        feats = features(windows, min(settings.steps, windows.shape[1]))
+        feats = settings.features(windows)
         novelty = nearest(feats, memory, windows.shape[2])
     scores = model.score(windows, batch_size=1024, novelty=novelty)[0][:, -hop:].ravel()
     return scores[np.isfinite(scores)]
@@ -191,9 +191,7 @@ def search(model: Detector, alarm: np.ndarray, normal: np.ndarray | None, usual:
     key's training memory ``seed``), so an alarm the models would explain but the key
     never did before stays an incident. Returns the mapping (None if none does) and one
     line per mapping tried, the chosen one last."""
-    steps = model.calibration.novelty.steps
-    memory = (features(normal, min(steps, normal.shape[1])) if normal is not None
-              else seed)
+    memory = model.calibration.novelty.features(normal) if normal is not None else seed
     tried: list[str] = []
     previous = None
     for levels_only in (True, False):
