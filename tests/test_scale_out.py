@@ -17,8 +17,8 @@ import pytest
 from kafka import KafkaProducer
 
 from conftest import SMALL
-from daemon_helpers import (by_key, daemon_config, events_of, same_events, start_process,
-                            wait_ready)
+from daemon_helpers import (by_key, daemon_config, events_of, same_events, scraped,
+                            start_process, wait_for, wait_ready)
 from streamae.backtest import run_backtest
 from streamae.broker import free_port
 from streamae.config import load_config
@@ -140,7 +140,10 @@ def test_kill9_one_of_three_daemons_moves_its_partitions_with_their_state(kafka,
         group.start(name)
     writer = threading.Thread(target=produce, args=(kafka, topic, messages, 6.0))
     writer.start()
-    time.sleep(2.5)
+    # b dies mid-stream, once it has read some of its partitions (not at a fixed time)
+    wait_for(lambda: scraped(group.procs["b"][1], "streamae_messages_consumed_total") > 0,
+             what="b reading its partitions")
+    assert writer.is_alive(), "the kill should land mid-stream"
     group.kill("b")
     writer.join()
     group.wait_all_committed(ends)
