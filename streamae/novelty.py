@@ -21,6 +21,7 @@ like the thresholds'.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -63,13 +64,19 @@ def features(windows: np.ndarray, steps: int, level: float = 1.0) -> np.ndarray:
     that of their shapes plus ``level ** 2`` times that of their levels (times
     ``steps``), so a slow move of level counts less than a new shape."""
     b, w, c = windows.shape
-    steps = min(steps, w)
+    starts, lengths = _parts(w, min(steps, w))
+    sums = np.add.reduceat(windows.astype(np.float32, copy=False), starts, axis=1)
+    parts = sums / lengths[None, :, None]
+    if level != 1.0:  # the window's mean, from its parts' sums
+        parts -= np.float32((1.0 - level) / w) * sums.sum(axis=1)[:, None, :]
+    return parts.reshape(b, len(starts) * c)
+
+
+@functools.lru_cache(maxsize=64)
+def _parts(w: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """First index and length of each of ``steps`` near-equal parts of ``w`` steps."""
     bounds = np.linspace(0, w, steps + 1).round().astype(np.int64)
-    sums = np.add.reduceat(windows.astype(np.float32), bounds[:-1], axis=1)
-    parts = sums / np.diff(bounds).astype(np.float32)[None, :, None]
-    if level != 1.0:
-        parts -= np.float32(1.0 - level) * windows.mean(axis=1, dtype=np.float32)[:, None, :]
-    return parts.reshape(b, steps * c)
+    return bounds[:-1], np.diff(bounds).astype(np.float32)
 
 
 def nearest(feats: np.ndarray, memory: np.ndarray, channels: int
