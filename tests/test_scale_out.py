@@ -140,9 +140,13 @@ def test_kill9_one_of_three_daemons_moves_its_partitions_with_their_state(kafka,
         group.start(name)
     writer = threading.Thread(target=produce, args=(kafka, topic, messages, 6.0))
     writer.start()
-    # b dies mid-stream, once it has read some of its partitions (not at a fixed time)
-    wait_for(lambda: scraped(group.procs["b"][1], "streamae_messages_consumed_total") > 0,
-             what="b reading its partitions")
+    # b dies mid-stream, once it has committed what it read with its keys' state (not at
+    # a fixed time): its partitions then move with that state
+    port = group.procs["b"][1]
+    wait_for(lambda: scraped(port, "streamae_messages_consumed_total") > 0, what="b reading")
+    commits = scraped(port, "streamae_commits_total")
+    wait_for(lambda: scraped(port, "streamae_commits_total") > commits,
+             what="b committing a checkpoint of what it read")
     assert writer.is_alive(), "the kill should land mid-stream"
     group.kill("b")
     writer.join()
