@@ -54,7 +54,7 @@ def run_backtest(frame: Frame, detector: Detector, config: Config, batch_rows: i
         # the updater acts between batches: about one hop per key each, as a daemon polling
         # live keys sees them (256-row batches held a 1-per-minute key's decisions back
         # by up to four hours)
-        pipeline.on_windows = updater.observe
+        updater.attach(pipeline)
         per_hop = config.window.hop * max(1, np.unique(frame.keys).size)
         batch_rows = min(batch_rows, 256, per_hop)
     parts: list[Output] = []

@@ -155,6 +155,20 @@ def test_online_backtest_runs_rounds_swaps_models_and_recalibrates(trained, synt
     assert versions <= {detector.version, *accepted}
 
 
+def test_an_attached_updater_has_one_live_model_the_pipelines(trained):
+    from streamae.pipeline import Pipeline
+    from streamae.updater.online import OnlineUpdater
+
+    detector, config = trained
+    updater = OnlineUpdater(config, detector)
+    pipeline = Pipeline(detector, config)
+    updater.attach(pipeline)
+    assert pipeline.on_windows == updater.observe and updater.live is detector
+    other = dataclasses.replace(detector, version="another")
+    pipeline.swap(other)  # an announced model, a rollback: whatever the pipeline scores with
+    assert updater.live is other
+
+
 def test_swap_recalibrates_thresholds_from_the_new_models_scores(trained, synthetic):
     from streamae.pipeline import Pipeline
 

@@ -88,10 +88,10 @@ class Daemon(Partitions, Committer, KafkaSink):
         return f"streamae-{self.config.daemon.group_id}-{where.hexdigest()[:12]}"
 
     def _fresh_state(self, model: Detector | None = None) -> None:
-        """Empty key state on the live model (``model`` at start: the pipeline's later, or
-        the updater's when it has accepted a newer one)."""
+        """Empty key state on the live model (``model`` at start, the pipeline's later: a
+        model the updater accepts is swapped into the pipeline, the one live reference)."""
         self.provenance = Provenance()
-        live = model or (self.updates.updater.live if self.updates else self.pipeline.detector)
+        live = model or self.pipeline.detector
         self.pipeline = Pipeline(live, self.config, wall_clock, locate=self.provenance)
         if self.updates:
             self.updates.attach(self.pipeline)
@@ -260,8 +260,6 @@ class Daemon(Partitions, Committer, KafkaSink):
                           exc, current)
                 continue
             self.pipeline.rewarm_thresholds()  # its scores live on another scale
-            if self.updates:
-                self.updates.updater.live = detector
             self.metrics.model.clear()
             self.metrics.model.labels(detector.version).set(1)
             log.info("announced model %s verified and swapped in (was %s)", version, current)

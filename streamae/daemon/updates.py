@@ -84,7 +84,7 @@ class DaemonUpdates:
         self.swaps = 0
 
     def attach(self, pipeline: Pipeline) -> None:
-        pipeline.on_windows = self.updater.observe
+        self.updater.attach(pipeline)
 
     def open_control(self) -> None:
         """Follow the control topic from its end (commands are for daemons running now)."""

@@ -105,7 +105,8 @@ class OnlineUpdater:
 
     def __init__(self, config: Config, live: Detector, store: ModelStore | None = None,
                  background: bool = False, seed: int = 0, rounds: bool = True) -> None:
-        self.config, self.cfg, self.live = config, config.updater, live
+        self.config, self.cfg, self._live = config, config.updater, live
+        self.pipeline: Pipeline | None = None  # once attached: the live model is its
         self.store, self.background, self.seed = store, background, seed
         self.trains = rounds
         kind = KeyedReplayBuffer if self.cfg.buffer == "per-key" else ReplayBuffer
@@ -129,6 +130,16 @@ class OnlineUpdater:
         self._relearn: set[str] = set()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    @property
+    def live(self) -> Detector:
+        """The model scoring now: the attached pipeline's (one reference, not two)."""
+        return self.pipeline.detector if self.pipeline is not None else self._live
+
+    def attach(self, pipeline: Pipeline) -> None:
+        """Learn from ``pipeline``'s scored windows; its model is the live one."""
+        self.pipeline = pipeline
+        pipeline.on_windows = self.observe
 
     # ---------------------------------------------------------------- inputs
     def observe(self, windows: np.ndarray, keys: np.ndarray, ts: np.ndarray,
@@ -266,7 +277,9 @@ class OnlineUpdater:
         round has produced a model or keys taken as a new normal need new thresholds."""
         ready = self._take_ready()
         running = self._thread is not None and self._thread.is_alive()
-        reason = None if running else self._reason(now)
+        # a model accepted in the background is live once the caller applies it: a round
+        # due now starts at the next poll, from that model
+        reason = None if running or ready is not None else self._reason(now)
         if reason:
             self._manual = self._drift = False
             self._since_round = 0
@@ -298,8 +311,8 @@ class OnlineUpdater:
     def _take_ready(self) -> Update | None:
         with self._lock:
             ready, self._ready = self._ready, None
-        if ready is not None:
-            self.live = ready.model
+        if ready is not None and self.pipeline is None:
+            self._live = ready.model
         return ready
 
     def _snapshot(self) -> Snapshot:
