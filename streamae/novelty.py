@@ -76,7 +76,9 @@ def features(windows: np.ndarray, steps: int, level: float = 1.0) -> np.ndarray:
 def _parts(w: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """First index and length of each of ``steps`` near-equal parts of ``w`` steps."""
     bounds = np.linspace(0, w, steps + 1).round().astype(np.int64)
-    return bounds[:-1], np.diff(bounds).astype(np.float32)
+    starts, lengths = bounds[:-1].copy(), np.diff(bounds).astype(np.float32)
+    starts.flags.writeable = lengths.flags.writeable = False  # shared by every call
+    return starts, lengths
 
 
 def nearest(feats: np.ndarray, memory: np.ndarray, channels: int

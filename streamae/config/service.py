@@ -14,7 +14,7 @@ class ScoringConfig:
     """Inference settings."""
 
     batch_size: int = _opt(256, "windows per model call across keys (fewer, larger calls "
-                           "score faster on CPU: 64 gave 15% fewer points/s)", min=1)
+                           "score faster on CPU)", min=1)
     threads: int = _opt(1, "torch CPU threads: at or below the cores left free by the Kafka "
                         "client and anything else on the machine", min=1)
     top_channels: int = _opt(3, "channels named in each event", min=1)

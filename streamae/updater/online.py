@@ -106,7 +106,7 @@ class OnlineUpdater:
     def __init__(self, config: Config, live: Detector, store: ModelStore | None = None,
                  background: bool = False, seed: int = 0, rounds: bool = True) -> None:
         self.config, self.cfg, self._live = config, config.updater, live
-        self.pipeline: Pipeline | None = None  # once attached: the live model is its
+        self.pipeline: Pipeline | None = None  # once attached, its model is the live one
         self.store, self.background, self.seed = store, background, seed
         self.trains = rounds
         kind = KeyedReplayBuffer if self.cfg.buffer == "per-key" else ReplayBuffer
