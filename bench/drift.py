@@ -17,14 +17,13 @@ at the same run's before-drift rate.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import numpy as np
 import yaml
 
 from streamae.backtest import run_backtest
-from streamae.config import load_config
+from streamae.config import load_config, with_overrides
 from streamae.evaluate.metrics import average_precision, segments
 from streamae.models.detector import train_detector
 from streamae.synth import Regime, generate
@@ -80,7 +79,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a config field (YAML value), e.g. updater.cooldown=2h")
+                        help="override a config field (YAML value), e.g. updater.triggers.cooldown=2h")
     parser.add_argument("--runs", default="off,replay,recent",
                         help="which runs, comma-separated: off (no updater), replay (recent + "
                         "reservoir buffer), recent (recent-only buffer of the same size)")
@@ -99,10 +98,11 @@ def main() -> None:
         # a small buffer (150 recent windows per key, 20 h, and as many in the reservoir):
         # the reservoir matters when the old regime returns; quick reaction: rounds 2 h
         # apart, persistent alarms admitted as new normal after 2 h
-        "train.epochs": args.epochs, "updater.recent": 150 * args.keys,
-        "updater.reservoir": 150 * args.keys, "updater.min_windows": 200,
-        "updater.cooldown": "2h", "updater.admit_after": "2h", "updater.every": "1d",
-        "updater.epochs": 10, "updater.batch_size": 64, "updater.lr": 3e-4,
+        "train.epochs": args.epochs, "updater.buffer.recent": 150 * args.keys,
+        "updater.buffer.reservoir": 150 * args.keys, "updater.triggers.min_windows": 200,
+        "updater.triggers.cooldown": "2h", "updater.relearn.admit_after": "2h",
+        "updater.triggers.every": "1d", "updater.finetune.epochs": 10,
+        "updater.finetune.batch_size": 64, "updater.finetune.lr": 3e-4,
         **{k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}})
     rows_head = np.concatenate([np.flatnonzero(frame.keys == k)[:head]
                                 for k in frame.unique_keys()])
@@ -112,10 +112,9 @@ def main() -> None:
     bounds = [(c0 - head, c1 - head) for c0, c1 in zip(cuts[:-1], cuts[1:])]
     runs = {"off": ("updater off", None),
             "replay": ("updater on (replay buffer)", config),
-            "recent": ("updater on (recent-only buffer)", dataclasses.replace(
-                config, updater=dataclasses.replace(
-                    config.updater, reservoir=0,
-                    recent=config.updater.recent + config.updater.reservoir)))}
+            "recent": ("updater on (recent-only buffer)", with_overrides(config, {
+                "updater.buffer.reservoir": 0, "updater.buffer.recent":
+                config.updater.buffer.recent + config.updater.buffer.reservoir}))}
     runs = dict(runs[name] for name in args.runs.split(","))
     print(f"{args.keys} keys x {n} points (one a minute), {len(data.anomalies)} injected "
           f"anomalies; phases of {', '.join(str(b - a) for a, b in bounds)} points per key")

@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from streamae.backtest import run_backtest
-from streamae.config import load_config
+from streamae.config import load_config, with_overrides
 from streamae.evaluate.metrics import _f1, event_scores, point_scores, segments
 from streamae.types import Frame
 from streamae.updater.online import OnlineUpdater
@@ -107,9 +107,7 @@ def one(run: Run, detector, config, frame: Frame, start: int, mode: str) -> dict
     if mode != "offline":
         cfg = config
         if mode == "recent":
-            import dataclasses
-            cfg = dataclasses.replace(config, updater=dataclasses.replace(
-                config.updater, reservoir=0))
+            cfg = with_overrides(config, {"updater.buffer.reservoir": 0})
         updater = OnlineUpdater(cfg, detector)
     began = time.perf_counter()
     result = run_backtest(frame, detector, config, updater=updater)
@@ -145,7 +143,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N runs per family")
     parser.add_argument("--out", type=Path, default=Path("runs/drift_real"))
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a config field (e.g. updater.rescale_after=0)")
+                        help="override a config field (e.g. updater.relearn.rescale_after=0)")
     args = parser.parse_args()
     config = load_config(overrides={k: yaml.safe_load(v) for k, v in
                                     (s.split("=", 1) for s in args.set)})

@@ -81,7 +81,7 @@ def main() -> None:
         model = build_model(config.model, args.window, args.channels).to(device)
         plain = plain_loop(model, on_device, args.batch, args.steps, bf16)
         detector = untrained_detector(config, args.channels, args.window)
-        cfg = dataclasses.replace(config.updater, batch_size=args.batch, epochs=3,
+        cfg = dataclasses.replace(config.updater.finetune, batch_size=args.batch, epochs=3,
                                   time_budget=600.0, device=device.type)
         # no held-out split here: measure the training steps and the data movement only
         _, report = fine_tune(detector, windows, cfg, val_fraction=0.0)

@@ -155,16 +155,9 @@ def retrained(**sections) -> Variant:
 
 
 def override(config: Config, dotted: dict) -> Config:
-    from streamae.config import config_from_dict, config_to_dict
+    from streamae.config import with_overrides
 
-    data = config_to_dict(config)
-    for key, value in dotted.items():
-        node = data
-        *parents, leaf = key.replace("__", ".").split(".")
-        for part in parents:
-            node = node[part] if not part.isdigit() else node[int(part)]
-        node[leaf] = value
-    return config_from_dict(data)
+    return with_overrides(config, {k.replace("__", "."): v for k, v in dotted.items()})
 
 
 ABLATIONS: dict[str, tuple[str, Variant]] = {

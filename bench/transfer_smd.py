@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     fractions = [float(f) for f in args.fractions.split(",")]
     config = load_config(overrides={"train.epochs": args.epochs})
-    tune = dataclasses.replace(config.updater, epochs=args.finetune_epochs,
+    tune = dataclasses.replace(config.updater.finetune, epochs=args.finetune_epochs,
                                lr=args.finetune_lr, time_budget=3600.0)
     runs = {run.name: run for run in load("smd", args.data)}
     targets = list(runs) if args.targets == "all" else args.targets.split(",")

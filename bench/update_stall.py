@@ -53,7 +53,7 @@ def main() -> None:
     frames = [data.take(order[i: i + rows]) for i in range(0, len(order) - rows, rows)]
     half = len(frames) // 2
     windows = training_windows(data, detector.scaler, detector.window, 1, 20000).train
-    cfg = dataclasses.replace(config.updater, epochs=50, time_budget=15.0, device="cpu")
+    cfg = dataclasses.replace(config.updater.finetune, epochs=50, time_budget=15.0, device="cpu")
 
     pipeline = Pipeline(detector, config)
     latencies(pipeline, frames[:20])  # warm up

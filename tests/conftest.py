@@ -27,6 +27,14 @@ MODELS["ensemble"] = {"kind": "ensemble", "members": [MODELS["lstm"], MODELS["li
 SMALL = {**BASE, **{f"model.{k}": v for k, v in MODELS["lstm"].items()}}
 
 
+# updater rounds that start as soon as the buffer holds 20 windows, train one epoch on the
+# CPU and pass the gate: for tests about what happens around a round, not its quality
+QUICK_ROUNDS = {"updater.triggers.min_windows": 20, "updater.triggers.cooldown": 0.0,
+                "updater.triggers.drift": "none", "updater.finetune.epochs": 1,
+                "updater.finetune.device": "cpu", "updater.gate.tolerance": 1.0,
+                "updater.gate.alarm_rate": 1.0, "updater.relearn.admit_after": 0.0}
+
+
 def small_config(kind: str = "lstm", **extra) -> Config:
     """A config that trains in seconds; ``extra`` dotted fields override (``model.*``
     fields apply to the chosen kind)."""

@@ -376,4 +376,4 @@ def test_options_that_name_a_config_field_set_it_beneath_any_set(monkeypatch):
     fine = build_parser().parse_args(["finetune", "--from", "m", "--input", "x.csv",
                                       "--out", "o", "--lr", "0.01"])
     tuned = config_from_args(fine)
-    assert tuned.updater.lr == 0.01 and tuned.updater.freeze_encoder is False
+    assert tuned.updater.finetune.lr == 0.01 and tuned.updater.finetune.freeze_encoder is False

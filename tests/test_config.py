@@ -60,9 +60,9 @@ def test_durations_accept_units(tmp_path):
 def test_numbers_in_exponent_form_without_a_dot(tmp_path):
     # YAML 1.1 reads 1e-3 as text; a learning rate written that way must still work
     path = tmp_path / "c.yaml"
-    path.write_text("updater:\n  lr: 1e-3\ntrain:\n  lr: 5E-4\n")
+    path.write_text("updater:\n  finetune:\n    lr: 1e-3\ntrain:\n  lr: 5E-4\n")
     config = load_config(path)
-    assert (config.updater.lr, config.train.lr) == (1e-3, 5e-4)
+    assert (config.updater.finetune.lr, config.train.lr) == (1e-3, 5e-4)
     with pytest.raises(ConfigError, match="'train.lr': got '1e-3x'; must be a number"):
         load_config(overrides={"train.lr": "1e-3x"})
 
@@ -132,6 +132,7 @@ def test_config_schema_accepts_every_shipped_config_file():
     ({"model": {"members": [{"hidden": 8}]}}, "members"),
     ({"alarm": {"resolve_after": "soon"}}, "resolve_after"),
     ({"train": {"lr": "fast"}}, "lr"),
+    ({"updater": {"gate": {"tolerance": "loose"}}}, "tolerance"),
 ])
 def test_config_schema_and_loader_both_refuse_a_bad_config(data, field):
     from streamae.config import config_from_dict
@@ -144,6 +145,32 @@ def test_config_schema_and_loader_both_refuse_a_bad_config(data, field):
     with pytest.raises(ConfigError) as err:
         config_from_dict(data)
     assert field in str(err.value)
+
+
+@pytest.mark.parametrize("data, now", [
+    ({"updater": {"lr": 1e-3}}, "'updater.lr' is now 'updater.finetune.lr'"),
+    ({"updater": {"gate_tolerance": 0.1, "admit_after": "2h"}},
+     "'updater.admit_after' is now 'updater.relearn.admit_after'; 'updater.gate_tolerance' "
+     "is now 'updater.gate.tolerance'"),
+    ({"updater": {"buffer": "per-key"}}, "'updater.buffer' is now 'updater.buffer.scope'"),
+])
+def test_a_flat_updater_field_of_earlier_versions_says_where_it_lives_now(data, now):
+    from streamae.config import config_from_dict
+
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data)
+    assert now in str(err.value) and "config show" in str(err.value)
+
+
+def test_with_overrides_sets_nested_and_list_fields_and_validates():
+    from streamae.config import load_config, with_overrides
+
+    base = load_config()
+    changed = with_overrides(base, {"updater.finetune.lr": 0.5, "model.members.0.hidden": 8})
+    assert changed.updater.finetune.lr == 0.5 and changed.model.members[0].hidden == 8
+    assert base.updater.finetune.lr == 1e-4  # the given config is left as it was
+    with pytest.raises(ConfigError, match="updater.gate.tolerance"):
+        with_overrides(base, {"updater.gate.tolerance": -5})
 
 
 def test_config_schema_command_prints_the_schema(capsys):

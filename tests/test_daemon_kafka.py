@@ -18,12 +18,12 @@ import numpy as np
 import orjson
 import pytest
 
-from conftest import SMALL
+from conftest import QUICK_ROUNDS, SMALL
 from daemon_helpers import (by_key, daemon_config, events_of, metric, same_events, scraped,
                             start_process, wait_committed, wait_for, wait_ready)
 from streamae.backtest import run_backtest
 from streamae.broker import free_port
-from streamae.config import load_config
+from streamae.config import load_config, with_overrides
 from streamae.daemon.runner import Daemon
 from streamae.demo import frame_messages
 from streamae.models.detector import Detector, train_detector
@@ -513,10 +513,8 @@ def test_daemon_online_updates_obey_control_swap_and_survive_restart(kafka, mode
     control = kafka.topic("control")
     cfg = dataclasses.replace(
         cfg, daemon=dataclasses.replace(cfg.daemon, control_topic=control),
-        updater=dataclasses.replace(
-            cfg.updater, enabled=True, store=str(tmp_path / "store"), min_windows=20,
-            drift="none", cooldown=0.0, epochs=1, device="cpu", gate_tolerance=1.0,
-            gate_alarm_rate=1.0, admit_after=0.0))
+        updater=with_overrides(cfg, {**QUICK_ROUNDS, "updater.enabled": True,
+                                     "updater.store": str(tmp_path / "store")}).updater)
     messages, half, run = first_half(kafka, cfg, detector, live)
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
     producer.send(control, b'{"command": "update"}').get(10)

@@ -10,11 +10,13 @@ import time
 import pytest
 
 from streamae.cli import main
+from streamae.config import with_overrides
 from streamae.daemon import announce
 from streamae.daemon.fleet import FleetUpdater
 from streamae.demo import frame_messages
 from streamae.models.detector import train_detector
 from streamae.updater.store import ModelStore
+from conftest import QUICK_ROUNDS
 from daemon_helpers import daemon_config, metric, wait_for
 from test_daemon_kafka import InProcess, live, model  # noqa: F401
 
@@ -111,10 +113,9 @@ def test_the_updater_process_announces_what_it_accepts_to_every_daemon(
         daemon=dataclasses.replace(cfg.daemon, control_topic=kafka.topic("control")))
     with pytest.raises(ConfigError, match="updater.store"):
         updater_config(cfg)
-    fleet_cfg = dataclasses.replace(cfg, updater=dataclasses.replace(
-        cfg.updater, store=str(tmp_path / "store"), min_windows=20, drift="none",
-        cooldown=0.0, epochs=1, device="cpu", gate_tolerance=1.0, gate_alarm_rate=1.0,
-        gate_incident_keep=0.0, admit_after=0.0))  # the gate passes all: this is about announcing
+    fleet_cfg = with_overrides(cfg, {  # the gate passes all: this is about announcing
+        **QUICK_ROUNDS, "updater.store": str(tmp_path / "store"),
+        "updater.gate.incident_keep": 0.0})
     messages = frame_messages(live)
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
     for key, value in messages[:600]:

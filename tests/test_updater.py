@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import small_config
-from streamae.config import UpdaterConfig
+from conftest import QUICK_ROUNDS, small_config
+from streamae.config import FineTuneConfig, with_overrides
 from streamae.models.dataset import training_windows
 from streamae.updater.buffer import ReplayBuffer
 from streamae.updater.finetune import fine_tune, parameter_groups
@@ -43,7 +43,7 @@ def test_buffer_quarantines_alarm_windows_until_admitted_and_survives_restore():
 
 def test_parameter_groups_freeze_and_slow_the_encoder(trained):
     detector, _ = trained
-    cfg = UpdaterConfig(freeze_layers=1, encoder_lr_scale=0.1, lr=1e-4)
+    cfg = FineTuneConfig(freeze_layers=1, encoder_lr_scale=0.1, lr=1e-4)
     groups = {g["name"]: g for g in parameter_groups(detector.model, cfg)}
     assert groups["decoder"]["lr"] == 1e-4
     def bare(name):  # an ensemble's member parameters: members.<i>.<name>
@@ -53,7 +53,7 @@ def test_parameter_groups_freeze_and_slow_the_encoder(trained):
     assert frozen and all(n.startswith(("encoder.", "input.", "enc_pos")) for n in frozen)
     if "encoder" in groups:
         assert groups["encoder"]["lr"] == pytest.approx(1e-5)
-    parameter_groups(detector.model, UpdaterConfig(freeze_encoder=True))
+    parameter_groups(detector.model, FineTuneConfig(freeze_encoder=True))
     assert not any(p.requires_grad for n, p in detector.model.named_parameters()
                    if bare(n).startswith(("encoder.", "to_latent.")))
     for p in detector.model.parameters():
@@ -65,29 +65,31 @@ def test_fine_tune_leaves_live_model_alone_and_gate_rejects_a_broken_candidate(
     detector, config = trained
     before = {k: v.clone() for k, v in detector.model.state_dict().items()}
     windows = training_windows(train_frame, detector.scaler, detector.window).train
-    # gate_tolerance 0.02: a candidate that matches the live model passes
-    cfg = dataclasses.replace(config.updater, epochs=2, lr=1e-3, device="cpu",
-                              gate_tolerance=0.02)
-    candidate, report = fine_tune(detector, windows, cfg)
+    # gate tolerance 0.02: a candidate that matches the live model passes
+    cfg = with_overrides(config, {"updater.finetune.epochs": 2, "updater.finetune.lr": 1e-3,
+                                  "updater.finetune.device": "cpu",
+                                  "updater.gate.tolerance": 0.02}).updater
+    candidate, report = fine_tune(detector, windows, cfg.finetune)
     # a linear autoencoder is refitted in closed form: no epochs
     assert report.windows == len(windows)
     assert report.epochs >= 1 or detector.model_config.kind == "linear"
     for k, v in detector.model.state_dict().items():
         assert torch.equal(v, before[k])
     holdout, recent = windows[-300:], windows[-600:]
-    good = validate(detector, candidate, holdout, recent, cfg, config.threshold)
+    good = validate(detector, candidate, holdout, recent, cfg.gate, config.threshold)
     assert good.accepted, good.reasons
     # a candidate trained on anomalous data (shifted, noise bursts everywhere) is refused
     rng = np.random.default_rng(0)
     broken_windows = (windows + 3.0 + rng.normal(0, 4, windows.shape)).astype(np.float32)
-    broken, _ = fine_tune(detector, broken_windows, dataclasses.replace(cfg, lr=1e-2), seed=1)
-    verdict = validate(detector, broken, holdout, recent, cfg, config.threshold)
+    broken, _ = fine_tune(detector, broken_windows, dataclasses.replace(cfg.finetune, lr=1e-2),
+                          seed=1)
+    verdict = validate(detector, broken, holdout, recent, cfg.gate, config.threshold)
     unchanged = all(torch.equal(v, before[k]) for k, v in broken.model.state_dict().items())
     assert not verdict.accepted and verdict.reasons and not unchanged
     # a negative tolerance asks for a real gain: a candidate no better is refused, and the
     # reason says it fell short, not that it was worse
     same = validate(detector, detector, holdout, recent,
-                    dataclasses.replace(cfg, gate_tolerance=-0.1), config.threshold)
+                    dataclasses.replace(cfg.gate, tolerance=-0.1), config.threshold)
     assert not same.accepted and "less than the 10% required" in same.reasons[0], same.reasons
 
 
@@ -101,16 +103,18 @@ def test_gate_rejects_a_candidate_that_learnt_the_quarantined_incident(trained, 
     incident = windows[-400:].copy()
     incident[..., 0] = 4.0 + 0.1 * np.random.default_rng(0).standard_normal(
         incident.shape[:2])
-    cfg = dataclasses.replace(config.updater, epochs=8, lr=1e-2, device="cpu",
-                              gate_tolerance=10.0, gate_alarm_rate=1.0)  # only check 3
+    cfg = with_overrides(config, {  # only check 3
+        "updater.finetune.epochs": 8, "updater.finetune.lr": 1e-2,
+        "updater.finetune.device": "cpu", "updater.gate.tolerance": 10.0,
+        "updater.gate.alarm_rate": 1.0}).updater
     holdout, recent = windows[-300:], windows[-600:]
-    good, _ = fine_tune(detector, windows, cfg)
-    verdict = validate(detector, good, holdout, recent, cfg, config.threshold, incident)
+    good, _ = fine_tune(detector, windows, cfg.finetune)
+    verdict = validate(detector, good, holdout, recent, cfg.gate, config.threshold, incident)
     assert verdict.accepted, verdict.reasons
     assert verdict.metrics["live_incidents_out"] > 0.9
     learnt, _ = fine_tune(detector, np.concatenate([windows, incident, incident, incident]),
-                          cfg, seed=1)
-    verdict = validate(detector, learnt, holdout, recent, cfg, config.threshold, incident)
+                          cfg.finetune, seed=1)
+    verdict = validate(detector, learnt, holdout, recent, cfg.gate, config.threshold, incident)
     assert not verdict.accepted and "learnt incidents" in verdict.reasons[0], verdict.metrics
 
 
@@ -121,7 +125,7 @@ def test_store_promote_and_rollback_restore_the_exact_weights(trained, train_fra
     store.promote(detector.version)
     windows = training_windows(train_frame, detector.scaler, detector.window).train
     candidate, _ = fine_tune(detector, windows, dataclasses.replace(
-        config.updater, epochs=1, lr=1e-3, device="cpu"), val_fraction=0.0)
+        config.updater.finetune, epochs=1, lr=1e-3, device="cpu"), val_fraction=0.0)
     assert candidate.version != detector.version
     store.add(candidate, parent=detector.version, metrics={"candidate_loss": 0.1})
     store.promote(candidate.version)
@@ -140,9 +144,7 @@ def test_online_backtest_runs_rounds_swaps_models_and_recalibrates(trained, synt
     from streamae.updater.online import OnlineUpdater
 
     detector, config = trained
-    config = dataclasses.replace(config, updater=dataclasses.replace(
-        config.updater, min_windows=20, every_points=40, cooldown=0.0, drift="none",
-        epochs=1, device="cpu", gate_tolerance=1.0, gate_alarm_rate=1.0, admit_after=0.0))
+    config = with_overrides(config, {**QUICK_ROUNDS, "updater.triggers.every_points": 40})
     live = synthetic.take(synthetic.timestamps >= np.median(synthetic.timestamps))
     updater = OnlineUpdater(config, detector)
     result = run_backtest(live, detector, config, updater=updater)
@@ -210,10 +212,8 @@ def test_online_updater_runs_with_a_per_key_buffer(trained, synthetic):
     from streamae.updater.online import OnlineUpdater
 
     detector, config = trained
-    config = dataclasses.replace(config, updater=dataclasses.replace(
-        config.updater, buffer="per-key", min_windows=20, every_points=40, cooldown=0.0,
-        drift="none", epochs=1, device="cpu", gate_tolerance=1.0, gate_alarm_rate=1.0,
-        admit_after=0.0))
+    config = with_overrides(config, {**QUICK_ROUNDS, "updater.triggers.every_points": 40,
+                                     "updater.buffer.scope": "per-key"})
     live = synthetic.take(synthetic.timestamps >= np.median(synthetic.timestamps))
     updater = OnlineUpdater(config, detector)
     result = run_backtest(live, detector, config, updater=updater)
@@ -238,9 +238,9 @@ def test_a_key_in_alarm_for_admit_after_relearns_its_threshold_without_a_new_mod
     live = dataclasses.replace(live, values=values, labels=np.zeros(len(live), np.int8))
     in_alarm, resolved = {}, {}  # share of the late shifted points in alarm; resolves
     for admit_after in (0.0, 4 * 3600.0):
-        cfg = dataclasses.replace(config, updater=dataclasses.replace(
-            config.updater, min_windows=10**6, drift="none", admit_after=admit_after,
-            rescale_after=0.0),
+        cfg = dataclasses.replace(with_overrides(config, {
+            "updater.triggers.min_windows": 10**6, "updater.triggers.drift": "none",
+            "updater.relearn.admit_after": admit_after, "updater.relearn.rescale_after": 0.0}),
             threshold=dataclasses.replace(config.threshold, learn="calm"))
         updater = OnlineUpdater(cfg, detector)
         result = run_backtest(live, detector, cfg, updater=updater)
@@ -284,8 +284,9 @@ def _online(config, detector, live, rescale_after):
     from streamae.backtest import run_backtest
     from streamae.updater.online import OnlineUpdater
 
-    cfg = dataclasses.replace(config, updater=dataclasses.replace(
-        config.updater, min_windows=10**6, drift="none", rescale_after=rescale_after),
+    cfg = dataclasses.replace(with_overrides(config, {
+        "updater.triggers.min_windows": 10**6, "updater.triggers.drift": "none",
+        "updater.relearn.rescale_after": rescale_after}),
         threshold=dataclasses.replace(config.threshold, learn="calm"))  # alarms teach nothing
     updater = OnlineUpdater(cfg, detector)
     return run_backtest(live, detector, cfg, updater=updater), updater
@@ -328,7 +329,7 @@ def test_a_sensor_stuck_at_another_level_is_an_incident_not_a_recalibration(clea
     assert result.anomaly[late].mean() > 0.8, result.anomaly[late].mean()
     # a day and more of it: by default its windows from inside the alarm stay quarantined,
     # never admitted as normal
-    assert np.ptp(live.timestamps[moved]) > 24 * 3600 and updater.cfg.admit_after == 0
+    assert np.ptp(live.timestamps[moved]) > 24 * 3600 and updater.cfg.relearn.admit_after == 0
     held = updater.buffer.quarantined_of("sensor-0", live.timestamps[moved].min())
     assert len(held) > 0.6 * moved.sum() / config.window.hop
 
@@ -337,8 +338,9 @@ def test_an_alarm_rejected_by_the_operator_is_never_admitted_and_its_windows_go(
     from streamae.updater.online import OnlineUpdater
 
     detector, config = trained
-    cfg = dataclasses.replace(config, updater=dataclasses.replace(
-        config.updater, drift="none", admit_after=3600.0, rescale_after=0.0))
+    cfg = with_overrides(config, {"updater.triggers.drift": "none",
+                                  "updater.relearn.admit_after": 3600.0,
+                                  "updater.relearn.rescale_after": 0.0})
     w = np.zeros((5, detector.window, len(detector.channels)), np.float32)
 
     def feed(updater, key, start, protected):  # five windows, 10 min apart
@@ -395,9 +397,7 @@ def test_a_background_round_never_reads_the_buffer_the_scoring_thread_fills(trai
     from streamae.updater import online
 
     detector, config = trained
-    config = dataclasses.replace(config, updater=dataclasses.replace(
-        config.updater, buffer="per-key", min_windows=20, cooldown=0.0, drift="none",
-        epochs=1, device="cpu", gate_tolerance=1.0, gate_alarm_rate=1.0, admit_after=0.0))
+    config = with_overrides(config, {**QUICK_ROUNDS, "updater.buffer.scope": "per-key"})
     updater = online.OnlineUpdater(config, detector, background=True)
     rng = np.random.default_rng(0)
     shape = (detector.window, len(detector.channels))
@@ -459,8 +459,7 @@ def test_signed_control_commands_only_when_signing_is_on(trained, monkeypatch, t
     detector, config = trained
     config = dataclasses.replace(config, daemon=dataclasses.replace(
         config.daemon, signature_key_env="STREAMAE_TEST_KEY", state_dir=str(tmp_path)),
-        updater=dataclasses.replace(
-        config.updater, enabled=True))
+        updater=dataclasses.replace(config.updater, enabled=True))
     monkeypatch.delenv("STREAMAE_TEST_KEY", raising=False)
     with pytest.raises(ConfigError, match="signature_key_env"):
         Daemon(config, detector)
@@ -523,8 +522,8 @@ def test_a_daemon_following_announced_models_adapts_keys_but_trains_nothing(
     assert not config.updater.enabled
     daemon = Daemon(config, detector)
     updates = daemon.updates
-    assert updates.follower and updates.updater.cfg.rescale_after > 0
-    assert updates.updater.cfg.recent <= 2048 and updates.updater.store is None
+    assert updates.follower and updates.updater.cfg.relearn.rescale_after > 0
+    assert updates.updater.cfg.buffer.recent <= 2048 and updates.updater.store is None
     updates._command(json.dumps({"command": "update"}).encode(), daemon.pipeline)
     assert updates.updater._reason(1e12) is None  # never a round, whatever asks
     plain = dataclasses.replace(config, daemon=dataclasses.replace(config.daemon,

@@ -29,14 +29,14 @@ def register(command: Command) -> None:
                    help="pretrained model")
     p.add_argument("--input", nargs="+", required=True, metavar="PATH", help="new sensors' data")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="where to write the result")
-    field_option(p, "--freeze-encoder", field="updater.freeze_encoder", action="store_true",
+    field_option(p, "--freeze-encoder", field="updater.finetune.freeze_encoder", action="store_true",
                  help="keep the encoder fixed")
-    field_option(p, "--freeze-layers", field="updater.freeze_layers", type=int, metavar="K",
+    field_option(p, "--freeze-layers", field="updater.finetune.freeze_layers", type=int, metavar="K",
                  help="keep the first K encoder layers fixed")
-    field_option(p, "--lr", field="updater.lr", type=float, help="learning rate")
-    field_option(p, "--encoder-lr-scale", field="updater.encoder_lr_scale", type=float,
+    field_option(p, "--lr", field="updater.finetune.lr", type=float, help="learning rate")
+    field_option(p, "--encoder-lr-scale", field="updater.finetune.encoder_lr_scale", type=float,
                  metavar="S", help="encoder learns S times slower")
-    field_option(p, "--epochs", field="updater.epochs", type=int, help="fine-tuning epochs")
+    field_option(p, "--epochs", field="updater.finetune.epochs", type=int, help="fine-tuning epochs")
 
     p = command("embed", "Write the encoder's latent features, one row per scored window "
                 "(timestamp, key, z0..), for downstream models.", _embed)
@@ -97,7 +97,7 @@ def _finetune(args: argparse.Namespace) -> int:
     set_threads(config)
     pretrained = Detector.load(args.source)
     frame = read_frames(args.input, config.data)
-    detector, report = finetune_on_frame(pretrained, frame, config.updater)
+    detector, report = finetune_on_frame(pretrained, frame, config.updater.finetune)
     detector.save(args.out)
     print(f"model {detector.version} (from {pretrained.version}) saved to {args.out}: "
           f"{report.windows} windows, {report.epochs} epochs on {report.device} in "

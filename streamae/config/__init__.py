@@ -6,7 +6,8 @@ of range fail at start-up with the field path, the bad value and what is allowed
 
 - :mod:`~streamae.config.detection`: data, window, model, train, calibration, novelty,
   threshold, alarm
-- :mod:`~streamae.config.service`: scoring, kafka, input, daemon, updater
+- :mod:`~streamae.config.service`: scoring, kafka, input, daemon
+- :mod:`~streamae.config.updater`: updater (buffer, triggers, finetune, gate, relearn)
 - :mod:`~streamae.config.root`: the whole config and the checks across sections
 - :mod:`~streamae.config.loader`: YAML and overrides -> a validated config
 - :mod:`~streamae.config.render`: plain data, secrets masked, commented YAML
@@ -19,20 +20,21 @@ from streamae.config.detection import (MEMBER_CONFIGS, MODEL_CONFIGS, AlarmConfi
                                        NoveltyConfig,
                                        ThresholdConfig, TrainConfig, TransformerConfig,
                                        WindowConfig)
-from streamae.config.loader import _build, config_from_dict, load_config
+from streamae.config.loader import _build, config_from_dict, load_config, with_overrides
 from streamae.config.render import (SECRET_FIELD, commented_yaml, config_to_dict, masked,
                                     public_dict)
 from streamae.config.root import Config, model_parts
 from streamae.config.schema import config_schema
-from streamae.config.service import (DaemonConfig, InputConfig, KafkaConfig, ScoringConfig,
-                                     UpdaterConfig)
+from streamae.config.service import DaemonConfig, InputConfig, KafkaConfig, ScoringConfig
+from streamae.config.updater import (FineTuneConfig, GateConfig, RelearnConfig,
+                                     ReplayBufferConfig, TriggerConfig, UpdaterConfig)
 
 __all__ = [
     "AlarmConfig", "CalibrationConfig", "Config", "DaemonConfig", "DataConfig",
-    "EnsembleConfig", "InputConfig", "KafkaConfig", "LSTMConfig", "LinearConfig",
+    "EnsembleConfig", "FineTuneConfig", "GateConfig", "InputConfig", "KafkaConfig", "LSTMConfig", "LinearConfig",
     "MEMBER_CONFIGS", "MODEL_CONFIGS", "MemberConfig", "ModelConfig", "NoveltyConfig",
-    "SECRET_FIELD",
+    "RelearnConfig", "ReplayBufferConfig", "SECRET_FIELD", "TriggerConfig",
     "ScoringConfig", "ThresholdConfig", "TrainConfig", "TransformerConfig", "UpdaterConfig",
     "WindowConfig", "_build", "commented_yaml", "config_from_dict", "config_schema",
-    "config_to_dict", "load_config", "masked", "model_parts", "public_dict",
+    "config_to_dict", "load_config", "masked", "with_overrides", "model_parts", "public_dict",
 ]

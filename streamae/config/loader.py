@@ -15,6 +15,7 @@ import yaml
 
 from streamae.config.detection import EnsembleConfig, MEMBER_CONFIGS, MODEL_CONFIGS
 from streamae.config.root import Config
+from streamae.config.updater import MOVED, UpdaterConfig
 from streamae.durations import Span, parse_duration
 from streamae.errors import ConfigError
 
@@ -37,13 +38,27 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise ConfigError(f"config file {path} must hold a mapping of sections, got "
                               f"{type(loaded).__name__}")
         data = loaded or {}
-    for dotted, value in (overrides or {}).items():
+    _set_dotted(data, overrides or {}, lambda node, part: node.setdefault(part, {}))
+    return config_from_dict(data)
+
+
+def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """``config`` with dotted fields replaced (``{"updater.finetune.lr": 1e-3}``; a
+    number picks a list item: ``model.members.0.hidden``), validated like a loaded file."""
+    from streamae.config.render import config_to_dict
+
+    data = config_to_dict(config)
+    _set_dotted(data, overrides, lambda node, part: node[int(part) if part.isdigit() else part])
+    return config_from_dict(data)
+
+
+def _set_dotted(data: dict[str, Any], overrides: dict[str, Any], step: Any) -> None:
+    for dotted, value in overrides.items():
         node = data
         *parents, leaf = dotted.split(".")
         for part in parents:
-            node = node.setdefault(part, {})
+            node = step(node, part)
         node[leaf] = value
-    return config_from_dict(data)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -58,6 +73,8 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
+    if cls is UpdaterConfig:
+        _moved(data, unknown, prefix)
     if unknown:
         where = f"'{prefix}'" if prefix else "the top level"
         hint = ""
@@ -84,6 +101,20 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         return cls(**kwargs)
     except TypeError as exc:  # pragma: no cover - guarded by the checks above
         raise ConfigError(f"config section '{prefix}': {exc}") from None
+
+
+def _moved(data: dict[str, Any], unknown: list[str], prefix: str) -> None:
+    """Refuse the flat updater fields of earlier versions, naming where each lives now."""
+    old = [u for u in unknown if u in MOVED]
+    if isinstance(data.get("buffer"), str):  # was the buffer's scope
+        old, moved = ["buffer"] + old, {**MOVED, "buffer": "buffer.scope"}
+    else:
+        moved = MOVED
+    if old:
+        raise ConfigError("config field(s) moved: " + "; ".join(
+            f"'{prefix}.{o}' is now '{prefix}.{moved[o]}'" for o in old)
+            + " (the updater section is split into buffer, triggers, finetune, gate and "
+            "relearn; `streamae config show` prints them all)")
 
 
 def _model_class(value: Any, path: str, allowed: dict[str, type], default: str | None) -> type:

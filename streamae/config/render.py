@@ -92,6 +92,11 @@ def _commented(obj: Any, data: dict[str, Any], indent: str) -> list[str]:
         help = f.metadata.get("help", "")
         out += [f"{indent}# {line}" for line in textwrap.wrap(help, 88 - len(indent) - 2)]
         value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) and isinstance(data[f.name], dict):  # a sub-section
+            doc = first_sentence(type(value).__doc__ or "")
+            out += [f"{indent}# {line}" for line in textwrap.wrap(doc, 88 - len(indent) - 2)]
+            out += [f"{indent}{f.name}:", *_commented(value, data[f.name], indent + "  ")]
+            continue
         if isinstance(value, list) and value and all(map(dataclasses.is_dataclass, value)):
             out.append(f"{indent}{f.name}:")
             for item, plain in zip(value, data[f.name]):

@@ -8,8 +8,8 @@ from typing import Any
 from streamae.config.detection import (AlarmConfig, CalibrationConfig, DataConfig, EnsembleConfig,
                                        ModelConfig, NoveltyConfig, ThresholdConfig, TrainConfig,
                                        TransformerConfig, WindowConfig)
-from streamae.config.service import (DaemonConfig, InputConfig, KafkaConfig, ScoringConfig,
-                                     UpdaterConfig)
+from streamae.config.service import DaemonConfig, InputConfig, KafkaConfig, ScoringConfig
+from streamae.config.updater import UpdaterConfig
 from streamae.errors import ConfigError
 
 

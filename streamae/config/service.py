@@ -1,5 +1,5 @@
-"""Config sections of the running service: scoring, Kafka, input, the daemon and the
-online updater."""
+"""Config sections of the running service: scoring, Kafka, input and the daemon (the
+online updater's are in :mod:`streamae.config.updater`)."""
 
 from __future__ import annotations
 
@@ -110,63 +110,3 @@ class DaemonConfig:
     http_host: str = _opt("127.0.0.1", "address for /metrics, /healthz, /readyz")
     http_port: int = _opt(9108, "port for /metrics, /healthz, /readyz (0: off)", min=0,
                           max=65535)
-
-
-@dataclass(frozen=True)
-class UpdaterConfig:
-    """Online updates: replay buffer, fine-tuning (transfer-learning settings), gate."""
-
-    enabled: bool = _opt(False, "run the online updater inside `streamae run`")
-    store: str | None = _opt(None, "model store directory for accepted versions (the daemon "
-                             "starts from its live version when it has one)")
-    buffer: Literal["global", "per-key"] = _opt(
-        "global", "replay buffer over all keys, or one per key (capacities then per key)")
-    recent: int = _opt(20_000, "replay buffer: newest normal windows kept", min=16)
-    reservoir: int = _opt(20_000, "replay buffer: uniform sample of older windows (0: none)",
-                          min=0)
-    quarantine: int = _opt(5_000, "windows from inside alarms held until confirmed normal",
-                           min=1)
-    epochs: int = _opt(3, "fine-tuning epochs per round", min=1)
-    patience: int = _opt(2, "stop a round after this many epochs without a better "
-                         "validation loss (the best epoch's weights are kept)", min=1)
-    batch_size: int = _opt(256, "windows per fine-tuning step", min=1)
-    lr: float = _opt(1e-4, "fine-tuning learning rate (well below the pretraining one)",
-                     min=0.0)
-    encoder_lr_scale: float = _opt(0.1, "pretrained encoder layers learn this much slower",
-                                   min=0.0, max=1.0)
-    freeze_encoder: bool = _opt(False, "keep the whole encoder fixed (feature extractor)")
-    freeze_layers: int = _opt(0, "keep the first k encoder layers fixed", min=0)
-    time_budget: float = _opt(120.0, "longest fine-tuning round", duration=True, min=1.0)
-    device: Literal["auto", "cpu", "cuda"] = _opt("auto", "auto: CUDA when present")
-    holdout_fraction: float = _opt(0.2, "newest share of the buffer held out for the gate",
-                                   min=0.05, max=0.5)
-    gate_tolerance: float = _opt(-0.1, "a candidate's held-out loss may exceed the live "
-                                 "model's by this share at most; negative: it must beat it "
-                                 "by that share (a swap restarts thresholds, which costs "
-                                 "false alarms: marginal gains are not worth one)",
-                                 min=-0.99)
-    gate_alarm_rate: float = _opt(0.002, "largest allowed rise of the alarm rate on recent "
-                                  "normal windows (shadow scoring)", min=0.0)
-    gate_incident_keep: float = _opt(0.5, "of the alarm windows standing out from recent "
-                                     "normal under the live model, this share must still "
-                                     "under the candidate (0: no check)", min=0.0, max=1.0)
-    every_points: int = _opt(0, "trigger: a round every N scored windows (0: off)", min=0)
-    every: float = _opt(0.0, "trigger: a round every T of event time (0: off)", duration=True,
-                        min=0.0)
-    drift: Literal["none", "adwin", "page-hinkley", "kswin"] = _opt(
-        "adwin", "trigger: river drift detector on the window-score stream")
-    calibration_points: int = _opt(
-        1000, "after a swap, each key's threshold is fitted to this many of its recent "
-        "scores under the new model (at least threshold.init_points are needed)", min=10)
-    min_windows: int = _opt(2_000, "no round before the buffer holds this many windows", min=16)
-    cooldown: float = _opt(3600.0, "event time between two rounds, whatever triggers",
-                           duration=True, min=0.0)
-    rescale_after: float = _opt(3600.0, "a key in alarm this long gets new scaling of its "
-                                "moved channels if that makes its windows score as normal "
-                                "again (a recalibrated sensor; 0: off)", duration=True,
-                                min=0.0)
-    admit_after: float = _opt(0.0, "a key in alarm this long is taken as a change of "
-                              "normal: its quarantined windows enter the buffer (0, the "
-                              "default: only when an operator admits them; a long alarm "
-                              "re-scaling does not explain may be an incident)",
-                              duration=True, min=0.0)

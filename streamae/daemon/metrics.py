@@ -45,8 +45,8 @@ class DaemonMetrics:
         self.keys = Gauge("streamae_keys", "keys (sensors) seen", registry=r)
         self.model = Gauge("streamae_model_info", "model in use", ["version"], registry=r)
         self.relearnt = Counter("streamae_thresholds_relearnt", "keys whose threshold "
-                                "re-learnt on a new normal (in alarm for updater.admit_after)",
-                                registry=r)
+                                "re-learnt on a new normal (in alarm for "
+                                "updater.relearn.admit_after)", registry=r)
         self.rescaled = Counter("streamae_keys_rescaled", "keys given new scaling of their "
                                 "moved channels (a recalibration that explained their alarm)",
                                 registry=r)

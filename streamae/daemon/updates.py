@@ -61,8 +61,10 @@ def follower_config(config: Config) -> Config:
     (re-scaling, threshold re-learning): a small buffer, no drift detector, no rounds."""
     u = config.updater
     return dataclasses.replace(config, updater=dataclasses.replace(
-        u, buffer="global", recent=min(u.recent, FOLLOWER_WINDOWS), reservoir=0,
-        quarantine=min(u.quarantine, FOLLOWER_WINDOWS), drift="none", store=None))
+        u, store=None, triggers=dataclasses.replace(u.triggers, drift="none"),
+        buffer=dataclasses.replace(u.buffer, scope="global",
+                                   recent=min(u.buffer.recent, FOLLOWER_WINDOWS), reservoir=0,
+                                   quarantine=min(u.buffer.quarantine, FOLLOWER_WINDOWS))))
 
 
 class DaemonUpdates:
@@ -163,9 +165,9 @@ class DaemonUpdates:
         if section:
             try:
                 self.updater.buffer.load_state_dict(section)
-            except (KeyError, ValueError) as exc:  # updater.buffer changed between runs
-                log.warning("replay buffer in the checkpoint does not fit updater.buffer=%s "
-                            "(%s); starting with an empty buffer", self.config.updater.buffer,
+            except (KeyError, ValueError) as exc:  # updater.buffer.scope changed between runs
+                log.warning("replay buffer in the checkpoint does not fit updater.buffer.scope=%s "
+                            "(%s); starting with an empty buffer", self.config.updater.buffer.scope,
                             exc)
 
     def close(self) -> None:

@@ -202,7 +202,7 @@ class ReplayBuffer:
 
 
 class KeyedReplayBuffer:
-    """The same buffer kept per key (``updater.buffer: per-key``): every key has its own
+    """The same buffer kept per key (``updater.buffer.scope: per-key``): every key has its own
     ``recent`` / ``reservoir`` / ``quarantine`` capacities, so a few busy or long-lived
     keys cannot crowd the others out of the fine-tuning data. Memory grows with keys."""
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from streamae.config import TrainConfig, UpdaterConfig
+from streamae.config import FineTuneConfig, TrainConfig
 from streamae.models.detector import Detector
 from streamae.models.train import fit
 
@@ -48,7 +48,7 @@ class FinetuneReport:
     groups: dict[str, Any] = field(default_factory=dict)
 
 
-def parameter_groups(model: torch.nn.Module, cfg: UpdaterConfig) -> list[dict[str, Any]]:
+def parameter_groups(model: torch.nn.Module, cfg: FineTuneConfig) -> list[dict[str, Any]]:
     """Encoder and decoder parameter groups with their learning rates; frozen parameters
     get ``requires_grad = False`` and no group."""
     encoder, decoder, frozen = [], [], []
@@ -74,7 +74,7 @@ def parameter_groups(model: torch.nn.Module, cfg: UpdaterConfig) -> list[dict[st
     return groups
 
 
-def fine_tune(detector: Detector, windows: np.ndarray, cfg: UpdaterConfig,
+def fine_tune(detector: Detector, windows: np.ndarray, cfg: FineTuneConfig,
               seed: int = 0, val_fraction: float = 0.1,
               train: TrainConfig | None = None) -> tuple[Detector, FinetuneReport]:
     """A candidate: a copy of ``detector`` fine-tuned on ``windows`` (``(n, W, C)``,

@@ -2,15 +2,15 @@
 fine-tune, runs a round (gate included) and hands accepted models over for a swap.
 
 Triggers: a schedule (every N windows, every T of event time), a river drift detector on
-the stream of window scores, and a manual request. After a round, ``cooldown`` of event
+the stream of window scores, and a manual request. After a round, ``triggers.cooldown`` of event
 time passes before the next. Rounds run inline (backtests: reproducible on event time) or
 on a background thread (the daemon: scoring never waits); either way the live model is
 only replaced by :meth:`OnlineUpdater.poll`, between batches.
 
-A key that stays in alarm for ``rescale_after`` is tried as a recalibrated sensor
+A key that stays in alarm for ``relearn.rescale_after`` is tried as a recalibrated sensor
 (:mod:`streamae.updater.rescale`): if new scaling of its moved channels makes it score as
 normal, it gets that scaling on the same model. A key that stays in alarm for
-``admit_after`` has a new normal: its quarantined windows enter the buffer, a round is
+``relearn.admit_after`` has a new normal: its quarantined windows enter the buffer, a round is
 asked for, and at once (without waiting for a model) its threshold re-learns on its
 recent scores, so one changed sensor does not stay in alarm for the hours a round and its
 gate take. An operator can reject a key's alarm as an incident: then neither happens.
@@ -109,10 +109,10 @@ class OnlineUpdater:
         self.pipeline: Pipeline | None = None  # once attached, its model is the live one
         self.store, self.background, self.seed = store, background, seed
         self.trains = rounds
-        kind = KeyedReplayBuffer if self.cfg.buffer == "per-key" else ReplayBuffer
-        self.buffer = kind(live.window, len(live.channels), self.cfg.recent,
-                           self.cfg.reservoir, self.cfg.quarantine, seed)
-        self.drift = drift_detector(self.cfg.drift)
+        kind = KeyedReplayBuffer if self.cfg.buffer.scope == "per-key" else ReplayBuffer
+        self.buffer = kind(live.window, len(live.channels), self.cfg.buffer.recent,
+                           self.cfg.buffer.reservoir, self.cfg.buffer.quarantine, seed)
+        self.drift = drift_detector(self.cfg.triggers.drift)
         self.rounds: list[Round] = []
         self.windows_seen = 0
         self._since_round = 0
@@ -180,23 +180,23 @@ class OnlineUpdater:
         if not len(ts):
             return
         now = float(ts.max())
-        if self.cfg.rescale_after:
+        if self.cfg.relearn.rescale_after:
             enough = self._rescale_least() + self._straddle()
             for key, since in list(self._alarm_since.items()):
                 tried = self._rescale_tried.get(key, since)
                 # first as soon as rescale_after has passed and the alarm has enough
                 # windows to tell; not explained: again after another rescale_after
-                if (now - tried >= self.cfg.rescale_after and key not in self._rescales
+                if (now - tried >= self.cfg.relearn.rescale_after and key not in self._rescales
                         and key not in self._held
                         and self._alarm_windows.get(key, 0) >= enough):
                     self._rescale_tried[key] = now
                     self._try_rescale(key, since, now)
-        if not self.cfg.admit_after:
+        if not self.cfg.relearn.admit_after:
             return
         for key, since in self._alarm_since.items():
             if key in self._held:
                 continue
-            if now - since >= self.cfg.admit_after and self.buffer.admit(key):
+            if now - since >= self.cfg.relearn.admit_after and self.buffer.admit(key):
                 log.info("key %s in alarm since %.0f: taking it as a new normal", key, since)
                 self._drift = True
                 self._relearn.add(key)
@@ -257,18 +257,18 @@ class OnlineUpdater:
 
     # ---------------------------------------------------------------- rounds
     def _reason(self, now: float) -> str | None:
-        if not self.trains or len(self.buffer) < self.cfg.min_windows:
+        if not self.trains or len(self.buffer) < self.cfg.triggers.min_windows:
             return None
         if self._manual:
             return "manual"
-        if self._last_round_at is not None and now - self._last_round_at < self.cfg.cooldown:
+        if self._last_round_at is not None and now - self._last_round_at < self.cfg.triggers.cooldown:
             return None
         if self._drift:
             return "drift"
-        if self.cfg.every_points and self._since_round >= self.cfg.every_points:
+        if self.cfg.triggers.every_points and self._since_round >= self.cfg.triggers.every_points:
             return "schedule (windows)"
         start = self._last_round_at if self._last_round_at is not None else self._first_ts
-        if self.cfg.every and start is not None and now - start >= self.cfg.every:
+        if self.cfg.triggers.every and start is not None and now - start >= self.cfg.triggers.every:
             return "schedule (time)"
         return None
 
@@ -319,9 +319,9 @@ class OnlineUpdater:
         """What a round learns from, copied on the scoring thread: the background round
         never reads the buffer, which the scoring thread goes on filling."""
         windows, ts, keys, novelty = self.buffer.keyed_windows()
-        n_hold = max(1, int(len(windows) * self.cfg.holdout_fraction))
+        n_hold = max(1, int(len(windows) * self.cfg.gate.holdout_fraction))
         return Snapshot(windows, ts, keys, novelty, n_hold, self.buffer.newest(4 * n_hold),
-                        self._newest(self.buffer.keys(), self.cfg.calibration_points),
+                        self._newest(self.buffer.keys(), self.cfg.relearn.calibration_points),
                         self.buffer.quarantined(4 * n_hold))
 
     def _round(self, live: Detector, snap: Snapshot, now: float, reason: str) -> None:
@@ -334,14 +334,14 @@ class OnlineUpdater:
     def _try_round(self, live: Detector, snap: Snapshot, now: float, reason: str) -> None:
         windows, ts, keys, n_hold = snap.windows, snap.ts, snap.keys, snap.held
         train, holdout = windows[:-n_hold], windows[-n_hold:]
-        candidate, report = fine_tune(live, train, self.cfg, self.seed + len(self.rounds),
+        candidate, report = fine_tune(live, train, self.cfg.finetune, self.seed + len(self.rounds),
                                       train=self.config.train)
         # a new version scores on its own calibration: fitted on the held-out windows
         held_keys = keys[-n_hold:]
         order = np.argsort(held_keys.astype(str), kind="stable")  # each key's in time order
         candidate = candidate.recalibrated(holdout[order], held_keys[order],
                                            snap.novelty[-n_hold:][order])
-        verdict = validate(live, candidate, holdout, snap.recent, self.cfg,
+        verdict = validate(live, candidate, holdout, snap.recent, self.cfg.gate,
                            self.config.threshold, snap.quarantined)
         result = Round(now, reason, verdict.accepted, candidate.version, verdict.reasons,
                        {**verdict.metrics, "seconds": report.seconds,

@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-from streamae.config import UpdaterConfig
+from streamae.config import FineTuneConfig
 from streamae.errors import InputFormatError
 from streamae.models.dataset import key_series, sliding, training_windows
 from streamae.models.detector import Detector
@@ -16,7 +16,7 @@ from streamae.types import Frame
 from streamae.updater.finetune import FinetuneReport, fine_tune
 
 
-def finetune_on_frame(pretrained: Detector, frame: Frame, cfg: UpdaterConfig,
+def finetune_on_frame(pretrained: Detector, frame: Frame, cfg: FineTuneConfig,
                       max_windows: int = 50_000, seed: int = 0, val_fraction: float = 0.2
                       ) -> tuple[Detector, FinetuneReport]:
     """Fine-tune ``pretrained`` on the rows of a new sensor set. The new sensors get their
