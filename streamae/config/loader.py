@@ -169,6 +169,11 @@ def _coerce(hint: Any, value: Any, path: str, meta: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"config field '{path}': got {value!r}; must be a list of names")
         return list(value)
+    return _scalar(hint, value, path, meta)
+
+
+def _scalar(hint: Any, value: Any, path: str, meta: Any) -> Any:
+    """A bool, integer, number or non-empty string, range-checked."""
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"config field '{path}': got {value!r}; must be true or false")

@@ -100,15 +100,10 @@ def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config:
     gen = torch.Generator(device=device).manual_seed(config.seed)
     data, held = _to(train, device), _to(val, device)
     model.to(device)
-    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad],
-                               "lr": config.lr}]
-    groups = [g for g in groups if g["params"]]
-    if not groups:
+    opt = _optimizer(model, param_groups, config)
+    if opt is None:  # nothing left to train
         _finish(model)
         return result
-    for g in groups:
-        g["base_lr"] = g["lr"]
-    opt = torch.optim.Adam(groups, weight_decay=config.weight_decay)
     bf16 = device.type == "cuda" and "transformer" in type(model).__name__.lower()
     best = result.initial_val_loss = _loss(model, held, bf16) if len(held) else math.inf
     best_state = _copy(model)
@@ -145,6 +140,18 @@ def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config:
     _finish(model)
     log.info("training: %s", result.summary())
     return result
+
+
+def _optimizer(model: SequenceAutoencoder, param_groups: list[dict[str, Any]] | None,
+               config: TrainConfig) -> torch.optim.Optimizer | None:
+    """Adam over the given groups (default: every trainable parameter at ``config.lr``),
+    each remembering its base rate for the schedule; None when nothing is trainable."""
+    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad],
+                               "lr": config.lr}]
+    groups = [g for g in groups if g["params"]]
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    return torch.optim.Adam(groups, weight_decay=config.weight_decay) if groups else None
 
 
 def _epoch(model: SequenceAutoencoder, opt: torch.optim.Optimizer, data: torch.Tensor,
