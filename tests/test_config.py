@@ -182,3 +182,17 @@ def test_config_schema_command_prints_the_schema(capsys):
     schema = json.loads(capsys.readouterr().out)
     assert schema["properties"]["threshold"]["properties"]["risk"]["default"] == 1e-4
     assert schema["additionalProperties"] is False
+
+
+def test_a_section_changed_in_code_is_validated_too():
+    """dataclasses.replace on a section validates as loading a file does (pydantic)."""
+    import dataclasses
+
+    from pydantic import ValidationError
+
+    config = load_config()
+    assert dataclasses.replace(config.window, hop=4).hop == 4
+    with pytest.raises(ValidationError):
+        dataclasses.replace(config.window, hop=0)
+    with pytest.raises(ValidationError):
+        dataclasses.replace(config.threshold, kind="magic")

@@ -1,8 +1,8 @@
 """Typed, validated configuration.
 
-Every section is a frozen dataclass; its defaults *are* the packaged default config.
-A YAML file only overrides what it names. Unknown fields, wrong types and values out
-of range fail at start-up with the field path, the bad value and what is allowed.
+Every section is a frozen pydantic dataclass; its defaults *are* the packaged default
+config. A YAML file only overrides what it names. Unknown fields, wrong types and values
+out of range fail at start-up with the field path, the bad value and what is allowed.
 
 - :mod:`~streamae.config.detection`: data, window, model, train, calibration, novelty,
   threshold, alarm
@@ -20,7 +20,8 @@ from streamae.config.detection import (MEMBER_CONFIGS, MODEL_CONFIGS, AlarmConfi
                                        NoveltyConfig,
                                        ThresholdConfig, TrainConfig, TransformerConfig,
                                        WindowConfig)
-from streamae.config.loader import _build, config_from_dict, load_config, with_overrides
+from streamae.config.loader import (config_from_dict, load_config, model_config_from_dict,
+                                    with_overrides)
 from streamae.config.render import (SECRET_FIELD, commented_yaml, config_to_dict, masked,
                                     public_dict)
 from streamae.config.root import Config, model_parts
@@ -31,10 +32,12 @@ from streamae.config.updater import (FineTuneConfig, GateConfig, RelearnConfig,
 
 __all__ = [
     "AlarmConfig", "CalibrationConfig", "Config", "DaemonConfig", "DataConfig",
-    "EnsembleConfig", "FineTuneConfig", "GateConfig", "InputConfig", "KafkaConfig", "LSTMConfig", "LinearConfig",
-    "MEMBER_CONFIGS", "MODEL_CONFIGS", "MemberConfig", "ModelConfig", "NoveltyConfig",
-    "RelearnConfig", "ReplayBufferConfig", "SECRET_FIELD", "TriggerConfig",
-    "ScoringConfig", "ThresholdConfig", "TrainConfig", "TransformerConfig", "UpdaterConfig",
-    "WindowConfig", "_build", "commented_yaml", "config_from_dict", "config_schema",
-    "config_to_dict", "load_config", "masked", "with_overrides", "model_parts", "public_dict",
+    "EnsembleConfig", "FineTuneConfig", "GateConfig", "InputConfig", "KafkaConfig",
+    "LSTMConfig", "LinearConfig", "MEMBER_CONFIGS", "MODEL_CONFIGS", "MemberConfig",
+    "ModelConfig", "NoveltyConfig", "RelearnConfig", "ReplayBufferConfig",
+    "SECRET_FIELD", "ScoringConfig", "ThresholdConfig", "TrainConfig",
+    "TransformerConfig", "TriggerConfig", "UpdaterConfig", "WindowConfig",
+    "commented_yaml", "config_from_dict", "config_schema", "config_to_dict",
+    "load_config", "masked", "model_config_from_dict", "model_parts", "public_dict",
+    "with_overrides",
 ]

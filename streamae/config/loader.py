@@ -1,25 +1,24 @@
-"""Reading a config: YAML and dotted overrides -> validated, typed sections. Unknown
-fields, wrong types and values out of range fail with the field path, the bad value and
-what is allowed."""
+"""Reading a config: YAML and dotted overrides -> validated, typed sections. pydantic
+validates (see :mod:`~streamae.config.fields`); its errors become one message per field
+with the field path, the bad value and what is allowed."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
-import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
-from streamae.config.detection import EnsembleConfig, MEMBER_CONFIGS, MODEL_CONFIGS
+from streamae.config.detection import MEMBER_CONFIGS, MODEL_CONFIGS, EnsembleConfig, ModelConfig
 from streamae.config.root import Config
-from streamae.config.updater import MOVED, UpdaterConfig
-from streamae.durations import Span, parse_duration
+from streamae.config.updater import MOVED
 from streamae.errors import ConfigError
 
-FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_CONFIG = TypeAdapter(Config)
+_MODEL = TypeAdapter(ModelConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -63,142 +62,133 @@ def _set_dotted(data: dict[str, Any], overrides: dict[str, Any], step: Any) -> N
 
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Build and validate a :class:`Config` from plain data."""
-    return _build(Config, data, "")
-
-
-def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"config section '{prefix or 'top level'}' must be a mapping, "
-                          f"got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if cls is UpdaterConfig:
-        _moved(data, unknown, prefix)
-    if unknown:
-        where = f"'{prefix}'" if prefix else "the top level"
-        hint = ""
-        if cls in MODEL_CONFIGS.values():
-            hint = (f" (fields of model kind {data.get('kind', cls.kind)!r}; the default "
-                    f"kind is {EnsembleConfig.kind!r}: set kind to use another model's fields)")
-        raise ConfigError(f"unknown config field(s) {', '.join(repr(u) for u in unknown)} in {where}; "
-                          f"allowed: {', '.join(fields)}{hint}")
-    kwargs = {}
-    for name, value in data.items():
-        path = f"{prefix}.{name}" if prefix else name
-        hint = hints[name]
-        if name == "model" and cls is Config:
-            hint = _model_class(value, path, MODEL_CONFIGS, EnsembleConfig.kind)
-        elif name == "members" and cls is EnsembleConfig:
-            if not isinstance(value, list):
-                raise ConfigError(f"config field '{path}': got {value!r}; must be a list of "
-                                  "member models, e.g. [{kind: lstm}, {kind: linear}]")
-            kwargs[name] = [_build(_model_class(v, f"{path}[{i}]", MEMBER_CONFIGS, None), v,
-                                   f"{path}[{i}]") for i, v in enumerate(value)]
-            continue
-        kwargs[name] = _coerce(hint, value, path, fields[name].metadata)
+        raise ConfigError(f"config must be a mapping of sections, got {data!r}")
+    if isinstance(data.get("updater"), dict):
+        _moved(data["updater"])
+    return _validated(_CONFIG, data, ())
+
+
+def model_config_from_dict(data: dict[str, Any]) -> Any:
+    """A model section (a checkpoint's ``model``), validated as the config's would be."""
+    return _validated(_MODEL, data, ("model",))
+
+
+def _validated(adapter: TypeAdapter, data: Any, at: tuple) -> Any:
     try:
-        return cls(**kwargs)
-    except TypeError as exc:  # pragma: no cover - guarded by the checks above
-        raise ConfigError(f"config section '{prefix}': {exc}") from None
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        raise ConfigError(explain(exc, at)) from None
 
 
-def _moved(data: dict[str, Any], unknown: list[str], prefix: str) -> None:
+def _moved(updater: dict[str, Any]) -> None:
     """Refuse the flat updater fields of earlier versions, naming where each lives now."""
-    old = [u for u in unknown if u in MOVED]
-    if isinstance(data.get("buffer"), str):  # was the buffer's scope
-        old, moved = ["buffer"] + old, {**MOVED, "buffer": "buffer.scope"}
-    else:
-        moved = MOVED
+    old = sorted(u for u in updater if u in MOVED)
+    moved = dict(MOVED)
+    if isinstance(updater.get("buffer"), str):  # was the buffer's scope
+        old, moved["buffer"] = ["buffer"] + old, "buffer.scope"
     if old:
         raise ConfigError("config field(s) moved: " + "; ".join(
-            f"'{prefix}.{o}' is now '{prefix}.{moved[o]}'" for o in old)
+            f"'updater.{o}' is now 'updater.{moved[o]}'" for o in old)
             + " (the updater section is split into buffer, triggers, finetune, gate and "
             "relearn; `streamae config show` prints them all)")
 
 
-def _model_class(value: Any, path: str, allowed: dict[str, type], default: str | None) -> type:
-    """The config class a model section's ``kind`` names."""
-    if not isinstance(value, dict):
-        raise ConfigError(f"config section '{path}' must be a mapping, got {value!r}")
-    kind = value.get("kind", default)
-    if kind not in allowed:
-        what = "missing" if kind is None else f"got {kind!r}"
-        raise ConfigError(f"config field '{path}.kind': {what}; allowed: {', '.join(allowed)}")
-    return allowed[kind]
+# ------------------------------------------------------------------ error messages
+def explain(exc: ValidationError, at: tuple = ()) -> str:
+    """One line per bad field (the first problem of each): path, value, what is allowed."""
+    lines: dict[str, str] = {}
+    unknown: dict[str, tuple[type | None, list[str]]] = {}
+    for error in exc.errors():
+        path, owner, field_name = _place(at + tuple(error["loc"]))
+        if error["type"] == "unexpected_keyword_argument":
+            section = path.rpartition(".")[0]
+            unknown.setdefault(section, (owner, []))[1].append(field_name)
+            continue
+        if path not in lines:
+            lines[path] = (f"config field '{path}': must be a plain value" if field_name ==
+                           "[value]" else _problem(error, path))
+    for section, (owner, names) in unknown.items():
+        lines[f"{section}.*"] = _unknown(section, owner, names, at)
+    return "; ".join(lines.values())
 
 
-def _coerce(hint: Any, value: Any, path: str, meta: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if meta.get("span"):
-        try:
-            return Span.parse(value)
-        except ValueError as exc:
-            raise ConfigError(f"config field '{path}': got {value!r}; {exc}") from None
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, path)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        for choice in inner[1:]:  # a literal alternative, e.g. int | Literal["auto"]
-            if typing.get_origin(choice) is Literal and value in typing.get_args(choice):
-                return value
-        return _coerce(inner[0], value, path, meta)
-    if meta.get("duration"):
-        try:
-            value = parse_duration(value)
-        except ValueError as exc:
-            raise ConfigError(f"config field '{path}': got {value!r}; {exc}") from None
-        return _check_range(value, path, meta)
-    if origin is Literal:
-        allowed = typing.get_args(hint)
-        if value not in allowed:
-            raise ConfigError(f"config field '{path}': got {value!r}; allowed: "
-                              f"{', '.join(map(str, allowed))}")
-        return value
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(f"config field '{path}': got {value!r}; must be a mapping")
-        bad = [k for k, v in value.items() if isinstance(v, (dict, list))]
-        if bad:
-            raise ConfigError(f"config field '{path}.{bad[0]}': must be a plain value")
-        return dict(value)
-    if origin is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"config field '{path}': got {value!r}; must be a list of names")
-        return list(value)
-    return _scalar(hint, value, path, meta)
+def _place(loc: tuple) -> tuple[str, type | None, str]:
+    """The dotted field path of an error's location (union tags dropped, list items as
+    ``[i]``), the section class holding its last field and that field's name."""
+    parts: list[str] = []
+    cls: type | None = Config
+    owner: type | None = Config
+    name, mapping = "", False
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] += f"[{item}]"
+        elif mapping:  # a key of a mapping field (kafka.client): its values are plain
+            parts.append(item)
+            mapping, name = False, "[value]"
+        elif cls is not None and item in {f.name for f in dataclasses.fields(cls)}:
+            parts.append(item)
+            owner, name = cls, item
+            hint = typing.get_type_hints(cls)[item]
+            cls = hint if dataclasses.is_dataclass(hint) else None
+            mapping = typing.get_origin(hint) is dict
+        elif item in MODEL_CONFIGS:  # the union tag: the model kind the section names
+            cls = MODEL_CONFIGS[item]
+        elif cls is not None:  # a field the section does not have
+            parts.append(item)
+            owner, name = cls, item
+            cls = None
+    return ".".join(parts), owner, name
 
 
-def _scalar(hint: Any, value: Any, path: str, meta: Any) -> Any:
-    """A bool, integer, number or non-empty string, range-checked."""
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"config field '{path}': got {value!r}; must be true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config field '{path}': got {value!r}; must be an integer")
-        return _check_range(value, path, meta)
-    if hint is float:
-        if isinstance(value, str) and FLOAT_TEXT.fullmatch(value.strip()):
-            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config field '{path}': got {value!r}; must be a number")
-        return _check_range(float(value), path, meta)
-    if hint is str:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"config field '{path}': got {value!r}; must be a non-empty string")
-        return value
-    raise ConfigError(f"config field '{path}': unsupported type {hint}")  # pragma: no cover
+_PLAIN = {"int": "must be an integer", "bool": "must be true or false",
+          "float": "must be a number", "string": "must be a non-empty string",
+          "list": "must be a list of names", "dict": "must be a mapping",
+          "dataclass": "must be a mapping", "model": "must be a mapping"}
 
 
-def _check_range(value: float, path: str, meta: Any) -> Any:
-    low, high = meta.get("min"), meta.get("max")
-    if low is not None and value < low:
-        raise ConfigError(f"config field '{path}': got {value!r}; must be >= {low}")
-    if high is not None and value > high:
-        raise ConfigError(f"config field '{path}': got {value!r}; must be <= {high}")
-    return value
+def _problem(error: dict[str, Any], path: str) -> str:
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    got = f"config field '{path}': got {value!r}"
+    if kind == "union_tag_invalid":
+        return (f"config field '{path}.kind': got {ctx.get('tag')!r}; allowed: "
+                f"{_names(ctx.get('expected_tags', ''))}")
+    if kind == "union_tag_not_found":
+        allowed = MEMBER_CONFIGS if "members" in path else MODEL_CONFIGS
+        return f"config field '{path}.kind': missing; allowed: {', '.join(allowed)}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        sign = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+                "less_than": "<"}[kind]
+        bound = next(iter(ctx.values()))
+        return f"{got}; must be {sign} {bound}"
+    if kind == "literal_error":
+        return f"{got}; allowed: {_names(ctx.get('expected', ''))}"
+    if kind == "value_error":
+        return f"{got}; {ctx.get('error', error['msg'])}"
+    if path.endswith("members") and kind in ("list_type", "too_short"):
+        if kind == "list_type":
+            return (f"{got}; must be a list of member models, e.g. [{{kind: lstm}}, "
+                    "{kind: linear}]")
+        return (f"config field '{path}': empty; name at least one member model "
+                "(e.g. {kind: lstm})")
+    for prefix, text in _PLAIN.items():
+        if kind.startswith(prefix):
+            return f"{got}; {text}"
+    return f"{got}; {error['msg']}"
+
+
+def _names(expected: str) -> str:
+    """pydantic's "'a', 'b' or 'c'" as "a, b, c"."""
+    return expected.replace(" or ", ", ").replace("'", "")
+
+
+def _unknown(section: str, owner: type | None, names: list[str], at: tuple) -> str:
+    where = f"'{section}'" if section else "the top level"
+    fields = [f.name for f in dataclasses.fields(owner)] if owner else []
+    hint = ""
+    if owner in MODEL_CONFIGS.values():
+        hint = (f" (fields of model kind {owner.kind!r}; the default kind is "
+                f"{EnsembleConfig.kind!r}: set kind to use another model's fields)")
+    return (f"unknown config field(s) {', '.join(repr(n) for n in names)} in {where}; "
+            f"allowed: {', '.join(fields)}{hint}")
+

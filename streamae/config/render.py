@@ -89,7 +89,7 @@ def _commented(obj: Any, data: dict[str, Any], indent: str) -> list[str]:
 
     out: list[str] = []
     for f in dataclasses.fields(obj):
-        help = f.metadata.get("help", "")
+        help = f.metadata.get("description", "")
         out += [f"{indent}# {line}" for line in textwrap.wrap(help, 88 - len(indent) - 2)]
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value) and isinstance(data[f.name], dict):  # a sub-section

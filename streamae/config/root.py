@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from streamae.config.detection import (AlarmConfig, CalibrationConfig, DataConfig, EnsembleConfig,
                                        ModelConfig, NoveltyConfig, ThresholdConfig, TrainConfig,
                                        TransformerConfig, WindowConfig)
+from streamae.config.fields import section
 from streamae.config.service import DaemonConfig, InputConfig, KafkaConfig, ScoringConfig
 from streamae.config.updater import UpdaterConfig
 from streamae.errors import ConfigError
 
 
-@dataclass(frozen=True)
+@section
 class Config:
     """The whole configuration."""
 

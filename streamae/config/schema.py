@@ -10,7 +10,7 @@ import typing
 from typing import Any, Literal
 
 from streamae.config.detection import EnsembleConfig, MEMBER_CONFIGS, MODEL_CONFIGS
-from streamae.config.loader import FLOAT_TEXT
+from streamae.config.fields import FLOAT_TEXT, Duration, SpanValue
 from streamae.config.render import config_to_dict
 from streamae.config.root import Config
 from streamae.durations import DURATION_TEXT, POINTS_TEXT
@@ -31,7 +31,7 @@ def config_schema() -> dict[str, Any]:
 
 
 def _section(cls: type, kind_required: bool = False) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     default = cls()
     plain = config_to_dict(default)
     props: dict[str, Any] = {}
@@ -42,8 +42,8 @@ def _section(cls: type, kind_required: bool = False) -> dict[str, Any]:
             prop = {"type": "array", "minItems": 1, "items": _models(MEMBER_CONFIGS, None)}
         else:
             prop = _field(hints[f.name], f.metadata)
-        if f.metadata.get("help"):
-            prop["description"] = f.metadata["help"]
+        if f.metadata.get("description"):
+            prop["description"] = f.metadata["description"]
         if not dataclasses.is_dataclass(getattr(default, f.name)):
             prop["default"] = plain[f.name]
         props[f.name] = prop
@@ -65,7 +65,7 @@ def _models(allowed: dict[str, type], default: str | None) -> dict[str, Any]:
 
 def _field(hint: Any, meta: Any) -> dict[str, Any]:
     origin = typing.get_origin(hint)
-    if meta.get("span"):
+    if hint == SpanValue:
         return dict(_SPAN)
     if dataclasses.is_dataclass(hint):
         return _section(hint)
@@ -75,8 +75,13 @@ def _field(hint: Any, meta: Any) -> dict[str, Any]:
         if type(None) in args:
             choices.append({"type": "null"})
         return choices[0] if len(choices) == 1 else {"anyOf": choices}
-    if meta.get("duration"):
+    if hint == Duration:
         return dict(_DURATION)
+    if origin is typing.Annotated:  # Int, Float, Text...: the plain type's schema
+        base, *extra = typing.get_args(hint)
+        bounds = {k: getattr(x, k) for x in extra for k in ("ge", "le")
+                  if getattr(x, k, None) is not None}
+        return _field(base, {**meta, **bounds})
     if origin is Literal:
         return {"enum": list(typing.get_args(hint))}
     if origin is dict:
@@ -97,8 +102,8 @@ def _field(hint: Any, meta: Any) -> dict[str, Any]:
 
 def _bounds(meta: Any) -> dict[str, Any]:
     out = {}
-    if meta.get("min") is not None:
-        out["minimum"] = meta["min"]
-    if meta.get("max") is not None:
-        out["maximum"] = meta["max"]
+    if meta.get("ge") is not None:
+        out["minimum"] = meta["ge"]
+    if meta.get("le") is not None:
+        out["maximum"] = meta["le"]
     return out

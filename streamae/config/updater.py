@@ -3,96 +3,95 @@ round fine-tunes, the gate a candidate passes, and each key's re-learning."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
 
-from streamae.config.fields import _opt
+from streamae.config.fields import Bool, Duration, Float, Int, Text, _opt, section
 
 
-@dataclass(frozen=True)
+@section
 class ReplayBufferConfig:
     """The replay buffer: the normal windows a round learns from."""
 
     scope: Literal["global", "per-key"] = _opt(
         "global", "one buffer over all keys, or one per key (capacities then per key)")
-    recent: int = _opt(20_000, "newest normal windows kept", min=16)
-    reservoir: int = _opt(20_000, "uniform sample of older windows (0: none)", min=0)
-    quarantine: int = _opt(5_000, "windows from inside alarms held until confirmed normal",
+    recent: Int = _opt(20_000, "newest normal windows kept", min=16)
+    reservoir: Int = _opt(20_000, "uniform sample of older windows (0: none)", min=0)
+    quarantine: Int = _opt(5_000, "windows from inside alarms held until confirmed normal",
                            min=1)
 
 
-@dataclass(frozen=True)
+@section
 class TriggerConfig:
     """When a fine-tuning round runs."""
 
-    every_points: int = _opt(0, "a round every N scored windows (0: off)", min=0)
-    every: float = _opt(0.0, "a round every T of event time (0: off)", duration=True, min=0.0)
+    every_points: Int = _opt(0, "a round every N scored windows (0: off)", min=0)
+    every: Duration = _opt(0.0, "a round every T of event time (0: off)", min=0.0)
     drift: Literal["none", "adwin", "page-hinkley", "kswin"] = _opt(
         "adwin", "river drift detector on the window-score stream")
-    min_windows: int = _opt(2_000, "no round before the buffer holds this many windows",
+    min_windows: Int = _opt(2_000, "no round before the buffer holds this many windows",
                             min=16)
-    cooldown: float = _opt(3600.0, "event time between two rounds, whatever triggers",
-                           duration=True, min=0.0)
+    cooldown: Duration = _opt(3600.0, "event time between two rounds, whatever triggers", min=0.0)
 
 
-@dataclass(frozen=True)
+@section
 class FineTuneConfig:
     """How a round fine-tunes the live model (also `streamae finetune`'s transfer-learning
     settings)."""
 
-    epochs: int = _opt(3, "epochs per round", min=1)
-    patience: int = _opt(2, "stop a round after this many epochs without a better "
+    epochs: Int = _opt(3, "epochs per round", min=1)
+    patience: Int = _opt(2, "stop a round after this many epochs without a better "
                          "validation loss (the best epoch's weights are kept)", min=1)
-    batch_size: int = _opt(256, "windows per step", min=1)
-    lr: float = _opt(1e-4, "learning rate (well below the pretraining one)", min=0.0)
-    encoder_lr_scale: float = _opt(0.1, "pretrained encoder layers learn this much slower",
+    batch_size: Int = _opt(256, "windows per step", min=1)
+    lr: Float = _opt(1e-4, "learning rate (well below the pretraining one)", min=0.0)
+    encoder_lr_scale: Float = _opt(0.1, "pretrained encoder layers learn this much slower",
                                    min=0.0, max=1.0)
-    freeze_encoder: bool = _opt(False, "keep the whole encoder fixed (feature extractor)")
-    freeze_layers: int = _opt(0, "keep the first k encoder layers fixed", min=0)
-    time_budget: float = _opt(120.0, "longest round", duration=True, min=1.0)
+    freeze_encoder: Bool = _opt(False, "keep the whole encoder fixed (feature extractor)")
+    freeze_layers: Int = _opt(0, "keep the first k encoder layers fixed", min=0)
+    time_budget: Duration = _opt(120.0, "longest round", min=1.0)
     device: Literal["auto", "cpu", "cuda"] = _opt("auto", "auto: CUDA when present")
 
 
-@dataclass(frozen=True)
+@section
 class GateConfig:
     """What a candidate must show on the buffer's held-out windows before it goes live."""
 
-    holdout_fraction: float = _opt(0.2, "newest share of the buffer held out for the gate",
+    holdout_fraction: Float = _opt(0.2, "newest share of the buffer held out for the gate",
                                    min=0.05, max=0.5)
-    tolerance: float = _opt(-0.1, "a candidate's held-out loss may exceed the live model's "
+    tolerance: Float = _opt(-0.1, "a candidate's held-out loss may exceed the live model's "
                             "by this share at most; negative: it must beat it by that share "
                             "(a swap restarts thresholds, which costs false alarms: marginal "
                             "gains are not worth one)", min=-0.99)
-    alarm_rate: float = _opt(0.002, "largest allowed rise of the alarm rate on recent normal "
+    alarm_rate: Float = _opt(0.002, "largest allowed rise of the alarm rate on recent normal "
                              "windows (shadow scoring)", min=0.0)
-    incident_keep: float = _opt(0.5, "of the alarm windows standing out from recent normal "
+    incident_keep: Float = _opt(0.5, "of the alarm windows standing out from recent normal "
                                 "under the live model, this share must still under the "
                                 "candidate (0: no check)", min=0.0, max=1.0)
 
 
-@dataclass(frozen=True)
+@section
 class RelearnConfig:
     """Each key's re-learning: after a change of its normal, and after a model swap."""
 
-    rescale_after: float = _opt(3600.0, "a key in alarm this long gets new scaling of its "
+    rescale_after: Duration = _opt(3600.0, "a key in alarm this long gets new scaling of its "
                                 "moved channels if that makes its windows score as normal "
-                                "again (a recalibrated sensor; 0: off)", duration=True,
+                                "again (a recalibrated sensor; 0: off)",
                                 min=0.0)
-    admit_after: float = _opt(0.0, "a key in alarm this long is taken as a change of normal: "
+    admit_after: Duration = _opt(0.0, "a key in alarm this long is taken as a change of normal: "
                               "its quarantined windows enter the buffer (0, the default: "
                               "only when an operator admits them; a long alarm re-scaling "
-                              "does not explain may be an incident)", duration=True, min=0.0)
-    calibration_points: int = _opt(
+                              "does not explain may be an incident)", min=0.0)
+    calibration_points: Int = _opt(
         1000, "after a swap, each key's threshold is fitted to this many of its recent "
         "scores under the new model (at least threshold.init_points are needed)", min=10)
 
 
-@dataclass(frozen=True)
+@section
 class UpdaterConfig:
     """Online updates: replay buffer, triggers, fine-tuning, gate, per-key re-learning."""
 
-    enabled: bool = _opt(False, "run the online updater inside `streamae run`")
-    store: str | None = _opt(None, "model store directory for accepted versions (the daemon "
+    enabled: Bool = _opt(False, "run the online updater inside `streamae run`")
+    store: Text | None = _opt(None, "model store directory for accepted versions (the daemon "
                              "starts from its live version when it has one)")
     buffer: ReplayBufferConfig = field(default_factory=ReplayBufferConfig)
     triggers: TriggerConfig = field(default_factory=TriggerConfig)

@@ -27,7 +27,8 @@ from safetensors.numpy import save_file as save_arrays
 from safetensors.torch import load_file, save_file
 
 from streamae import __version__, atomic, novelty
-from streamae.config import MODEL_CONFIGS, Config, ModelConfig, _build, config_to_dict
+from streamae.config import (MODEL_CONFIGS, Config, ModelConfig, config_to_dict,
+                             model_config_from_dict)
 from streamae.errors import ModelError
 from streamae.models.base import SequenceAutoencoder
 from streamae.models.calibration import Calibration
@@ -169,7 +170,7 @@ class Detector:
         kind = meta["model"].get("kind")
         if kind not in MODEL_CONFIGS:
             raise ModelError(f"{directory}: unknown model kind {kind!r}")
-        model_config = _build(MODEL_CONFIGS[kind], meta["model"], "model")
+        model_config = model_config_from_dict(meta["model"])
         model = build_model(model_config, meta["window"], len(meta["channels"]))
         model.load_state_dict(load_file(str(directory / FILES[0])))
         model.eval()
