@@ -7,7 +7,7 @@ from dataclasses import field
 from typing import Annotated, Any, Literal
 
 from annotated_types import Interval
-from pydantic import Discriminator, Strict, Tag
+from pydantic import Discriminator, Tag
 
 from streamae.config.fields import (KIND_HELP, Bool, Duration, Float, Int, SpanValue, Text, _opt,
                                     section)
@@ -31,7 +31,7 @@ class DataConfig:
 class WindowConfig:
     """Per-key sliding windows and the policy for imperfect points."""
 
-    size: Annotated[int, Strict(), Interval(ge=2, le=4096)] | Literal["auto"] = _opt(
+    size: Annotated[Int, Interval(ge=2, le=4096)] | Literal["auto"] = _opt(
         64, "points per window (W); auto: the dominant period of the training data "
         "(autocorrelation), within min_size..max_size (64 when there is none)")
     min_size: Int = _opt(16, "auto: smallest window", min=4, max=4096)

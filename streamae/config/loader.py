@@ -18,6 +18,7 @@ from streamae.config.updater import MOVED
 from streamae.errors import ConfigError
 
 _CONFIG = TypeAdapter(Config)
+MAPPING_VALUE = "[value]"  # what :func:`_place` names a mapping field's value
 _MODEL = TypeAdapter(ModelConfig)
 
 
@@ -106,10 +107,10 @@ def explain(exc: ValidationError, at: tuple = ()) -> str:
             unknown.setdefault(section, (owner, []))[1].append(field_name)
             continue
         if path not in lines:
-            lines[path] = (f"config field '{path}': must be a plain value" if field_name ==
-                           "[value]" else _problem(error, path))
+            lines[path] = (f"config field '{path}': must be a plain value"
+                           if field_name == MAPPING_VALUE else _problem(error, path))
     for section, (owner, names) in unknown.items():
-        lines[f"{section}.*"] = _unknown(section, owner, names, at)
+        lines[f"{section}.*"] = _unknown(section, owner, names)
     return "; ".join(lines.values())
 
 
@@ -125,7 +126,7 @@ def _place(loc: tuple) -> tuple[str, type | None, str]:
             parts[-1] += f"[{item}]"
         elif mapping:  # a key of a mapping field (kafka.client): its values are plain
             parts.append(item)
-            mapping, name = False, "[value]"
+            mapping, name = False, MAPPING_VALUE
         elif cls is not None and item in {f.name for f in dataclasses.fields(cls)}:
             parts.append(item)
             owner, name = cls, item
@@ -165,12 +166,8 @@ def _problem(error: dict[str, Any], path: str) -> str:
         return f"{got}; allowed: {_names(ctx.get('expected', ''))}"
     if kind == "value_error":
         return f"{got}; {ctx.get('error', error['msg'])}"
-    if path.endswith("members") and kind in ("list_type", "too_short"):
-        if kind == "list_type":
-            return (f"{got}; must be a list of member models, e.g. [{{kind: lstm}}, "
-                    "{kind: linear}]")
-        return (f"config field '{path}': empty; name at least one member model "
-                "(e.g. {kind: lstm})")
+    if path.endswith("members") and kind == "list_type":  # an empty list: Config's check
+        return f"{got}; must be a list of member models, e.g. [{{kind: lstm}}, {{kind: linear}}]"
     for prefix, text in _PLAIN.items():
         if kind.startswith(prefix):
             return f"{got}; {text}"
@@ -182,7 +179,7 @@ def _names(expected: str) -> str:
     return expected.replace(" or ", ", ").replace("'", "")
 
 
-def _unknown(section: str, owner: type | None, names: list[str], at: tuple) -> str:
+def _unknown(section: str, owner: type | None, names: list[str]) -> str:
     where = f"'{section}'" if section else "the top level"
     fields = [f.name for f in dataclasses.fields(owner)] if owner else []
     hint = ""
