@@ -224,6 +224,32 @@ def test_tail_threshold_is_exceeded_at_about_the_risk_rate_and_not_taught_by_ala
     assert np.mean(lasting[-2000:] > thr3[-2000:]) < 0.01
 
 
+def test_a_new_normals_alarm_closes_once_its_threshold_has_re_learnt():
+    """A key whose scores move to a new level that stays: its threshold re-learns
+    (relearn_above), and its alarm closes once the scores sit under it. Hysteresis then
+    counts from where the key is now, not from the median of a memory still full of the
+    old level (which held the alarm open until the new level filled half the memory)."""
+    rng = np.random.default_rng(11)
+    config = ThresholdConfig(kind="tail", memory=4000, sample_every=4, risk=1e-3)
+    decision = Decision(config, AlarmConfig(min_hits=1, hit_window=1, suppress=0,
+                                            resolve_after="16 points"))
+    decision.ensure(2)
+    decision.seed({0: rng.gamma(2.0, 1.0, 2000), 1: rng.gamma(2.0, 1.0, 2000)})
+    n = 4000
+    ts = np.arange(n, dtype=float)
+    moved = np.concatenate([rng.gamma(2.0, 1.0, 1000), 12.0 + rng.gamma(2.0, 1.0, n - 1000)])
+    thr, out = decision.apply(np.zeros(n, dtype=np.int64), ts, moved)
+    assert out.anomaly[1000:1050].all()  # the move itself is an alarm
+    resolved = np.flatnonzero(out.event == 3)
+    assert len(resolved) and resolved[0] < 1500  # ... that resolves once it has re-learnt
+    assert out.anomaly[2000:].mean() < 0.2  # (before: in alarm from 1000 to 2900)
+    assert np.mean(moved[2000:] > thr[2000:]) < 0.02
+    # an incident on a key that never moved still holds its alarm open to the end
+    burst = np.concatenate([rng.gamma(2.0, 1.0, 1000), 12.0 + rng.gamma(2.0, 1.0, 200)])
+    _, out = decision.apply(np.ones(1200, dtype=np.int64), ts[:1200], burst)
+    assert out.anomaly[1000:].all()
+
+
 def test_tail_with_learn_calm_never_learns_from_inside_an_alarm():
     rng = np.random.default_rng(3)
     config = ThresholdConfig(kind="tail", memory=4000, sample_every=4, risk=1e-3, learn="calm")

@@ -8,7 +8,7 @@ from streamae.config import ThresholdConfig
 from streamae.threshold.base import KeyedState
 from streamae.threshold.alarm import Alarm, AlarmOutput
 from streamae.threshold.tail_kernel import (LEARN_ALL, LEARN_CALM, LEARN_CAPPED, T_CAP,
-                                            T_FLOOR, T_MED, T_SIZE, T_Z, TAIL_COLS,
+                                            T_FLOOR, T_MED, T_NOW, T_SIZE, T_Z, TAIL_COLS,
                                             tail_alarm_batch, tail_batch, tail_seed)
 
 LEARN = {"all": LEARN_ALL, "capped": LEARN_CAPPED, "calm": LEARN_CALM}
@@ -29,7 +29,9 @@ class TailThreshold(KeyedState):
     crossing it more often than that (hundreds of times what ``risk`` allows) is not
     having an anomaly but a threshold that does not describe it (a prior from training
     that its live data has left, a new normal), and its points are remembered as they are
-    until it does again.
+    until it does again. Its alarm levels then count from where it is now (the median of
+    its newest scores) rather than from the median of a memory still full of its old
+    level, so an alarm the move opened closes once the threshold has re-learnt.
     With ``calm`` nothing from inside an alarm is remembered (taking a new level as
     normal is then the updater's call); ``all`` remembers every point as it is.
     """
@@ -124,5 +126,5 @@ def _with_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _fill() -> np.ndarray:
     row = np.zeros(TAIL_COLS)
-    row[T_Z] = row[T_MED] = row[T_CAP] = row[T_FLOOR] = np.nan  # none yet
+    row[T_Z] = row[T_MED] = row[T_CAP] = row[T_FLOOR] = row[T_NOW] = np.nan  # none yet
     return row

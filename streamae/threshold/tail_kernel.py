@@ -22,10 +22,12 @@ from streamae.threshold.kernels import spot_level
 # key's typical score, the base of the alarm levels), the level points are capped at
 # while the key is over its threshold or in an alarm (nan: not), and the lowest threshold
 # its held-out training scores allow (nan: none) with that fit's (n, peaks, t, sum, sum of
-# squares), laid out as the recent fit's
+# squares), laid out as the recent fit's; and where a key that re-learnt (crossing its
+# threshold too often) is now, the base of its alarm levels until the memory's median
+# catches up (nan: none; see _follow)
 (T_SIZE, T_POS, T_SINCE, T_N, T_NT, T_T, T_SUM, T_SQ, T_Z, T_OVER, T_MED, T_CAP,
- T_FLOOR, F_N, F_NT, F_T, F_SUM, F_SQ) = range(18)
-TAIL_COLS = 18
+ T_FLOOR, F_N, F_NT, F_T, F_SUM, F_SQ, T_NOW) = range(19)
+TAIL_COLS = 19
 LEARN_ALL, LEARN_CAPPED, LEARN_CALM = 0, 1, 2
 
 
@@ -166,6 +168,32 @@ def tail_learn(k, x, state, ring, ordered, risk, init_q, every, learn, least, gu
     state[k, T_POS] = (pos + 1) % cap
     state[k, T_SIZE] = size + 1
     tail_fit(ordered[k], state[k], risk, init_q, least)
+    if learn == LEARN_CAPPED and (state[k, T_OVER] > guard or not np.isnan(state[k, T_NOW])):
+        _follow(state[k], ring[k], least, state[k, T_OVER] > guard)
+
+
+@njit(cache=True)
+def _follow(row, ring, least, relearning):
+    """Where a key that re-learnt is now: while it re-learns, the median of its newest
+    ``least`` remembered scores; after, never above that (a key back at its old level
+    follows it down, an incident does not lift it), until the memory's median has caught
+    up with it."""
+    now = _newest_median(ring, int(row[T_POS]), int(row[T_SIZE]), least)
+    row[T_NOW] = now if relearning else min(row[T_NOW], now)
+    if row[T_NOW] <= row[T_MED]:
+        row[T_NOW] = np.nan
+
+
+@njit(cache=True)
+def _newest_median(ring, pos, size, count):
+    """Median of the newest ``count`` of a ring's ``size`` values (the next write at
+    ``pos``)."""
+    m = min(count, size)
+    newest = np.empty(m)
+    cap = len(ring)
+    for j in range(m):
+        newest[j] = ring[(pos - 1 - j) % cap]
+    return np.median(newest)
 
 
 @njit(cache=True)
@@ -173,7 +201,7 @@ def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, le
     """Restart one key's memory from ``values`` (oldest first): its newest, one per
     ``every``, at most ``limit`` of them. ``floor``: the threshold is never below the one
     fitted to all of ``values`` (a few of them say little of a rare tail)."""
-    row[T_FLOOR] = np.nan
+    row[T_FLOOR] = row[T_NOW] = np.nan
     if floor and len(values) >= least:
         whole = np.sort(values.astype(np.float32))
         probe = np.zeros_like(row)
@@ -204,7 +232,11 @@ def tail_alarm_batch(slots, ts, scores, tstate, ring, ordered, risk, init_q, eve
         k = slots[i]
         z = tstate[k, T_Z]
         out_thr[i] = z
-        alarm_step(i, k, ts[i], scores[i], z, tstate[k, T_MED], astate, enter, exit_,
+        # a key re-learning has moved: its alarm levels count from where it is now
+        base = tstate[k, T_MED]
+        if tstate[k, T_NOW] > base:  # False while it is nan
+            base = tstate[k, T_NOW]
+        alarm_step(i, k, ts[i], scores[i], z, base, astate, enter, exit_,
                    min_hits, hit_window, spans, points, prune, anomaly, event, event_ts,
                    peak, last_hot)
         tail_learn(k, scores[i], tstate, ring, ordered, risk, init_q, every, learn, least,
