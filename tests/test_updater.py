@@ -558,6 +558,25 @@ def test_a_recalibrated_command_line_is_mapped_exactly_and_a_spread_alone_comes_
     assert every.moved.tolist() == [True, True, True]
 
 
+def test_a_channel_at_the_input_clip_is_never_re_scaled():
+    """A channel constant in training that settles at another level sits at the clip in
+    scaled units: its true level is unknown, so no change of its raw mean and spread can
+    be judged from it (the mapping of clipped values looked like a fix, and the key was
+    re-scaled again and again while it stayed in alarm)."""
+    from streamae.updater.rescale import propose
+
+    rng = np.random.default_rng(4)
+    n, window, hop = 48, 16, 8
+    normal = rng.normal(0.0, 1.0, (n, window, 2)).astype(np.float32)
+    normal[..., 0] = 0.0  # flat in normal
+    alarm = rng.normal(0.0, 1.0, (n, window, 2)).astype(np.float32)
+    alarm[..., 0] = 10.0  # settled elsewhere: at the clip
+    assert propose(alarm, normal, hop).moved.tolist() == [True, False]  # unclipped scaling
+    assert propose(alarm, normal, hop, clip=10.0) is None
+    alarm[..., 1] += 5.0  # a channel that did move within range still is
+    assert propose(alarm, normal, hop, clip=10.0).moved.tolist() == [False, True]
+
+
 def test_threshold_state_saved_with_fewer_columns_loads_with_the_new_ones_at_their_fill():
     """Alarm state from a version before the last-crossing column restores (and moves with
     a partition) with that column unset, so it never reads past a row."""

@@ -82,6 +82,12 @@ def _discrete(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return discrete, mode
 
 
+def _clipped(points: np.ndarray, clip: float) -> np.ndarray:
+    """Per channel: whether it sits at the scaling's clip (most of its points do; a rare
+    spike clipped says nothing of its level)."""
+    return np.median(np.abs(points), axis=0) >= clip * (1.0 - 1e-6)
+
+
 def _stretches(points: np.ndarray, length: int, step: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation per channel of every ``length``-point stretch of
     ``points`` (starting each ``step`` points), ``(stretches, channels)`` each; the whole
@@ -98,7 +104,7 @@ def _stretches(points: np.ndarray, length: int, step: int) -> tuple[np.ndarray, 
 
 
 def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
-            levels_only: bool = False) -> Rescale | None:
+            levels_only: bool = False, clip: float = np.inf) -> Rescale | None:
     """The mapping of the ``alarm`` windows' channel levels onto the ``normal`` ones' (or,
     without them, onto the scaling's own: mean 0, spread 1), or None when no channel
     moved (or none that has a spread to map). Levels and spreads are means and standard
@@ -107,7 +113,9 @@ def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
     whose level moved (a spread alone varies more from one stretch to the next). With
     ``normal``, a continuous channel moved only if its level (or spread) is also outside
     those of every normal stretch as long as the alarm, and it is mapped onto the stretch
-    in the alarm's phase (see the module's docstring)."""
+    in the alarm's phase (see the module's docstring). A channel sitting at the scaling's
+    ``clip`` in either is never mapped: its level there is unknown, and a mapping judged
+    on clipped values would not be the one a change of its raw mean and spread makes."""
     points = _points(alarm, hop)
     channels = points.shape[1]
     loc, scale = points.mean(axis=0), points.std(axis=0)
@@ -149,6 +157,9 @@ def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
     # shift, and a new range where both have one; a continuous channel flat in only one
     # of them changed its behaviour, which scaling cannot map
     shifted = (discrete | (flat & ref_flat)) & ((np.abs(loc - ref_loc) > MOVED_FLAT) | gain)
+    clipped = _clipped(points, clip) | (_clipped(_points(normal, hop), clip) if normal is not None
+                                        else False)
+    moved, shifted = moved & ~clipped, shifted & ~clipped
     if not (moved | shifted).any():
         return None
     return Rescale(loc, np.where(usable, scale, 1.0), ref_loc, np.where(usable, ref_scale, 1.0),
@@ -195,7 +206,7 @@ def search(model: Detector, alarm: np.ndarray, normal: np.ndarray | None, usual:
     tried: list[str] = []
     previous = None
     for levels_only in (True, False):
-        change = propose(alarm, normal, hop, levels_only)
+        change = propose(alarm, normal, hop, levels_only, model.scaler.clip)
         if change is None or (previous is not None and np.array_equal(change.moved, previous)):
             continue
         previous = change.moved
