@@ -230,8 +230,8 @@ class AlarmConfig:
     """Post-processing that turns threshold crossings into few, meaningful alarms. Levels
     are measured from the key's typical score (0) to its threshold (1), so they mean the
     same on any score's scale (for a tail threshold re-learning a key that moved, the
-    typical score is where the key is now). Spans are event time ('10m') or a count of the key's
-    scored points ('16 points')."""
+    typical score is where the key is now). Spans are event time ('10m') or a count of
+    the key's scored points ('16 points')."""
 
     enter_level: Float = _opt(1.0, "open at this level (1: the threshold)", min=0.01)
     exit_level: Float = _opt(0.6, "calm below this level (0: the key's typical score)",

@@ -157,8 +157,9 @@ def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
     # shift, and a new range where both have one; a continuous channel flat in only one
     # of them changed its behaviour, which scaling cannot map
     shifted = (discrete | (flat & ref_flat)) & ((np.abs(loc - ref_loc) > MOVED_FLAT) | gain)
-    clipped = _clipped(points, clip) | (_clipped(_points(normal, hop), clip) if normal is not None
-                                        else False)
+    clipped = _clipped(points, clip)
+    if normal is not None:
+        clipped |= _clipped(_points(normal, hop), clip)
     moved, shifted = moved & ~clipped, shifted & ~clipped
     if not (moved | shifted).any():
         return None
