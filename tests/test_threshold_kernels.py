@@ -250,6 +250,23 @@ def test_a_new_normals_alarm_closes_once_its_threshold_has_re_learnt():
     assert out.anomaly[1000:].all()
 
 
+def test_tail_state_saved_before_the_re_learning_base_loads_with_it_unset():
+    from streamae.threshold.tail_kernel import T_NOW, TAIL_COLS
+
+    rng = np.random.default_rng(12)
+    tail = TailThreshold(ThresholdConfig(kind="tail", memory=800, sample_every=4))
+    tail.ensure(2)
+    tail.seed(1, rng.gamma(2.0, 1.0, 500))
+    old = {k: v[:, :T_NOW] if k == "state" else v for k, v in tail.state_dict().items()}
+    restored = TailThreshold(ThresholdConfig(kind="tail", memory=800, sample_every=4))
+    restored.load_state_dict(old)
+    assert restored.state.shape[1] == TAIL_COLS and np.isnan(restored.state[:, T_NOW]).all()
+    assert restored.level(1) == tail.level(1)
+    scores = rng.gamma(2.0, 1.0, 300)
+    np.testing.assert_array_equal(restored.apply(np.ones(300, dtype=np.int64), scores),
+                                  tail.apply(np.ones(300, dtype=np.int64), scores))
+
+
 def test_tail_with_learn_calm_never_learns_from_inside_an_alarm():
     rng = np.random.default_rng(3)
     config = ThresholdConfig(kind="tail", memory=4000, sample_every=4, risk=1e-3, learn="calm")
