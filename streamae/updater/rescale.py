@@ -120,11 +120,13 @@ def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
     channels = points.shape[1]
     loc, scale = points.mean(axis=0), points.std(axis=0)
     outside_level = outside_spread = np.ones(channels, bool)
+    clipped = _clipped(points, clip)
     if normal is None:
         ref_loc, ref_scale = np.zeros(channels), np.ones(channels)
         discrete = np.zeros(channels, bool)
     else:
         ref_points = _points(normal, hop)
+        clipped |= _clipped(ref_points, clip)
         ref_loc, ref_scale = ref_points.mean(axis=0), ref_points.std(axis=0)
         s_mean, s_std = _stretches(ref_points, len(points), hop)
         # beyond the stretches' range by more than a stretch mean's noise (3 standard errors)
@@ -157,9 +159,6 @@ def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
     # shift, and a new range where both have one; a continuous channel flat in only one
     # of them changed its behaviour, which scaling cannot map
     shifted = (discrete | (flat & ref_flat)) & ((np.abs(loc - ref_loc) > MOVED_FLAT) | gain)
-    clipped = _clipped(points, clip)
-    if normal is not None:
-        clipped |= _clipped(_points(normal, hop), clip)
     moved, shifted = moved & ~clipped, shifted & ~clipped
     if not (moved | shifted).any():
         return None
