@@ -513,8 +513,11 @@ def test_daemon_online_updates_obey_control_swap_and_survive_restart(kafka, mode
     control = kafka.topic("control")
     cfg = dataclasses.replace(
         cfg, daemon=dataclasses.replace(cfg.daemon, control_topic=control),
+        # the gate passes all (its incident check judges however many alarm windows the
+        # round's snapshot happens to hold): this is about control, swap and restart
         updater=with_overrides(cfg, {**QUICK_ROUNDS, "updater.enabled": True,
-                                     "updater.store": str(tmp_path / "store")}).updater)
+                                     "updater.store": str(tmp_path / "store"),
+                                     "updater.gate.incident_keep": 0.0}).updater)
     messages, half, run = first_half(kafka, cfg, detector, live)
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
     producer.send(control, b'{"command": "update"}').get(10)
