@@ -148,6 +148,17 @@ def test_calibration_standardises_held_out_errors_and_keeps_shape():
     np.testing.assert_array_equal(restored.score(errors)[0], score)
 
 
+def test_the_spread_floor_follows_the_channels_whose_errors_vary():
+    """A head that leaves most channels (constant in training) with no error at all still
+    floors them at a share of the varying channels' spread, not at an absolute 1e-3."""
+    rng = np.random.default_rng(2)
+    errors = np.zeros((1, 400, 8, 6))
+    errors[..., :2] = rng.chisquare(1, size=(1, 400, 8, 2))  # 2 channels vary, 4 never err
+    cal = Calibration.fit(errors, np.full(400, "k", dtype=object), [[0]], hop=8, floor=0.1)
+    varying = cal.scale[0, :2]
+    assert np.allclose(cal.scale[0, 2:], 0.1 * np.median(varying), rtol=0.05)  # not 1e-3
+
+
 @pytest.mark.parametrize("aggregate", ["topk", "mean", "max", "mahalanobis"])
 def test_every_aggregate_ranks_an_outlier_first(aggregate):
     rng = np.random.default_rng(1)

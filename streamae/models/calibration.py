@@ -5,8 +5,9 @@ calibration turns them into one score per step:
 
 1. ``z = (|err| - loc) / scale`` per head and channel, with ``loc``/``scale`` the median
    and IQR-based spread of that head's and channel's absolute errors on held-out normal
-   windows; the spread is floored at ``floor`` x the median channel's, so a channel that was
-   constant in training neither blows up nor vanishes when it moves;
+   windows; the spread is floored at ``floor`` x the median channel's (among channels whose
+   errors vary at all), so a channel that was constant in training neither blows up nor
+   vanishes when it moves;
 2. per member, the mean over its heads, then the mean of the newest ``smooth`` steps;
 3. across channels: the mean of the ``top_k`` largest (or mean, max, Mahalanobis);
 4. each member's score standardised by its own held-out median and spread, and the
@@ -192,7 +193,10 @@ class Calibration:
             absolute = np.broadcast_to(absolute.reshape(h, -1, 1), (h, absolute.shape[1] * c, c))
         q1, loc, q3 = np.nanpercentile(absolute, [25, 50, 75], axis=1)
         spread = (q3 - q1) / IQR_TO_STD
-        typical = np.nanmedian(spread, axis=1, keepdims=True)
+        # the typical channel among those whose errors vary at all: a head may leave most
+        # channels (constant in training) with none, and the floor must stay relative
+        typical = np.array([[np.median(row[row > 0]) if (row > 0).any() else 0.0]
+                            for row in spread])
         scale = np.maximum(spread, np.maximum(floor * typical, 1e-3))
         m = len(groups)
         cal = Calibration(groups, np.nan_to_num(loc), np.nan_to_num(scale, nan=1.0),
