@@ -329,11 +329,8 @@ def trained(run: Run, config: Config, models: Path | None) -> Detector:
     settings = {k: config_to_dict(config)[k] for k in ("window", "model", "train", "calibration")}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = models / run.family / run.name.replace("/", "_") / digest
-    if path.exists():  # the same model; calibrated again if the novelty settings differ
-        detector = Detector.load(path)
-        if detector.calibration.novelty != novelty_settings(config):
-            detector = calibrated(detector, run.train, config)
-        return detector
+    if path.exists():  # the same model, calibrated again by the code at hand
+        return calibrated(Detector.load(path), run.train, config)
     detector = train_detector(run.train, config)
     detector.save(path)
     return detector
