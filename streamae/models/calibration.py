@@ -4,12 +4,10 @@ A model gives squared errors per head (reconstruction, forecast), step and chann
 calibration turns them into one score per step:
 
 1. ``z = (|err| - loc) / scale`` per head and channel, with ``loc``/``scale`` the median
-   and spread of that head's and channel's absolute errors on held-out normal windows (the
-   IQR's, or the one their 99th percentile implies where that is wider, so a channel whose
-   normal errors come in rare bursts is not judged by its quiet bulk alone); the spread
-   is floored at ``floor`` x the median channel's (among channels whose errors vary at
-   all), so a channel that was constant in training neither blows up nor vanishes when
-   it moves;
+   and IQR-based spread of that head's and channel's absolute errors on held-out normal
+   windows; the spread is floored at ``floor`` x the median channel's (among channels whose
+   errors vary at all), so a channel that was constant in training neither blows up nor
+   vanishes when it moves;
 2. per member, the mean over its heads, then the mean of the newest ``smooth`` steps;
 3. across channels: the mean of the ``top_k`` largest (or mean, max, Mahalanobis);
 4. each member's score standardised by its own held-out median and spread, and the
@@ -39,7 +37,6 @@ log = logging.getLogger(__name__)
 SAMPLE = 5000  # held-out scores kept for thresholds
 KEY_SAMPLE = 1000  # per key seen in training
 IQR_TO_STD = 1.349
-Z99 = 2.326  # the standard normal law's 99th percentile
 NOVELTY_LEAST = 20  # known held-out novelty distances needed to standardise them
 
 
@@ -194,10 +191,8 @@ class Calibration:
         absolute = np.sqrt(errors[:, :, w - hop:].astype(np.float64)).reshape(h, -1, c)
         if not per_channel:  # one location and spread per head, shared by its channels
             absolute = np.broadcast_to(absolute.reshape(h, -1, 1), (h, absolute.shape[1] * c, c))
-        q1, loc, q3, top = np.nanpercentile(absolute, [25, 50, 75, 99], axis=1)
-        # the bulk's spread, or the one a normal law reaching the 99th percentile has where
-        # that is wider: a channel whose errors are mostly nil, with bursts, bursts normally
-        spread = np.maximum((q3 - q1) / IQR_TO_STD, (top - loc) / Z99)
+        q1, loc, q3 = np.nanpercentile(absolute, [25, 50, 75], axis=1)
+        spread = (q3 - q1) / IQR_TO_STD
         # the typical channel among those whose errors vary at all: a head may leave most
         # channels (constant in training) with none, and the floor must stay relative
         typical = np.array([[np.median(row[row > 0]) if (row > 0).any() else 0.0]
