@@ -259,9 +259,8 @@ class Pipeline(KeyHandover):
         self._reseed(np.arange(len(self.keys.names)))
 
     def _reseed(self, slots: np.ndarray) -> None:
-        self.decision.threshold.reset(slots)
         cal = self.detector.calibration
-        self.decision.seed({int(s): cal.sample_for(self.keys.names[s]) for s in slots})
+        self.decision.reseed({int(s): cal.sample_for(self.keys.names[s]) for s in slots})
 
     def rescale(self, key: str, change: Rescale) -> None:
         """New scaling for a key's moved channels (a recalibrated sensor): its raw mean and

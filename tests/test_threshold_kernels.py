@@ -298,3 +298,40 @@ def test_decision_state_roundtrip():
     t2, o2 = b.apply(slots[600:], ts[600:], scores[600:])
     np.testing.assert_array_equal(t1, t2)
     np.testing.assert_array_equal(o1.event, o2.event)
+
+
+def test_a_restarted_memory_stands_in_only_until_as_many_points_have_followed():
+    rng = np.random.default_rng(13)
+    tail = TailThreshold(ThresholdConfig(kind="tail", memory=4000, sample_every=4, risk=1e-3))
+    tail.ensure(1)
+    tail.refit(0, rng.gamma(2.0, 1.0, 400) + 40)  # a long alarm's scores, taken as normal
+    high = tail.level(0)
+    assert high > 40
+    calm = tail.apply(np.zeros(800, dtype=np.int64), rng.gamma(2.0, 1.0, 800))
+    # its 100 remembered scores are replaced by the next 400 points', not kept for the
+    # 4000 points the memory covers
+    assert calm[300] > 40 and calm[-1] < 20
+
+
+def test_a_restarted_threshold_forgets_the_strong_peak_that_pruned_weaker_alarms():
+    decision = Decision(ThresholdConfig(kind="tail", memory=800, sample_every=4),
+                        AlarmConfig(min_hits=1, hit_window=1, suppress=0, prune=0.5,
+                                    resolve_after="2 points", prune_memory="1000 points"))
+    decision.ensure(1)
+    calm = np.full(200, 1.0) + np.linspace(0, 0.1, 200)
+    decision.seed({0: calm})
+    level = decision.threshold.level(0)
+
+    clock = [0.0]
+
+    def run(scores: np.ndarray) -> np.ndarray:
+        n = len(scores)
+        ts = clock[0] + np.arange(n, dtype=float)
+        clock[0] += n
+        return decision.apply(np.zeros(n, dtype=np.int64), ts, scores)[1].event
+
+    assert (run(np.r_[np.full(5, 1.0), np.full(5, 20 * level), np.full(20, 1.0)]) == 1).sum() == 1
+    weak = np.r_[np.full(5, 1.0), np.full(5, 3 * level), np.full(20, 1.0)]
+    assert (run(weak) == 1).sum() == 0  # pruned beside the strong peak
+    decision.reseed({0: calm})  # e.g. the key got new scaling
+    assert (run(weak) == 1).sum() == 1

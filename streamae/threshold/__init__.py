@@ -51,9 +51,21 @@ class Decision:
         """After a model swap (or a key's new normal): restart the threshold of each given
         slot, calibrated at once on that key's recent scores under the scoring model (in
         time order), so it is neither blind while re-warming nor judging new scores by an
-        old scale. Alarm state is kept: open alarms stay open until calm."""
+        old scale. Open alarms stay open until calm; the strongest recent alarm peak,
+        which prunes weaker alarms, is forgotten (it was measured against the old
+        threshold)."""
         for slot, values in scores.items():
             self.threshold.refit(slot, values)
+        self.alarm.forget_peaks(np.fromiter(scores, dtype=np.int64, count=len(scores)))
+
+    def reseed(self, samples: dict[int, np.ndarray]) -> None:
+        """Known keys' thresholds start again from held-out training scores (a key with
+        new scaling, or a model on another scale); as in :meth:`refit`, open alarms stay
+        open and the strongest recent peak is forgotten."""
+        slots = np.fromiter(samples, dtype=np.int64, count=len(samples))
+        self.threshold.reset(slots)
+        self.seed(samples)
+        self.alarm.forget_peaks(slots)
 
     def _stages(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "alarm": self.alarm}

@@ -8,7 +8,7 @@ import numpy as np
 
 from streamae.config import AlarmConfig
 from streamae.threshold.base import KeyedState
-from streamae.threshold.alarm_kernel import (A_ACTIVE, EV_NONE, EV_OPEN, EV_RESOLVE,
+from streamae.threshold.alarm_kernel import (A_ACTIVE, A_STRONG, EV_NONE, EV_OPEN, EV_RESOLVE,
                                             EV_UPDATE, alarm_batch, new_alarm_state)
 
 EVENT_NAMES = {EV_OPEN: "open", EV_UPDATE: "update", EV_RESOLVE: "resolved"}
@@ -53,6 +53,12 @@ class Alarm(KeyedState):
                     self.points, c.prune, out.anomaly, out.event, out.event_ts, out.peak,
                     out.last_hot)
         return out
+
+    def forget_peaks(self, slots: np.ndarray) -> None:
+        """The given keys' strongest recent alarm peak no longer prunes weaker alarms
+        (their threshold started again: peaks measured against the old one say nothing)."""
+        self.ensure(int(slots.max()) + 1 if len(slots) else 0)
+        self.state[slots, A_STRONG] = np.nan
 
     def open_alarms(self) -> int:
         return int(np.sum(self.state[:, A_ACTIVE] != 0.0))

@@ -8,7 +8,8 @@ from streamae.config import ThresholdConfig
 from streamae.threshold.base import KeyedState
 from streamae.threshold.alarm import Alarm, AlarmOutput
 from streamae.threshold.tail_kernel import (LEARN_ALL, LEARN_CALM, LEARN_CAPPED, T_CAP,
-                                            T_FLOOR, T_MED, T_NOW, T_SIZE, T_Z, TAIL_COLS,
+                                            T_FLOOR, T_LENT, T_MED, T_NOW, T_SIZE, T_Z,
+                                            TAIL_COLS,
                                             tail_alarm_batch, tail_batch, tail_seed)
 
 LEARN = {"all": LEARN_ALL, "capped": LEARN_CAPPED, "calm": LEARN_CALM}
@@ -86,17 +87,19 @@ class TailThreshold(KeyedState):
 
     def refit(self, slot: int, scores: np.ndarray) -> None:
         """Restart one key's memory from its recent scores (after a model swap or a new
-        normal): every one of them, the newest if they overfill it."""
-        self._load(slot, self._restart(slot, scores), self.size, 1)
+        normal), one per ``sample_every`` as it learns its own: they stand in until as
+        many points have followed, so scores from one stretch (a long alarm taken as a
+        new normal) do not hold the threshold up for the whole memory."""
+        self._load(slot, self._restart(slot, scores), self.size, self.every, lent=True)
 
     def _load(self, slot: int, values: np.ndarray, limit: int, every: int,
-              floor: bool = False) -> None:
+              floor: bool = False, lent: bool = False) -> None:
         values = np.asarray(values, dtype=np.float64)
         values = values[np.isfinite(values)]
         self.ensure(slot + 1)
         c = self.config
         tail_seed(values, every, limit, self.ring[slot], self.ordered[slot], self.state[slot],
-                  c.risk, c.init_quantile, min(self.least, 3), floor)
+                  c.risk, c.init_quantile, min(self.least, 3), floor, lent)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         super().load_state_dict(_with_order(state))
@@ -127,4 +130,5 @@ def _with_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _fill() -> np.ndarray:
     row = np.zeros(TAIL_COLS)
     row[T_Z] = row[T_MED] = row[T_CAP] = row[T_FLOOR] = row[T_NOW] = np.nan  # none yet
+    row[T_LENT] = 0.0
     return row

@@ -24,10 +24,11 @@ from streamae.threshold.kernels import spot_level
 # its held-out training scores allow (nan: none) with that fit's (n, peaks, t, sum, sum of
 # squares), laid out as the recent fit's; and where a key that re-learnt (crossing its
 # threshold too often) is now, the base of its alarm levels until the memory's median
-# catches up (nan: none; see _follow)
+# catches up (nan: none; see _follow); and how many of the remembered scores are a
+# restart's, which the key's own next ones replace first (see tail_seed)
 (T_SIZE, T_POS, T_SINCE, T_N, T_NT, T_T, T_SUM, T_SQ, T_Z, T_OVER, T_MED, T_CAP,
- T_FLOOR, F_N, F_NT, F_T, F_SUM, F_SQ, T_NOW) = range(19)
-TAIL_COLS = 19
+ T_FLOOR, F_N, F_NT, F_T, F_SUM, F_SQ, T_NOW, T_LENT) = range(20)
+TAIL_COLS = 20
 LEARN_ALL, LEARN_CAPPED, LEARN_CALM = 0, 1, 2
 
 
@@ -160,9 +161,10 @@ def tail_learn(k, x, state, ring, ordered, risk, init_q, every, learn, least, gu
     pos = int(state[k, T_POS])
     size = int(state[k, T_SIZE])
     value = np.float32(x)
-    if size == cap:
+    if size == cap or state[k, T_LENT] > 0:  # the oldest (or a restart's) makes room
         _remove(ordered[k], size, ring[k, pos])
         size -= 1
+        state[k, T_LENT] = max(state[k, T_LENT] - 1, 0.0)
     _insert(ordered[k], size, value)
     ring[k, pos] = value
     state[k, T_POS] = (pos + 1) % cap
@@ -190,17 +192,20 @@ def _newest_median(ring, pos, size, count):
     ``pos``)."""
     m = min(count, size)
     newest = np.empty(m)
-    cap = len(ring)
-    for j in range(m):
-        newest[j] = ring[(pos - 1 - j) % cap]
+    for j in range(m):  # the ring's first size slots, newest at pos - 1 (see tail_seed)
+        newest[j] = ring[(pos - 1 - j) % size]
     return np.median(newest)
 
 
 @njit(cache=True)
-def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, least, floor):
+def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, least, floor,
+              lent):
     """Restart one key's memory from ``values`` (oldest first): its newest, one per
     ``every``, at most ``limit`` of them. ``floor``: the threshold is never below the one
-    fitted to all of ``values`` (a few of them say little of a rare tail)."""
+    fitted to all of ``values`` (a few of them say little of a rare tail). ``lent``: they
+    stand in until the key has scores of its own: each one it learns replaces the oldest
+    of them, so a restart weighs as much as the points it came from and is gone once as
+    many have followed (not kept as long as the memory is)."""
     row[T_FLOOR] = row[T_NOW] = np.nan
     if floor and len(values) >= least:
         whole = np.sort(values.astype(np.float32))
@@ -217,7 +222,8 @@ def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, le
         ring_row[take - 1 - j] = values[n - 1 - j * every]
     ordered_row[:take] = np.sort(ring_row[:take])
     row[T_SIZE] = take
-    row[T_POS] = take % cap
+    row[T_POS] = 0 if lent else take % cap
+    row[T_LENT] = take if lent else 0
     row[T_SINCE] = 0
     tail_fit(ordered_row, row, risk, init_q, least)
 
