@@ -246,11 +246,12 @@ class Pipeline(KeyHandover):
         if calibration:
             self.recalibrate(calibration)
 
-    def recalibrate(self, calibration: dict[str, np.ndarray]) -> None:
+    def recalibrate(self, calibration: dict[str, np.ndarray], lent: bool = False) -> None:
         """Restart the given keys' thresholds from their recent scores under the current
-        model (see :meth:`Decision.refit`); open alarms stay open until calm."""
+        model (see :meth:`Decision.refit`; ``lent``: a new normal's first scores); open
+        alarms stay open until calm."""
         slots = {self.keys.slot[k]: v for k, v in calibration.items() if k in self.keys.slot}
-        self.decision.refit(slots)
+        self.decision.refit(slots, lent)
 
     def rewarm_thresholds(self) -> None:
         """Every key's threshold starts again from the model's held-out scores (after a

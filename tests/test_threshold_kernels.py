@@ -304,7 +304,7 @@ def test_a_restarted_memory_stands_in_only_until_as_many_points_have_followed():
     rng = np.random.default_rng(13)
     tail = TailThreshold(ThresholdConfig(kind="tail", memory=4000, sample_every=4, risk=1e-3))
     tail.ensure(1)
-    tail.refit(0, rng.gamma(2.0, 1.0, 400) + 40)  # a long alarm's scores, taken as normal
+    tail.refit(0, rng.gamma(2.0, 1.0, 400) + 40, lent=True)  # a long alarm's, as normal
     high = tail.level(0)
     assert high > 40
     calm = tail.apply(np.zeros(800, dtype=np.int64), rng.gamma(2.0, 1.0, 800))

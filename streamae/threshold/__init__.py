@@ -47,15 +47,19 @@ class Decision:
         for slot, values in samples.items():
             self.threshold.seed(slot, values)
 
-    def refit(self, scores: dict[int, np.ndarray]) -> None:
+    def refit(self, scores: dict[int, np.ndarray], lent: bool = False) -> None:
         """After a model swap (or a key's new normal): restart the threshold of each given
         slot, calibrated at once on that key's recent scores under the scoring model (in
         time order), so it is neither blind while re-warming nor judging new scores by an
-        old scale. Open alarms stay open until calm; the strongest recent alarm peak,
-        which prunes weaker alarms, is forgotten (it was measured against the old
-        threshold)."""
+        old scale. ``lent``: the scores are one stretch (a new normal's first), which the
+        tail threshold remembers only until as many points have followed. Open alarms
+        stay open until calm; the strongest recent alarm peak, which prunes weaker
+        alarms, is forgotten (it was measured against the old threshold)."""
         for slot, values in scores.items():
-            self.threshold.refit(slot, values)
+            if lent and isinstance(self.threshold, TailThreshold):
+                self.threshold.refit(slot, values, lent=True)
+            else:
+                self.threshold.refit(slot, values)
         self.alarm.forget_peaks(np.fromiter(scores, dtype=np.int64, count=len(scores)))
 
     def reseed(self, samples: dict[int, np.ndarray]) -> None:

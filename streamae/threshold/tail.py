@@ -85,12 +85,14 @@ class TailThreshold(KeyedState):
         stand for (one per ``sample_every``), so its own scores soon outweigh them."""
         self._load(slot, sample, self.least, self.every, floor=True)
 
-    def refit(self, slot: int, scores: np.ndarray) -> None:
-        """Restart one key's memory from its recent scores (after a model swap or a new
-        normal), one per ``sample_every`` as it learns its own: they stand in until as
-        many points have followed, so scores from one stretch (a long alarm taken as a
-        new normal) do not hold the threshold up for the whole memory."""
-        self._load(slot, self._restart(slot, scores), self.size, self.every, lent=True)
+    def refit(self, slot: int, scores: np.ndarray, lent: bool = False) -> None:
+        """Restart one key's memory from its recent scores (after a model swap): every
+        one of them, the newest if they overfill it. ``lent`` (a new normal's first
+        stretch, a long alarm's scores): one per ``sample_every``, as the key learns its
+        own, standing in only until as many of its points have followed, so one stretch
+        does not hold the threshold up for the whole memory."""
+        values = self._restart(slot, scores)
+        self._load(slot, values, self.size, self.every if lent else 1, lent=lent)
 
     def _load(self, slot: int, values: np.ndarray, limit: int, every: int,
               floor: bool = False, lent: bool = False) -> None:

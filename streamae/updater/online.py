@@ -95,8 +95,8 @@ class Update:
             pipeline.rescale(key, change)
         if self.model is not None:
             pipeline.swap(self.model, self.calibration)
-        elif self.calibration:
-            pipeline.recalibrate(self.calibration)
+        elif self.calibration:  # keys taken as a new normal: their first scores of it
+            pipeline.recalibrate(self.calibration, lent=True)
 
 
 class OnlineUpdater:
