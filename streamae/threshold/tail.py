@@ -8,8 +8,7 @@ from streamae.config import ThresholdConfig
 from streamae.threshold.base import KeyedState
 from streamae.threshold.alarm import Alarm, AlarmOutput
 from streamae.threshold.tail_kernel import (LEARN_ALL, LEARN_CALM, LEARN_CAPPED, T_CAP,
-                                            T_FLOOR, T_LENT, T_MED, T_NOW, T_SIZE, T_Z,
-                                            TAIL_COLS,
+                                            T_FLOOR, T_MED, T_NOW, T_SIZE, T_Z, TAIL_COLS,
                                             tail_alarm_batch, tail_batch, tail_seed)
 
 LEARN = {"all": LEARN_ALL, "capped": LEARN_CAPPED, "calm": LEARN_CALM}
@@ -132,5 +131,4 @@ def _with_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _fill() -> np.ndarray:
     row = np.zeros(TAIL_COLS)
     row[T_Z] = row[T_MED] = row[T_CAP] = row[T_FLOOR] = row[T_NOW] = np.nan  # none yet
-    row[T_LENT] = 0.0
     return row
