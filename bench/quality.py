@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from tqdm import tqdm
 
@@ -52,6 +53,7 @@ from streamae.models.calibration import Calibration
 from streamae.models.dataset import training_windows
 from streamae.models.detector import (Detector, calibrated, novelty_settings,
                                       train_detector)
+from streamae.models.linear_ae import LinearAutoencoder
 from streamae.types import Frame
 
 BASELINES = ("pca", "isolation-forest", "rolling-zscore", "kmeans")
@@ -330,9 +332,21 @@ def trained(run: Run, config: Config, models: Path | None) -> Detector:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = models / run.family / run.name.replace("/", "_") / digest
     if path.exists():  # the same model, calibrated again by the code at hand
-        return calibrated(Detector.load(path), run.train, config)
+        return calibrated(bounded(Detector.load(path), run.train, config), run.train, config)
     detector = train_detector(run.train, config)
     detector.save(path)
+    return detector
+
+
+def bounded(detector: Detector, frame: Frame, config: Config) -> Detector:
+    """A cached model saved before linear codes were bounded, bounded as training bounds
+    them now: on the same training windows (the linear member is fitted in closed form
+    and frozen before the rest trains, so the bounds change nothing else)."""
+    if any(torch.isinf(m.code_low).any() for m in detector.model.modules()
+           if isinstance(m, LinearAutoencoder)):
+        detector.model.bound(training_windows(
+            frame, detector.scaler, detector.window, config.train.stride,
+            config.train.max_windows, config.train.val_fraction).train)
     return detector
 
 

@@ -190,6 +190,46 @@ def test_linear_autoencoder_is_the_principal_components_fit():
     assert int(model.active.sum()) == 3
 
 
+
+def _sine_windows(level: float = 0.0, n: int = 400) -> np.ndarray:
+    """Windows (n, 16, 2): channel 0 a sine of random phase around ``level``, channel 1
+    noise around 0."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(16)
+    sine = np.sin(2 * np.pi * (steps[None, :] / 16 + rng.uniform(size=(n, 1)))) + level
+    noise = 0.1 * rng.normal(size=(n, 16))
+    return np.stack([sine, noise], axis=-1).astype(np.float32)
+
+
+def test_linear_codes_are_held_to_the_range_training_gave_them():
+    config = small_config("linear", **{"model.components": 8, "model.variance": 0.999})
+    model = build_model(config.model, 16, 2)
+    train = _sine_windows(0.0)
+    train[:, :, 0] += np.random.default_rng(1).normal(scale=0.3, size=(len(train), 1))
+    model.fit_closed(train)
+    model.bound(train)
+    normal, far = _sine_windows(0.0, 50), _sine_windows(6.0, 50)  # a level never seen
+    err_normal = model.errors(torch.from_numpy(normal))[0].numpy()
+    err_far = model.errors(torch.from_numpy(far))[0].numpy()
+    # the level lies in the components' span: unbounded, it would be reconstructed
+    assert err_far[..., 0].mean() > 100 * err_normal[..., 0].mean()
+    assert err_far[..., 0].mean() > 10  # about (6 - the largest level seen) squared
+    assert err_far[..., 1].mean() < 10 * err_normal[..., 1].mean() + 1e-3  # only its channel
+    unbounded = build_model(config.model, 16, 2)
+    unbounded.fit_closed(train)
+    assert float(unbounded.errors(torch.from_numpy(far))[0, ..., 0].mean()) < 0.1
+
+
+def test_a_linear_checkpoint_from_before_the_bounds_loads_unbounded():
+    config = small_config("linear", **{"model.components": 4})
+    model = build_model(config.model, 16, 2)
+    model.fit_closed(_sine_windows())
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("code_")}
+    fresh = build_model(config.model, 16, 2)
+    fresh.load_state_dict(state)  # strict: the bounds are filled in, unbounded
+    assert torch.isinf(fresh.code_low).all() and torch.isinf(fresh.code_high).all()
+    assert (fresh.code_low < 0).all() and (fresh.code_high > 0).all()
+
 def test_variational_and_denoising_options_train(train_frame):
     config = small_config("lstm", **{"model.variational": True, "train.noise_std": 0.1,
                                      "train.mask_ratio": 0.1, "train.epochs": 1})

@@ -54,6 +54,11 @@ class SequenceAutoencoder(nn.Module):
             loss = loss + torch.mean((out.forecast.float() - target[:, 1:]) ** 2)
         return loss
 
+    def bound(self, windows: np.ndarray | None) -> None:
+        """Learn from the windows just trained on whatever the model holds to their range
+        (the linear autoencoder's codes; None: nothing held, as while training); nothing
+        by default."""
+
     def fit_closed(self, windows: np.ndarray) -> bool:
         """Fit what has a closed form on scaled windows ``(n, W, C)`` and freeze it
         (``requires_grad = False``) for the rest of this training run; True when nothing is

@@ -51,3 +51,7 @@ class EnsembleAutoencoder(SequenceAutoencoder):
 
     def fit_closed(self, windows: np.ndarray) -> bool:
         return all([m.fit_closed(windows) for m in self.members])
+
+    def bound(self, windows: np.ndarray | None) -> None:
+        for m in self.members:
+            m.bound(windows)

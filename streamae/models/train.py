@@ -91,7 +91,9 @@ def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config:
     start = time.perf_counter()
     result = TrainResult(windows=len(train))
     torch.manual_seed(config.seed)
+    model.bound(None)  # trained free, then held to what these windows give it
     if closed_form and model.fit_closed(train):
+        model.bound(train)
         result.seconds = time.perf_counter() - start
         _finish(model)
         return result
@@ -102,6 +104,7 @@ def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config:
     model.to(device)
     opt = _optimizer(model, param_groups, config)
     if opt is None:  # nothing left to train
+        model.bound(train)
         _finish(model)
         return result
     bf16 = device.type == "cuda" and "transformer" in type(model).__name__.lower()
@@ -136,6 +139,7 @@ def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config:
     if not math.isfinite(result.best_val_loss):
         result.best_val_loss = best
     model.load_state_dict(best_state)
+    model.bound(train)
     result.seconds = time.perf_counter() - start
     _finish(model)
     log.info("training: %s", result.summary())
