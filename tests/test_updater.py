@@ -360,6 +360,44 @@ def test_an_alarm_rejected_by_the_operator_is_never_admitted_and_its_windows_go(
     assert held.buffer.quarantine.size == 0 and len(held.buffer) == 5
 
 
+def test_the_gate_judges_candidates_by_incidents_not_by_an_alarm_taken_as_a_new_normal(
+        trained):
+    """Once a key's alarm is admitted as a new normal, the windows it goes on
+    quarantining until the alarm ends are that normal: the gate must not require a
+    candidate to keep flagging them, and they join the buffer when the alarm ends. Other
+    keys' alarms still count, and so does the key's next alarm."""
+    from streamae.updater.online import OnlineUpdater
+
+    detector, config = trained
+    cfg = with_overrides(config, {"updater.triggers.drift": "none",
+                                  "updater.relearn.admit_after": 3600.0,
+                                  "updater.relearn.rescale_after": 0.0})
+    shape = (detector.window, len(detector.channels))
+
+    def feed(key, start, protected, value):  # five windows, a minute apart
+        ts = start + 60.0 * np.arange(5)
+        w = np.full((5, *shape), value, np.float32)
+        updater.observe(w, np.full(5, key, dtype=object), ts, np.zeros(5),
+                        np.full(5, protected))
+
+    def judged() -> set[float]:
+        return set(np.unique(updater._snapshot().quarantined[:, 0, 0]).tolist())
+
+    updater = OnlineUpdater(cfg, detector)
+    feed("k", 0.0, True, 1.0)
+    feed("k", 3600.0, True, 1.0)  # an hour in alarm: k taken as a new normal
+    assert updater.buffer.quarantine.size == 0 and len(updater.buffer) == 10
+    feed("k", 4000.0, True, 1.0)  # still in the admitted alarm: quarantined again
+    feed("other", 4000.0, True, 2.0)  # an incident of another key
+    assert updater.buffer.quarantine.size == 10
+    assert judged() == {2.0}
+    feed("k", 5000.0, False, 0.0)  # k's alarm ends: the rest of it joins its new normal
+    assert updater.buffer.quarantine.size == 5 and len(updater.buffer) == 20
+    feed("other", 5000.0, False, 0.0)  # other's incident ends: it stays quarantined
+    feed("k", 6000.0, True, 3.0)  # a new alarm of k: an incident until shown otherwise
+    assert judged() == {2.0, 3.0}
+
+
 def test_re_scaled_keys_keep_their_scaling_through_state_and_hand_over(trained, synthetic):
     from streamae.pipeline import Pipeline
     from streamae.updater.rescale import Rescale

@@ -10,6 +10,8 @@ they are pushed out. Keys are kept, so a fine-tune can use one key's windows or 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 
@@ -117,10 +119,14 @@ class ReplayBuffer:
                 q.push(*rest)
         return taken
 
-    def quarantined(self, n: int) -> np.ndarray:
-        """The newest ``n`` quarantined windows (of every key), oldest first."""
+    def quarantined(self, n: int, besides: Collection[str] = ()) -> np.ndarray:
+        """The newest ``n`` quarantined windows (of every key but those ``besides``),
+        oldest first."""
         q = self.quarantine
-        return q.data[q.ordered()[-n:]] if n > 0 else q.data[:0]
+        idx = q.ordered()
+        if besides:
+            idx = idx[~np.isin(q.keys[idx].astype(str), list(besides))]
+        return q.data[idx[-n:]] if n > 0 else q.data[:0]
 
     def quarantined_of(self, key: str, since: float) -> np.ndarray:
         """A key's quarantined windows ending at or after ``since``, oldest first."""
@@ -243,8 +249,9 @@ class KeyedReplayBuffer:
                     np.zeros(0))
         return tuple(np.concatenate(column) for column in zip(*taken))
 
-    def quarantined(self, n: int) -> np.ndarray:
-        return self._newest([p.quarantine for p in self.parts.values()], n)
+    def quarantined(self, n: int, besides: Collection[str] = ()) -> np.ndarray:
+        return self._newest([p.quarantine for k, p in self.parts.items()
+                             if k not in besides], n)
 
     def quarantined_of(self, key: str, since: float) -> np.ndarray:
         return self.parts[key].quarantined_of(key, since) if key in self.parts else \

@@ -126,6 +126,7 @@ class OnlineUpdater:
         self._alarm_windows: dict[str, int] = {}  # windows seen since the key's alarm began
         self._rescales: dict[str, Rescale] = {}
         self._held: set[str] = set()  # alarms an operator rejected: incidents, never learnt
+        self._admitted: set[str] = set()  # alarms taken as a new normal: no longer incidents
         self.rescaled: list[dict[str, Any]] = []  # each re-scale: key, time, channels
         self._relearn: set[str] = set()
         self._thread: threading.Thread | None = None
@@ -171,6 +172,9 @@ class OnlineUpdater:
                 self._alarm_since.pop(key, None)
                 self._rescale_tried.pop(key, None)
                 self._alarm_windows.pop(key, None)
+                if key in self._admitted:  # the rest of an alarm taken as a new normal
+                    self._admitted.discard(key)
+                    self.buffer.admit(key)
                 if key in self._held:  # the rejected incident is over: none of it stays
                     self._held.discard(key)
                     self.buffer.discard(key)
@@ -200,6 +204,7 @@ class OnlineUpdater:
                 log.info("key %s in alarm since %.0f: taking it as a new normal", key, since)
                 self._drift = True
                 self._relearn.add(key)
+                self._admitted.add(key)
                 self._alarm_since[key] = now  # still in alarm after another admit_after: again
 
     def _try_rescale(self, key: str, since: float, now: float) -> None:
@@ -322,7 +327,7 @@ class OnlineUpdater:
         n_hold = max(1, int(len(windows) * self.cfg.gate.holdout_fraction))
         return Snapshot(windows, ts, keys, novelty, n_hold, self.buffer.newest(4 * n_hold),
                         self._newest(self.buffer.keys(), self.cfg.relearn.calibration_points),
-                        self.buffer.quarantined(4 * n_hold))
+                        self.buffer.quarantined(4 * n_hold, besides=self._admitted))
 
     def _round(self, live: Detector, snap: Snapshot, now: float, reason: str) -> None:
         try:
