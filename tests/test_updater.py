@@ -360,6 +360,30 @@ def test_an_alarm_rejected_by_the_operator_is_never_admitted_and_its_windows_go(
     assert held.buffer.quarantine.size == 0 and len(held.buffer) == 5
 
 
+def test_an_operator_admit_takes_the_whole_alarm_as_normal_and_overrides_a_reject(trained):
+    from streamae.updater.online import OnlineUpdater
+
+    detector, config = trained
+    cfg = with_overrides(config, {"updater.triggers.drift": "none",
+                                  "updater.relearn.admit_after": 0.0,
+                                  "updater.relearn.rescale_after": 0.0})
+    w = np.zeros((5, detector.window, len(detector.channels)), np.float32)
+    updater = OnlineUpdater(cfg, detector)
+
+    def feed(start, protected):  # five windows of key k, a minute apart
+        updater.observe(w, np.full(5, "k", dtype=object), start + 60.0 * np.arange(5),
+                        np.zeros(5), np.full(5, protected))
+
+    feed(0.0, True)
+    assert updater.reject("k") == 5  # first taken for an incident
+    feed(300.0, True)
+    assert updater.admit("k") == 5 and len(updater.buffer) == 5  # then for normal
+    feed(600.0, True)  # the same alarm goes on: not an incident for the gate
+    assert updater.buffer.quarantine.size == 5 and len(updater._snapshot().quarantined) == 0
+    feed(900.0, False)  # it ends: the rest of it joins the buffer too
+    assert updater.buffer.quarantine.size == 0 and len(updater.buffer) == 15
+
+
 def test_the_gate_judges_candidates_by_incidents_not_by_an_alarm_taken_as_a_new_normal(
         trained):
     """Once a key's alarm is admitted as a new normal, the windows it goes on

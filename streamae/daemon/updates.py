@@ -139,7 +139,7 @@ class DaemonUpdates:
             self.updater.request()
         elif command == "admit":
             key = doc.get("key")
-            n = self.updater.buffer.admit(key)
+            n = self.updater.admit(key)
             log.info("operator admitted %d quarantined windows of %s as normal", n, key or "all")
             self._note(pipeline, key, "admitted")
         elif command == "reject":

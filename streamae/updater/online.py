@@ -248,6 +248,16 @@ class OnlineUpdater:
         """Windows that hold points from before an alarm's start."""
         return -(-self.live.window // self.config.window.hop)
 
+    def admit(self, key: str | None = None) -> int:
+        """Operator's word that a key's quarantined windows (or every key's) are normal:
+        they join the buffer, and so does the rest of the key's alarm if one is going on
+        (the gate no longer holds candidates to it). Overrides an earlier reject. Returns
+        the windows admitted."""
+        keys = [key] if key is not None else list(self._alarm_since)
+        self._held.difference_update(keys)
+        self._admitted.update(k for k in keys if k in self._alarm_since)
+        return self.buffer.admit(key)
+
     def reject(self, key: str | None = None) -> int:
         """Operator's word that a key's alarm (or every current one) is an incident: its
         quarantined windows are dropped and, until the alarm ends, the key is neither
