@@ -384,6 +384,36 @@ def test_an_operator_admit_takes_the_whole_alarm_as_normal_and_overrides_a_rejec
     assert updater.buffer.quarantine.size == 0 and len(updater.buffer) == 15
 
 
+def test_an_operators_reject_and_the_alarms_age_outlive_a_restart(trained):
+    """A daemon restarted in the middle of a rejected alarm must not take it for a new
+    normal once admit_after has passed (the buffer alone was checkpointed before)."""
+    from streamae.updater.online import OnlineUpdater
+
+    detector, config = trained
+    cfg = with_overrides(config, {"updater.triggers.drift": "none",
+                                  "updater.relearn.admit_after": 3600.0,
+                                  "updater.relearn.rescale_after": 0.0})
+    w = np.zeros((5, detector.window, len(detector.channels)), np.float32)
+
+    def feed(updater, key, start):  # five windows in alarm, a minute apart
+        updater.observe(w, np.full(5, key, dtype=object), start + 60.0 * np.arange(5),
+                        np.zeros(5), np.ones(5, bool))
+
+    before = OnlineUpdater(cfg, detector)
+    feed(before, "held", 0.0)
+    feed(before, "long", 0.0)
+    before.reject("held")
+    state = {**before.buffer.state_dict(), **before.alarm_state()}
+    after = OnlineUpdater(cfg, detector)
+    after.load_alarm_state(state)
+    after.buffer.load_state_dict(state)
+    feed(after, "held", 3600.0)  # an hour since both alarms began, across the restart
+    _, _, buffered, _ = after.buffer.keyed_windows()
+    assert len(buffered) == 5 and set(buffered.tolist()) == {"long"}  # taken as normal
+    quarantined = after.buffer.quarantine.keys[after.buffer.quarantine.ordered()]
+    assert quarantined.tolist() == ["held"] * 5  # still held: never admitted
+
+
 def test_the_gate_judges_candidates_by_incidents_not_by_an_alarm_taken_as_a_new_normal(
         trained):
     """Once a key's alarm is admitted as a new normal, the windows it goes on

@@ -158,10 +158,13 @@ class DaemonUpdates:
             pipeline.note(name, status)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        return {PREFIX + k: v for k, v in self.updater.buffer.state_dict().items()}
+        state = {**self.updater.buffer.state_dict(), **self.updater.alarm_state()}
+        return {PREFIX + k: v for k, v in state.items()}
 
     def restore(self, arrays: dict[str, Any]) -> None:
         section = {k[len(PREFIX):]: v for k, v in arrays.items() if k.startswith(PREFIX)}
+        self.updater.load_alarm_state(section)
+        section = {k: v for k, v in section.items() if not k.startswith("alarms.")}
         if section:
             try:
                 self.updater.buffer.load_state_dict(section)

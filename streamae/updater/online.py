@@ -142,6 +142,25 @@ class OnlineUpdater:
         self.pipeline = pipeline
         pipeline.on_windows = self.observe
 
+    def alarm_state(self) -> dict[str, np.ndarray]:
+        """Where each key's alarm stands for the updater (since when, and whether an
+        operator rejected it or it was taken as a new normal), for a checkpoint: an
+        operator's reject must outlive a restart."""
+        keys = sorted(self._alarm_since)
+        return {"alarms.keys": np.array(keys, dtype=str),
+                "alarms.since": np.array([self._alarm_since[k] for k in keys], np.float64),
+                "alarms.held": np.array(sorted(self._held), dtype=str),
+                "alarms.admitted": np.array(sorted(self._admitted), dtype=str)}
+
+    def load_alarm_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`alarm_state` (a checkpoint without it leaves nothing to restore)."""
+        if "alarms.keys" not in state:
+            return
+        self._alarm_since = dict(zip(np.asarray(state["alarms.keys"]).astype(str).tolist(),
+                                     np.asarray(state["alarms.since"], float).tolist()))
+        self._held = set(np.asarray(state["alarms.held"]).astype(str).tolist())
+        self._admitted = set(np.asarray(state["alarms.admitted"]).astype(str).tolist())
+
     # ---------------------------------------------------------------- inputs
     def observe(self, windows: np.ndarray, keys: np.ndarray, ts: np.ndarray,
                 scores: np.ndarray, protected: np.ndarray,
