@@ -334,21 +334,29 @@ def test_a_sensor_stuck_at_another_level_is_an_incident_not_a_recalibration(clea
     assert len(held) > 0.6 * moved.sum() / config.window.hop
 
 
-def test_an_alarm_rejected_by_the_operator_is_never_admitted_and_its_windows_go(trained):
+def _alarms(trained, admit_after: float = 3600.0, step: float = 60.0):
+    """A factory of updaters that admit a key after ``admit_after`` seconds in alarm (no
+    drift trigger, no re-scaling), and a feeder of five windows of one key ``step``
+    seconds apart, each filled with ``value``."""
     from streamae.updater.online import OnlineUpdater
 
     detector, config = trained
     cfg = with_overrides(config, {"updater.triggers.drift": "none",
-                                  "updater.relearn.admit_after": 3600.0,
+                                  "updater.relearn.admit_after": admit_after,
                                   "updater.relearn.rescale_after": 0.0})
-    w = np.zeros((5, detector.window, len(detector.channels)), np.float32)
+    shape = (detector.window, len(detector.channels))
 
-    def feed(updater, key, start, protected):  # five windows, 10 min apart
-        ts = start + 600.0 * np.arange(5)
-        updater.observe(w, np.full(5, key, dtype=object), ts, np.zeros(5),
-                        np.full(5, protected))
+    def feed(updater, key, start, protected, value=0.0):
+        updater.observe(np.full((5, *shape), value, np.float32),
+                        np.full(5, key, dtype=object), start + step * np.arange(5),
+                        np.zeros(5), np.full(5, protected))
 
-    plain, held = OnlineUpdater(cfg, detector), OnlineUpdater(cfg, detector)
+    return (lambda: OnlineUpdater(cfg, detector)), feed
+
+
+def test_an_alarm_rejected_by_the_operator_is_never_admitted_and_its_windows_go(trained):
+    make, feed = _alarms(trained, step=600.0)  # five windows, 10 min apart
+    plain, held = make(), make()
     for updater in (plain, held):
         feed(updater, "k", 0.0, True)  # 40 min in alarm: quarantined
     assert held.reject("k") == 5 and held.buffer.quarantine.size == 0
@@ -361,53 +369,31 @@ def test_an_alarm_rejected_by_the_operator_is_never_admitted_and_its_windows_go(
 
 
 def test_an_operator_admit_takes_the_whole_alarm_as_normal_and_overrides_a_reject(trained):
-    from streamae.updater.online import OnlineUpdater
-
-    detector, config = trained
-    cfg = with_overrides(config, {"updater.triggers.drift": "none",
-                                  "updater.relearn.admit_after": 0.0,
-                                  "updater.relearn.rescale_after": 0.0})
-    w = np.zeros((5, detector.window, len(detector.channels)), np.float32)
-    updater = OnlineUpdater(cfg, detector)
-
-    def feed(start, protected):  # five windows of key k, a minute apart
-        updater.observe(w, np.full(5, "k", dtype=object), start + 60.0 * np.arange(5),
-                        np.zeros(5), np.full(5, protected))
-
-    feed(0.0, True)
+    make, feed = _alarms(trained, admit_after=0.0)
+    updater = make()
+    feed(updater, "k", 0.0, True)
     assert updater.reject("k") == 5  # first taken for an incident
-    feed(300.0, True)
+    feed(updater, "k", 300.0, True)
     assert updater.admit("k") == 5 and len(updater.buffer) == 5  # then for normal
-    feed(600.0, True)  # the same alarm goes on: not an incident for the gate
+    feed(updater, "k", 600.0, True)  # the same alarm goes on: not an incident for the gate
     assert updater.buffer.quarantine.size == 5 and len(updater._snapshot().quarantined) == 0
-    feed(900.0, False)  # it ends: the rest of it joins the buffer too
+    feed(updater, "k", 900.0, False)  # it ends: the rest of it joins the buffer too
     assert updater.buffer.quarantine.size == 0 and len(updater.buffer) == 15
 
 
 def test_an_operators_reject_and_the_alarms_age_outlive_a_restart(trained):
     """A daemon restarted in the middle of a rejected alarm must not take it for a new
     normal once admit_after has passed (the buffer alone was checkpointed before)."""
-    from streamae.updater.online import OnlineUpdater
-
-    detector, config = trained
-    cfg = with_overrides(config, {"updater.triggers.drift": "none",
-                                  "updater.relearn.admit_after": 3600.0,
-                                  "updater.relearn.rescale_after": 0.0})
-    w = np.zeros((5, detector.window, len(detector.channels)), np.float32)
-
-    def feed(updater, key, start):  # five windows in alarm, a minute apart
-        updater.observe(w, np.full(5, key, dtype=object), start + 60.0 * np.arange(5),
-                        np.zeros(5), np.ones(5, bool))
-
-    before = OnlineUpdater(cfg, detector)
-    feed(before, "held", 0.0)
-    feed(before, "long", 0.0)
+    make, feed = _alarms(trained)
+    before = make()
+    feed(before, "held", 0.0, True)
+    feed(before, "long", 0.0, True)
     before.reject("held")
     state = {**before.buffer.state_dict(), **before.alarm_state()}
-    after = OnlineUpdater(cfg, detector)
+    after = make()
     after.load_alarm_state(state)
     after.buffer.load_state_dict(state)
-    feed(after, "held", 3600.0)  # an hour since both alarms began, across the restart
+    feed(after, "held", 3600.0, True)  # an hour since both alarms began, across the restart
     _, _, buffered, _ = after.buffer.keyed_windows()
     assert len(buffered) == 5 and set(buffered.tolist()) == {"long"}  # taken as normal
     quarantined = after.buffer.quarantine.keys[after.buffer.quarantine.ordered()]
@@ -420,35 +406,23 @@ def test_the_gate_judges_candidates_by_incidents_not_by_an_alarm_taken_as_a_new_
     quarantining until the alarm ends are that normal: the gate must not require a
     candidate to keep flagging them, and they join the buffer when the alarm ends. Other
     keys' alarms still count, and so does the key's next alarm."""
-    from streamae.updater.online import OnlineUpdater
-
-    detector, config = trained
-    cfg = with_overrides(config, {"updater.triggers.drift": "none",
-                                  "updater.relearn.admit_after": 3600.0,
-                                  "updater.relearn.rescale_after": 0.0})
-    shape = (detector.window, len(detector.channels))
-
-    def feed(key, start, protected, value):  # five windows, a minute apart
-        ts = start + 60.0 * np.arange(5)
-        w = np.full((5, *shape), value, np.float32)
-        updater.observe(w, np.full(5, key, dtype=object), ts, np.zeros(5),
-                        np.full(5, protected))
+    make, feed = _alarms(trained)
+    updater = make()
 
     def judged() -> set[float]:
         return set(np.unique(updater._snapshot().quarantined[:, 0, 0]).tolist())
 
-    updater = OnlineUpdater(cfg, detector)
-    feed("k", 0.0, True, 1.0)
-    feed("k", 3600.0, True, 1.0)  # an hour in alarm: k taken as a new normal
+    feed(updater, "k", 0.0, True, 1.0)
+    feed(updater, "k", 3600.0, True, 1.0)  # an hour in alarm: k taken as a new normal
     assert updater.buffer.quarantine.size == 0 and len(updater.buffer) == 10
-    feed("k", 4000.0, True, 1.0)  # still in the admitted alarm: quarantined again
-    feed("other", 4000.0, True, 2.0)  # an incident of another key
+    feed(updater, "k", 4000.0, True, 1.0)  # still in the admitted alarm: quarantined again
+    feed(updater, "other", 4000.0, True, 2.0)  # an incident of another key
     assert updater.buffer.quarantine.size == 10
     assert judged() == {2.0}
-    feed("k", 5000.0, False, 0.0)  # k's alarm ends: the rest of it joins its new normal
+    feed(updater, "k", 5000.0, False)  # k's alarm ends: the rest of it joins its new normal
     assert updater.buffer.quarantine.size == 5 and len(updater.buffer) == 20
-    feed("other", 5000.0, False, 0.0)  # other's incident ends: it stays quarantined
-    feed("k", 6000.0, True, 3.0)  # a new alarm of k: an incident until shown otherwise
+    feed(updater, "other", 5000.0, False)  # other's incident ends: it stays quarantined
+    feed(updater, "k", 6000.0, True, 3.0)  # a new alarm of k: an incident until shown otherwise
     assert judged() == {2.0, 3.0}
 
 
