@@ -56,10 +56,7 @@ class Decision:
         stay open until calm; the strongest recent alarm peak, which prunes weaker
         alarms, is forgotten (it was measured against the old threshold)."""
         for slot, values in scores.items():
-            if lent and isinstance(self.threshold, TailThreshold):
-                self.threshold.refit(slot, values, lent=True)
-            else:
-                self.threshold.refit(slot, values)
+            self.threshold.refit(slot, values, lent)
         self.alarm.forget_peaks(np.fromiter(scores, dtype=np.int64, count=len(scores)))
 
     def reseed(self, samples: dict[int, np.ndarray]) -> None:

@@ -24,8 +24,9 @@ class QuantileThreshold(KeyedState):
                  c.init_points, out)
         return out
 
-    def refit(self, slot: int, scores: np.ndarray) -> None:
-        """Restart one key's quantile on a sample of its recent scores (in time order)."""
+    def refit(self, slot: int, scores: np.ndarray, lent: bool = False) -> None:
+        """Restart one key's quantile on a sample of its recent scores (in time order);
+        ``lent`` changes nothing here (a streaming quantile keeps no memory of scores)."""
         values = self._restart(slot, scores)
         self.apply(np.full(len(values), slot, dtype=np.int64), values)
 

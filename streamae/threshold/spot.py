@@ -28,9 +28,10 @@ class SpotThreshold(KeyedState):
                    self.config.init_quantile, out)
         return out
 
-    def refit(self, slot: int, scores: np.ndarray) -> None:
+    def refit(self, slot: int, scores: np.ndarray, lent: bool = False) -> None:
         """Restart one key's threshold fitted at once to a sample of its recent scores
-        (more than ``init_points`` fit the tail better)."""
+        (more than ``init_points`` fit the tail better). ``lent`` changes nothing here:
+        SPOT keeps no memory that a stretch could stand in for."""
         values = self._restart(slot, scores)
         if len(values) < self.config.init_points:
             self.apply(np.full(len(values), slot, dtype=np.int64), values)
