@@ -220,6 +220,21 @@ def test_linear_codes_are_held_to_the_range_training_gave_them():
     assert float(unbounded.errors(torch.from_numpy(far))[0, ..., 0].mean()) < 0.1
 
 
+def test_training_holds_codes_to_the_windows_it_is_told_reach():
+    """A fine-tune early-stops on its newest windows but bounds its codes on all it was
+    given: a level only those newest windows show is normal to the candidate."""
+    from streamae.models.train import fit
+    config = small_config("linear", **{"model.components": 8, "model.variance": 0.999})
+    train, newest = _sine_windows(0.0), _sine_windows(1.5, 100)
+    train[:, :, 0] += np.random.default_rng(1).normal(scale=0.3, size=(len(train), 1))
+    errors = {}
+    for name, reach in (("train only", None), ("all given", np.concatenate([train, newest]))):
+        model = build_model(config.model, 16, 2)
+        fit(model, train, newest, config.train, reach=reach)
+        errors[name] = float(model.errors(torch.from_numpy(newest))[0, ..., 0].mean())
+    assert errors["all given"] < 0.05 < errors["train only"]
+
+
 def test_a_linear_checkpoint_from_before_the_bounds_loads_unbounded():
     config = small_config("linear", **{"model.components": 4})
     model = build_model(config.model, 16, 2)

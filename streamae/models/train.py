@@ -72,14 +72,18 @@ class TrainResult:
 def fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config: TrainConfig,
         param_groups: list[dict[str, Any]] | None = None,
         on_epoch: Callable[[EpochReport], None] | None = None,
-        on_step: Callable[[int], None] | None = None, closed_form: bool = True) -> TrainResult:
+        on_step: Callable[[int], None] | None = None, closed_form: bool = True,
+        reach: np.ndarray | None = None) -> TrainResult:
     """Train ``model`` in place on scaled windows ``train`` (``(n, W, C)`` float32),
     early-stopping on ``val``. ``param_groups`` (fine-tuning) set per-group learning
-    rates; by default every trainable parameter learns at ``config.lr``."""
+    rates; by default every trainable parameter learns at ``config.lr``. The trained
+    model's codes are then held to the range the ``reach`` windows give them (default:
+    ``train``; see :meth:`SequenceAutoencoder.bound`)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     try:
-        return _fit(model, train, val, config, param_groups, on_epoch, on_step, closed_form)
+        return _fit(model, train, val, config, param_groups, on_epoch, on_step, closed_form,
+                    train if reach is None else reach)
     finally:
         torch.set_num_threads(threads)
 
@@ -87,13 +91,14 @@ def fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config: 
 def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config: TrainConfig,
          param_groups: list[dict[str, Any]] | None,
          on_epoch: Callable[[EpochReport], None] | None,
-         on_step: Callable[[int], None] | None, closed_form: bool) -> TrainResult:
+         on_step: Callable[[int], None] | None, closed_form: bool,
+         reach: np.ndarray) -> TrainResult:
     start = time.perf_counter()
     result = TrainResult(windows=len(train))
     torch.manual_seed(config.seed)
     model.bound(None)  # trained free, then held to what these windows give it
     if closed_form and model.fit_closed(train):
-        model.bound(train)
+        model.bound(reach)
         result.seconds = time.perf_counter() - start
         _finish(model)
         return result
@@ -104,7 +109,7 @@ def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config:
     model.to(device)
     opt = _optimizer(model, param_groups, config)
     if opt is None:  # nothing left to train
-        model.bound(train)
+        model.bound(reach)
         _finish(model)
         return result
     bf16 = device.type == "cuda" and "transformer" in type(model).__name__.lower()
@@ -139,7 +144,7 @@ def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config:
     if not math.isfinite(result.best_val_loss):
         result.best_val_loss = best
     model.load_state_dict(best_state)
-    model.bound(train)
+    model.bound(reach)
     result.seconds = time.perf_counter() - start
     _finish(model)
     log.info("training: %s", result.summary())

@@ -91,11 +91,10 @@ def fine_tune(detector: Detector, windows: np.ndarray, cfg: FineTuneConfig,
     # members with a closed form (the linear autoencoder) are refitted on the new windows,
     # unless the encoder is to stay fixed; the others learn by gradient
     closed = not cfg.freeze_encoder and not cfg.freeze_layers
-    result = fit(model, windows[: len(windows) - n_val], windows[len(windows) - n_val:],
-                 settings, param_groups=groups, closed_form=closed)
     # codes reach as far as every window given, the newest (held out above) included:
     # the buffer holds normal windows only, and its newest are the normal to accept
-    model.bound(windows)
+    result = fit(model, windows[: len(windows) - n_val], windows[len(windows) - n_val:],
+                 settings, param_groups=groups, closed_form=closed, reach=windows)
     # the scaling is part of the model: the same weights on new sensors are a new version
     digest = hashlib.sha256(b"".join(t.detach().numpy().tobytes()
                                      for t in model.state_dict().values())
