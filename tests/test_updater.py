@@ -389,10 +389,8 @@ def test_an_operators_reject_and_the_alarms_age_outlive_a_restart(trained):
     feed(before, "held", 0.0, True)
     feed(before, "long", 0.0, True)
     before.reject("held")
-    state = {**before.buffer.state_dict(), **before.alarm_state()}
     after = make()
-    after.load_alarm_state(state)
-    after.buffer.load_state_dict(state)
+    after.load_state_dict(before.state_dict())
     feed(after, "held", 3600.0, True)  # an hour since both alarms began, across the restart
     _, _, buffered, _ = after.buffer.keyed_windows()
     assert len(buffered) == 5 and set(buffered.tolist()) == {"long"}  # taken as normal

@@ -158,20 +158,11 @@ class DaemonUpdates:
             pipeline.note(name, status)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        state = {**self.updater.buffer.state_dict(), **self.updater.alarm_state()}
-        return {PREFIX + k: v for k, v in state.items()}
+        return {PREFIX + k: v for k, v in self.updater.state_dict().items()}
 
     def restore(self, arrays: dict[str, Any]) -> None:
-        section = {k[len(PREFIX):]: v for k, v in arrays.items() if k.startswith(PREFIX)}
-        self.updater.load_alarm_state(section)
-        section = {k: v for k, v in section.items() if not k.startswith("alarms.")}
-        if section:
-            try:
-                self.updater.buffer.load_state_dict(section)
-            except (KeyError, ValueError) as exc:  # updater.buffer.scope changed between runs
-                log.warning("replay buffer in the checkpoint does not fit updater.buffer.scope=%s "
-                            "(%s); starting with an empty buffer", self.config.updater.buffer.scope,
-                            exc)
+        self.updater.load_state_dict({k[len(PREFIX):]: v for k, v in arrays.items()
+                                      if k.startswith(PREFIX)})
 
     def close(self) -> None:
         if self.control is not None:

@@ -142,24 +142,34 @@ class OnlineUpdater:
         self.pipeline = pipeline
         pipeline.on_windows = self.observe
 
-    def alarm_state(self) -> dict[str, np.ndarray]:
-        """Where each key's alarm stands for the updater (since when, and whether an
-        operator rejected it or it was taken as a new normal), for a checkpoint: an
-        operator's reject must outlive a restart."""
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """What a checkpoint keeps: the replay buffer, and where each key's alarm stands
+        for the updater (since when, and whether an operator rejected it or it was taken
+        as a new normal: an operator's reject must outlive a restart)."""
         keys = sorted(self._alarm_since)
-        return {"alarms.keys": np.array(keys, dtype=str),
+        return {**self.buffer.state_dict(),
+                "alarms.keys": np.array(keys, dtype=str),
                 "alarms.since": np.array([self._alarm_since[k] for k in keys], np.float64),
                 "alarms.held": np.array(sorted(self._held), dtype=str),
                 "alarms.admitted": np.array(sorted(self._admitted), dtype=str)}
 
-    def load_alarm_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore :meth:`alarm_state` (a checkpoint without it leaves nothing to restore)."""
-        if "alarms.keys" not in state:
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state_dict`; checkpoints from before the alarms were kept
+        restore the buffer alone, and a buffer saved with another ``buffer.scope`` is
+        left empty (logged)."""
+        if "alarms.keys" in state:
+            self._alarm_since = dict(zip(np.asarray(state["alarms.keys"]).astype(str).tolist(),
+                                         np.asarray(state["alarms.since"], float).tolist()))
+            self._held = set(np.asarray(state["alarms.held"]).astype(str).tolist())
+            self._admitted = set(np.asarray(state["alarms.admitted"]).astype(str).tolist())
+        buffer = {k: v for k, v in state.items() if not k.startswith("alarms.")}
+        if not buffer:
             return
-        self._alarm_since = dict(zip(np.asarray(state["alarms.keys"]).astype(str).tolist(),
-                                     np.asarray(state["alarms.since"], float).tolist()))
-        self._held = set(np.asarray(state["alarms.held"]).astype(str).tolist())
-        self._admitted = set(np.asarray(state["alarms.admitted"]).astype(str).tolist())
+        try:
+            self.buffer.load_state_dict(buffer)
+        except (KeyError, ValueError) as exc:
+            log.warning("replay buffer in the checkpoint does not fit updater.buffer.scope=%s "
+                        "(%s); starting with an empty buffer", self.cfg.buffer.scope, exc)
 
     # ---------------------------------------------------------------- inputs
     def observe(self, windows: np.ndarray, keys: np.ndarray, ts: np.ndarray,
