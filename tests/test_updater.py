@@ -683,3 +683,38 @@ def test_a_short_alarm_on_a_daily_cycle_moves_only_the_recalibrated_channel():
     assert change.moved.tolist() == [True, False, False]
     mapped = change.windows(alarm)[:, -hop:, 0]
     assert abs(mapped.mean() - original[:, -hop:, 0].mean()) < 0.3
+
+
+def test_an_operators_reject_moves_with_its_partition(trained, tmp_path):
+    """A key's partition moving to another daemon (through the state topic's record)
+    takes the updater's view of its alarm along: the new owner does not take a rejected
+    incident for a new normal once admit_after has passed, and the old one forgets it."""
+    from streamae.daemon.runner import Daemon
+    from streamae.daemon.state_topic import Snapshot, decode, encode
+    from streamae.types import Frame
+
+    detector, _ = trained
+    make, feed = _alarms(trained)
+    cfg = with_overrides(make().config, {"updater.enabled": True})
+    daemons = [Daemon(with_overrides(cfg, {"daemon.state_dir": str(tmp_path / name)}), detector)
+               for name in ("old", "new")]
+    old, new = daemons
+    n = detector.window + 8
+    old.pipeline.on_windows = None  # the updater's view of the key comes from feed alone
+    old.pipeline.process(Frame(np.arange(n, dtype=np.float64), np.full(n, "k", dtype=object),
+                               np.zeros((n, len(detector.channels)), np.float32),
+                               detector.channels))
+    partition = ("metrics", 0)
+    old.owners.take(["k"], partition)
+    feed(old.updates.updater, "k", 0.0, True)
+    old.updates.updater.reject("k")
+    alarm = old.updates.updater.export_alarms(["k"])
+    assert alarm == {"k": {"since": 0.0, "windows": 5, "held": True, "admitted": False}}
+    _, moved, snap = decode(encode("g", partition, Snapshot(10, old._export_keys(["k"]))))
+    assert new._take_over(moved, snap)
+    assert new.updates.updater.export_alarms(["k"]) == alarm
+    for start in (3600.0, 7300.0):  # over an hour after the new owner first saw it
+        feed(new.updates.updater, "k", start, True)
+    assert len(new.updates.updater.buffer) == 0  # still held: never taken as normal
+    old._release({partition})
+    assert old.updates.updater.export_alarms(["k"]) == {}

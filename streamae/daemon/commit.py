@@ -15,6 +15,7 @@ from kafka.structs import OffsetAndMetadata
 from streamae.daemon import clients
 from streamae.daemon.calls import CommitTimeout, DeliveryError, bounded, close_producer, retry
 from streamae.daemon.state_topic import MAX_RECORD_BYTES, Snapshot
+from streamae.pipeline_state import PipelineState
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,20 @@ class Committer:
         topic (sent, not yet acknowledged)."""
         if self.state_topic is None or not self.owners.changed:
             return []
-        snapshots = {p: Snapshot(self.positions[p], self.pipeline.export_keys(names))
+        snapshots = {p: Snapshot(self.positions[p], self._export_keys(names))
                      for p, names in self.owners.keys_in(self.owners.changed).items()
                      if p in self.positions}
         sent = self.state_topic.write(self.producer, snapshots)
         self.owners.changed.clear()
         return sent
+
+    def _export_keys(self, names: list[str]) -> PipelineState:
+        """A partition's keys' state for its next owner: the pipeline's, and where their
+        alarms stand for the updater (an operator's reject follows the key)."""
+        state = self.pipeline.export_keys(names)
+        if self.updates:
+            state.meta["updater_alarms"] = self.updates.updater.export_alarms(names)
+        return state
 
     def hand_over(self) -> None:
         """Partitions are about to be revoked: make the work on them durable and their

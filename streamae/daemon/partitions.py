@@ -138,6 +138,9 @@ class Partitions:
             log.error("state of %s[%d] does not fit this model (%s); its keys warm up",
                       *partition, exc)
             return False
+        if self.updates:
+            self.updates.updater.forget_alarms(stale)
+            self.updates.updater.import_alarms(snap.state.meta.get("updater_alarms", {}))
         self.owners.drop({partition})
         keys = snap.state.meta["keys"]
         self.owners.take(keys, partition)
@@ -151,6 +154,8 @@ class Partitions:
         takes it from the state topic."""
         keys = self.owners.drop(partitions)
         self.pipeline.forget_keys(keys)
+        if self.updates:
+            self.updates.updater.forget_alarms(keys)
         for p in partitions:
             self.positions.pop(p, None)
         if not quiet:

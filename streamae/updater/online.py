@@ -171,6 +171,33 @@ class OnlineUpdater:
             log.warning("replay buffer in the checkpoint does not fit updater.buffer.scope=%s "
                         "(%s); starting with an empty buffer", self.cfg.buffer.scope, exc)
 
+    def export_alarms(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Where these keys' alarms stand for the updater (JSON-ready), for the daemon
+        their partition moves to: an operator's reject must follow the key."""
+        return {k: {"since": self._alarm_since.get(k), "windows": self._alarm_windows.get(k, 0),
+                    "held": k in self._held, "admitted": k in self._admitted}
+                for k in keys if k in self._alarm_since or k in self._held}
+
+    def import_alarms(self, alarms: dict[str, dict[str, Any]]) -> None:
+        """Take over :meth:`export_alarms` of keys whose partition moved here."""
+        self.forget_alarms(alarms)
+        for key, alarm in alarms.items():
+            if alarm.get("since") is not None:
+                self._alarm_since[key] = float(alarm["since"])
+                self._alarm_windows[key] = int(alarm.get("windows", 0))
+            if alarm.get("held"):
+                self._held.add(key)
+            if alarm.get("admitted"):
+                self._admitted.add(key)
+
+    def forget_alarms(self, keys: Iterable[str]) -> None:
+        """Drop these keys' alarm state (their partition moved to another daemon)."""
+        for key in keys:
+            for held in (self._alarm_since, self._alarm_windows, self._rescale_tried):
+                held.pop(key, None)
+            self._held.discard(key)
+            self._admitted.discard(key)
+
     # ---------------------------------------------------------------- inputs
     def observe(self, windows: np.ndarray, keys: np.ndarray, ts: np.ndarray,
                 scores: np.ndarray, protected: np.ndarray,
