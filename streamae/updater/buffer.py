@@ -52,6 +52,18 @@ class _Ring:
         self.size = min(cap, self.size + n)
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(self.FIELDS)))
 
+    def load(self, data: np.ndarray, keys: np.ndarray, ts: np.ndarray,
+             novelty: np.ndarray | None) -> None:
+        """Start again from saved rows (oldest first): the newest ``capacity`` of them
+        (none for a ring of capacity 0); ``novelty`` None (older states): unknown."""
+        cut = max(0, len(data) - self.capacity)
+        n = len(data) - cut
+        self.data[:n] = data[cut:]
+        self.keys[:n] = np.asarray(keys[cut:]).astype(object)
+        self.ts[:n] = ts[cut:]
+        self.novelty[:n] = np.nan if novelty is None else novelty[cut:]
+        self.size, self.pos = n, n % self.capacity if self.capacity else 0
+
     def ordered(self) -> slice | np.ndarray:
         """Indices oldest -> newest."""
         return (self.pos - self.size + np.arange(self.size)) % self.capacity
@@ -195,16 +207,8 @@ class ReplayBuffer:
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.seen = int(state["seen"])
         for name in ("recent", "reservoir", "quarantine"):
-            ring = getattr(self, name)
-            ring.size = ring.pos = 0
-            data = state[f"{name}.data"][-ring.capacity:]
-            n = len(data)
-            ring.data[:n] = data
-            ring.keys[:n] = state[f"{name}.keys"][-ring.capacity:].astype(object)
-            ring.ts[:n] = state[f"{name}.ts"][-ring.capacity:]
-            ring.novelty[:n] = state.get(f"{name}.novelty", np.full(n, np.nan))[-n:] \
-                if n else ring.novelty[:0]  # absent in older states
-            ring.size, ring.pos = n, n % ring.capacity
+            getattr(self, name).load(state[f"{name}.data"], state[f"{name}.keys"],
+                                     state[f"{name}.ts"], state.get(f"{name}.novelty"))
 
 
 class KeyedReplayBuffer:
