@@ -41,6 +41,23 @@ def test_buffer_quarantines_alarm_windows_until_admitted_and_survives_restore():
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_buffer_without_a_reservoir_survives_restore_into_smaller_rings():
+    """A follower daemon keeps no reservoir: its checkpoint must restore (it divided by
+    the ring's capacity), and a ring smaller than the saved one keeps the newest."""
+    buf = ReplayBuffer(window=2, channels=1, recent=8, reservoir=0, quarantine=4)
+    w = np.arange(6.0, dtype=np.float32)[:, None, None].repeat(2, axis=1)
+    buf.add(w, np.array(["a"] * 6), np.arange(6.0), protected=np.array([0, 0, 0, 0, 1, 1], bool))
+    state = buf.state_dict()
+    same = ReplayBuffer(window=2, channels=1, recent=8, reservoir=0, quarantine=4)
+    same.load_state_dict(state)
+    np.testing.assert_array_equal(same.windows()[1], [0.0, 1.0, 2.0, 3.0])
+    smaller = ReplayBuffer(window=2, channels=1, recent=3, reservoir=0, quarantine=1)
+    smaller.load_state_dict(state)
+    np.testing.assert_array_equal(smaller.windows()[1], [1.0, 2.0, 3.0])
+    assert smaller.quarantine.size == 1 and smaller.admit("a") == 1
+    np.testing.assert_array_equal(smaller.windows()[1], [2.0, 3.0, 5.0])
+
+
 def test_parameter_groups_freeze_and_slow_the_encoder(trained):
     detector, _ = trained
     cfg = FineTuneConfig(freeze_layers=1, encoder_lr_scale=0.1, lr=1e-4)
@@ -716,5 +733,28 @@ def test_an_operators_reject_moves_with_its_partition(trained, tmp_path):
     for start in (3600.0, 7300.0):  # over an hour after the new owner first saw it
         feed(new.updates.updater, "k", start, True)
     assert len(new.updates.updater.buffer) == 0  # still held: never taken as normal
+    feed(old.updates.updater, "k", 600.0, True)  # the old owner still held some of it
+    assert old.updates.updater.buffer.quarantine.size == 5
     old._release({partition})
     assert old.updates.updater.export_alarms(["k"]) == {}
+    assert old.updates.updater.buffer.quarantine.size == 0  # an admit-all must not learn it
+
+
+def test_a_control_message_with_a_key_that_is_not_text_is_ignored(trained, tmp_path):
+    """A reject with a numeric key must not put it beside text keys (the checkpoint sorts
+    them: the daemon stopped at its next commit)."""
+    from streamae.daemon.runner import Daemon
+
+    detector, _ = trained
+    make, feed = _alarms(trained)
+    cfg = with_overrides(make().config, {"updater.enabled": True,
+                                         "daemon.state_dir": str(tmp_path)})
+    daemon = Daemon(cfg, detector)
+    updater = daemon.updates.updater
+    feed(updater, "k", 0.0, True)
+    daemon.updates._command(b'{"command": "reject", "key": 7}', daemon.pipeline)
+    daemon.updates._command(b'["reject"]', daemon.pipeline)
+    assert updater.export_alarms(["k"])["k"]["held"] is False
+    daemon.updates._command(b'{"command": "reject", "key": "k"}', daemon.pipeline)
+    assert updater.export_alarms(["k"])["k"]["held"] is True
+    daemon.updates.state_arrays()  # the checkpoint sorts the keys: no mixed types

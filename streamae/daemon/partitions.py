@@ -133,13 +133,14 @@ class Partitions:
         stale = self.owners.keys_in({partition})[partition]
         try:
             self.pipeline.forget_keys(stale)
+            if self.updates:
+                self.updates.updater.forget(stale)
             self.pipeline.import_keys(snap.state)
         except InputFormatError as exc:
             log.error("state of %s[%d] does not fit this model (%s); its keys warm up",
                       *partition, exc)
             return False
         if self.updates:
-            self.updates.updater.forget_alarms(stale)
             self.updates.updater.import_alarms(snap.state.meta.get("updater_alarms", {}))
         self.owners.drop({partition})
         keys = snap.state.meta["keys"]
@@ -155,7 +156,7 @@ class Partitions:
         keys = self.owners.drop(partitions)
         self.pipeline.forget_keys(keys)
         if self.updates:
-            self.updates.updater.forget_alarms(keys)
+            self.updates.updater.forget(keys)
         for p in partitions:
             self.positions.pop(p, None)
         if not quiet:

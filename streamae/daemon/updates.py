@@ -117,9 +117,13 @@ class DaemonUpdates:
     def _command(self, raw: bytes, pipeline: Pipeline) -> None:
         try:
             doc = json.loads(raw)
-            command = doc["command"]
-        except (ValueError, KeyError, TypeError):
+            command, key = doc["command"], doc.get("key")
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignoring malformed control message %r", raw[:200])
+            return
+        if key is not None and not isinstance(key, str):
+            log.warning("ignoring control message %r: key must be a sensor key (text)",
+                        raw[:200])
             return
         try:
             signing.check(doc, self.key)
@@ -138,12 +142,10 @@ class DaemonUpdates:
             log.info("manual update requested")
             self.updater.request()
         elif command == "admit":
-            key = doc.get("key")
             n = self.updater.admit(key)
             log.info("operator admitted %d quarantined windows of %s as normal", n, key or "all")
             self._note(pipeline, key, "admitted")
         elif command == "reject":
-            key = doc.get("key")
             n = self.updater.reject(key)
             log.info("operator rejected the alarm of %s as an incident: %d quarantined windows "
                      "dropped; not admitted or re-scaled while it lasts", key or "every key", n)

@@ -180,7 +180,7 @@ class OnlineUpdater:
 
     def import_alarms(self, alarms: dict[str, dict[str, Any]]) -> None:
         """Take over :meth:`export_alarms` of keys whose partition moved here."""
-        self.forget_alarms(alarms)
+        self._forget_alarms(alarms)
         for key, alarm in alarms.items():
             if alarm.get("since") is not None:
                 self._alarm_since[key] = float(alarm["since"])
@@ -190,8 +190,16 @@ class OnlineUpdater:
             if alarm.get("admitted"):
                 self._admitted.add(key)
 
-    def forget_alarms(self, keys: Iterable[str]) -> None:
-        """Drop these keys' alarm state (their partition moved to another daemon)."""
+    def forget(self, keys: Iterable[str]) -> None:
+        """Keys whose partition moved to another daemon: their alarm state and their
+        windows held from alarms go (an admit of every key here must not learn another
+        daemon's incident); their normal windows stay as training data."""
+        keys = list(keys)
+        self._forget_alarms(keys)
+        for key in keys:
+            self.buffer.discard(key)
+
+    def _forget_alarms(self, keys: Iterable[str]) -> None:
         for key in keys:
             for held in (self._alarm_since, self._alarm_windows, self._rescale_tried):
                 held.pop(key, None)
