@@ -408,6 +408,7 @@ def test_an_operators_reject_and_the_alarms_age_outlive_a_restart(trained):
     before.reject("held")
     after = make()
     after.load_state_dict(before.state_dict())
+    assert after.export_alarms(["held", "long"]) == before.export_alarms(["held", "long"])
     feed(after, "held", 3600.0, True)  # an hour since both alarms began, across the restart
     _, _, buffered, _ = after.buffer.keyed_windows()
     assert len(buffered) == 5 and set(buffered.tolist()) == {"long"}  # taken as normal
@@ -700,6 +701,19 @@ def test_a_short_alarm_on_a_daily_cycle_moves_only_the_recalibrated_channel():
     assert change.moved.tolist() == [True, False, False]
     mapped = change.windows(alarm)[:, -hop:, 0]
     assert abs(mapped.mean() - original[:, -hop:, 0].mean()) < 0.3
+
+
+def test_a_replay_from_before_any_checkpoint_starts_the_updater_from_nothing(trained):
+    """A daemon whose first commit failed replays from the start: the windows and alarms
+    the updater saw must not count twice (or an alarm's age run on from before)."""
+    make, feed = _alarms(trained)
+    updater = make()
+    feed(updater, "calm", 0.0, False)
+    feed(updater, "k", 0.0, True)
+    updater.reject("k")
+    updater.load_state_dict({})
+    assert len(updater.buffer) == 0 and updater.buffer.quarantine.size == 0
+    assert updater.export_alarms(["k"]) == {}
 
 
 def test_an_operators_reject_moves_with_its_partition(trained, tmp_path):

@@ -67,10 +67,10 @@ class Partitions:
         self._fresh_state()
         cp = self.store.resume_point(committed, mine)
         covered: Offsets = {}
+        if self.updates:  # from the checkpoint, or from nothing: what follows is replayed
+            self.updates.restore(cp.pipeline.arrays if cp is not None else {})
         if cp is not None:
             self.pipeline.restore(cp.pipeline)
-            if self.updates:
-                self.updates.restore(cp.pipeline.arrays)
             if cp.decoder is not None and hasattr(self.decoder, "restore"):
                 self.decoder.restore(cp.decoder)
             covered = {tp: o for tp, o in cp.offsets.items() if tp in mine}

@@ -109,9 +109,7 @@ class OnlineUpdater:
         self.pipeline: Pipeline | None = None  # once attached, its model is the live one
         self.store, self.background, self.seed = store, background, seed
         self.trains = rounds
-        kind = KeyedReplayBuffer if self.cfg.buffer.scope == "per-key" else ReplayBuffer
-        self.buffer = kind(live.window, len(live.channels), self.cfg.buffer.recent,
-                           self.cfg.buffer.reservoir, self.cfg.buffer.quarantine, seed)
+        self.buffer = self._empty_buffer()
         self.drift = drift_detector(self.cfg.triggers.drift)
         self.rounds: list[Round] = []
         self.windows_seen = 0
@@ -150,16 +148,32 @@ class OnlineUpdater:
         return {**self.buffer.state_dict(),
                 "alarms.keys": np.array(keys, dtype=str),
                 "alarms.since": np.array([self._alarm_since[k] for k in keys], np.float64),
+                "alarms.windows": np.array([self._alarm_windows.get(k, 0) for k in keys],
+                                           np.int64),
                 "alarms.held": np.array(sorted(self._held), dtype=str),
                 "alarms.admitted": np.array(sorted(self._admitted), dtype=str)}
 
+    def _empty_buffer(self) -> ReplayBuffer | KeyedReplayBuffer:
+        b, live = self.cfg.buffer, self._live
+        kind = KeyedReplayBuffer if b.scope == "per-key" else ReplayBuffer
+        return kind(live.window, len(live.channels), b.recent, b.reservoir, b.quarantine,
+                    self.seed)
+
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Restore :meth:`state_dict`; checkpoints from before the alarms were kept
-        restore the buffer alone, and a buffer saved with another ``buffer.scope`` is
-        left empty (logged)."""
+        """Start again from :meth:`state_dict` (empty: from nothing, as a daemon replaying
+        from a point before its first checkpoint must); checkpoints from before the alarms
+        were kept restore the buffer alone, and a buffer saved with another
+        ``buffer.scope`` is left empty (logged)."""
+        self.buffer = self._empty_buffer()
+        for held in (self._alarm_since, self._alarm_windows, self._rescale_tried,
+                     self._rescales, self._held, self._admitted, self._relearn):
+            held.clear()
         if "alarms.keys" in state:
-            self._alarm_since = dict(zip(np.asarray(state["alarms.keys"]).astype(str).tolist(),
-                                         np.asarray(state["alarms.since"], float).tolist()))
+            keys = np.asarray(state["alarms.keys"]).astype(str).tolist()
+            self._alarm_since = dict(zip(keys, np.asarray(state["alarms.since"], float).tolist()))
+            if "alarms.windows" in state:
+                self._alarm_windows = dict(zip(keys, np.asarray(state["alarms.windows"],
+                                                                 np.int64).tolist()))
             self._held = set(np.asarray(state["alarms.held"]).astype(str).tolist())
             self._admitted = set(np.asarray(state["alarms.admitted"]).astype(str).tolist())
         buffer = {k: v for k, v in state.items() if not k.startswith("alarms.")}
