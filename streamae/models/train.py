@@ -98,9 +98,8 @@ def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config:
     torch.manual_seed(config.seed)
     model.bound(None)  # trained free, then held to what these windows give it
     if closed_form and model.fit_closed(train):
-        model.bound(reach)
         result.seconds = time.perf_counter() - start
-        _finish(model)
+        _finish(model, reach)
         return result
     device = pick_device(config.device)
     result.device = device.type
@@ -109,8 +108,7 @@ def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config:
     model.to(device)
     opt = _optimizer(model, param_groups, config)
     if opt is None:  # nothing left to train
-        model.bound(reach)
-        _finish(model)
+        _finish(model, reach)
         return result
     bf16 = device.type == "cuda" and "transformer" in type(model).__name__.lower()
     best = result.initial_val_loss = _loss(model, held, bf16) if len(held) else math.inf
@@ -144,9 +142,8 @@ def _fit(model: SequenceAutoencoder, train: np.ndarray, val: np.ndarray, config:
     if not math.isfinite(result.best_val_loss):
         result.best_val_loss = best
     model.load_state_dict(best_state)
-    model.bound(reach)
     result.seconds = time.perf_counter() - start
-    _finish(model)
+    _finish(model, reach)
     log.info("training: %s", result.summary())
     return result
 
@@ -233,7 +230,9 @@ def _copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _finish(model: torch.nn.Module) -> None:
+def _finish(model: SequenceAutoencoder, reach: np.ndarray) -> None:
+    """The trained model held to the range ``reach`` gives it, on the CPU, for scoring."""
+    model.bound(reach)
     if next(model.parameters()).device.type == "cuda":
         torch.cuda.synchronize()
     model.to("cpu")

@@ -165,17 +165,15 @@ class OnlineUpdater:
         were kept restore the buffer alone, and a buffer saved with another
         ``buffer.scope`` is left empty (logged)."""
         self.buffer = self._empty_buffer()
-        for held in (self._alarm_since, self._alarm_windows, self._rescale_tried,
-                     self._rescales, self._held, self._admitted, self._relearn):
-            held.clear()
-        if "alarms.keys" in state:
-            keys = np.asarray(state["alarms.keys"]).astype(str).tolist()
-            self._alarm_since = dict(zip(keys, np.asarray(state["alarms.since"], float).tolist()))
-            if "alarms.windows" in state:
-                self._alarm_windows = dict(zip(keys, np.asarray(state["alarms.windows"],
-                                                                 np.int64).tolist()))
-            self._held = set(np.asarray(state["alarms.held"]).astype(str).tolist())
-            self._admitted = set(np.asarray(state["alarms.admitted"]).astype(str).tolist())
+        keys = np.asarray(state.get("alarms.keys", [])).astype(str).tolist()
+        self._alarm_since = dict(zip(keys, np.asarray(state.get("alarms.since", []),
+                                                      float).tolist()))
+        self._alarm_windows = dict(zip(keys, np.asarray(state.get("alarms.windows", []),
+                                                        np.int64).tolist()))
+        self._held = set(np.asarray(state.get("alarms.held", [])).astype(str).tolist())
+        self._admitted = set(np.asarray(state.get("alarms.admitted", [])).astype(str).tolist())
+        for pending in (self._rescale_tried, self._rescales, self._relearn):
+            pending.clear()
         buffer = {k: v for k, v in state.items() if not k.startswith("alarms.")}
         if not buffer:
             return
