@@ -335,3 +335,21 @@ def test_a_restarted_threshold_forgets_the_strong_peak_that_pruned_weaker_alarms
     assert (run(weak) == 1).sum() == 0  # pruned beside the strong peak
     decision.reseed({0: calm})  # e.g. the key got new scaling
     assert (run(weak) == 1).sum() == 1
+
+
+def test_a_key_seeded_from_a_short_history_keeps_a_threshold_while_its_memory_fills():
+    # 80 held-out scores stand for 20 remembered ones, fewer than the 50 a fitted tail
+    # needs: the key starts at its held-out threshold and keeps it (it used to lose it at
+    # its first own score and have none until 50 were remembered)
+    rng = np.random.default_rng(4)
+    tail = TailThreshold(ThresholdConfig(kind="tail", memory=4000, sample_every=4,
+                                         init_points=200, risk=1e-3))
+    tail.ensure(1)
+    tail.seed(0, rng.gamma(2.0, 1.0, 80))
+    start = tail.level(0)
+    assert np.isfinite(start)
+    live = tail.apply(np.zeros(400, dtype=np.int64), rng.gamma(2.0, 1.0, 400))
+    assert np.isfinite(live).all()
+    # until 50 are remembered (120 points) it stands on all 80 held-out scores, no higher
+    # than the 20 it started from allowed
+    assert len(np.unique(live[4:120])) == 1 and live[4] <= start

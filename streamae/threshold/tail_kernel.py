@@ -35,11 +35,13 @@ LEARN_ALL, LEARN_CAPPED, LEARN_CALM = 0, 1, 2
 @njit(cache=True)
 def tail_fit(ordered, row, risk, init_q, least):
     """Fit row's tail to the first ``row[T_SIZE]`` values of ``ordered`` (the key's
-    remembered scores, ascending), as :func:`~streamae.threshold.kernels.spot_fit` would
-    (z: nan while it holds fewer than ``least``); and their median."""
+    remembered scores, ascending), as :func:`~streamae.threshold.kernels.spot_fit` would,
+    and their median. While it holds fewer than ``least``, z is the held-out floor (nan
+    without one): a key seeded from a short training history keeps a threshold from all
+    of its held-out scores until it has remembered enough of its own."""
     n = int(row[T_SIZE])
     if n < max(least, 1):
-        row[T_Z] = np.nan
+        row[T_Z] = row[T_FLOOR]
         return
     pos = init_q * (n - 1)
     lo = int(math.floor(pos))
