@@ -174,6 +174,23 @@ def test_online_backtest_runs_rounds_swaps_models_and_recalibrates(trained, synt
     assert versions <= {detector.version, *accepted}
 
 
+def test_a_long_running_updater_keeps_only_its_newest_rounds(trained, synthetic,
+                                                             monkeypatch):
+    from streamae.backtest import run_backtest
+    from streamae.updater import online
+
+    monkeypatch.setattr(online, "HISTORY", 2)
+    detector, config = trained
+    config = with_overrides(config, {**QUICK_ROUNDS, "updater.triggers.every_points": 40})
+    live = synthetic.take(synthetic.timestamps >= np.median(synthetic.timestamps))
+    updater = online.OnlineUpdater(config, detector)
+    run_backtest(live, detector, config, updater=updater)
+    assert updater.rounds_run > 2 and len(updater.rounds) == 2
+    accepted = [r for r in updater.rounds if r.accepted]
+    # the newest are the ones kept: the last accepted one is the model scoring now
+    assert not accepted or accepted[-1].candidate == updater.live.version
+
+
 def test_an_attached_updater_has_one_live_model_the_pipelines(trained):
     from streamae.pipeline import Pipeline
     from streamae.updater.online import OnlineUpdater

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from streamae.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
+HISTORY = 1000  # rounds and re-scales an updater keeps for its reports
 RESCALE_SPAN = 8  # a re-scale looks at up to this many times threshold.init_points points
 
 
@@ -111,7 +113,9 @@ class OnlineUpdater:
         self.trains = rounds
         self.buffer = self._empty_buffer()
         self.drift = drift_detector(self.cfg.triggers.drift)
-        self.rounds: list[Round] = []
+        # the newest rounds and re-scales, for reports (a daemon runs for months)
+        self.rounds: deque[Round] = deque(maxlen=HISTORY)
+        self.rounds_run = 0
         self.windows_seen = 0
         self._since_round = 0
         self._last_round_at: float | None = None
@@ -125,7 +129,7 @@ class OnlineUpdater:
         self._rescales: dict[str, Rescale] = {}
         self._held: set[str] = set()  # alarms an operator rejected: incidents, never learnt
         self._admitted: set[str] = set()  # alarms taken as a new normal: no longer incidents
-        self.rescaled: list[dict[str, Any]] = []  # each re-scale: key, time, channels
+        self.rescaled: deque[dict[str, Any]] = deque(maxlen=HISTORY)  # key, time, channels
         self._relearn: set[str] = set()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -420,12 +424,16 @@ class OnlineUpdater:
             self._try_round(live, snap, now, reason)
         except Exception as exc:  # a failed round must never stop scoring
             log.exception("update round failed")
-            self.rounds.append(Round(now, reason, False, reasons=[f"error: {exc}"]))
+            self._record(Round(now, reason, False, reasons=[f"error: {exc}"]))
+
+    def _record(self, result: Round) -> None:
+        self.rounds.append(result)
+        self.rounds_run += 1
 
     def _try_round(self, live: Detector, snap: Snapshot, now: float, reason: str) -> None:
         windows, ts, keys, n_hold = snap.windows, snap.ts, snap.keys, snap.held
         train, holdout = windows[:-n_hold], windows[-n_hold:]
-        candidate, report = fine_tune(live, train, self.cfg.finetune, self.seed + len(self.rounds),
+        candidate, report = fine_tune(live, train, self.cfg.finetune, self.seed + self.rounds_run,
                                       train=self.config.train)
         # a new version scores on its own calibration: fitted on the held-out windows
         held_keys = keys[-n_hold:]
@@ -437,7 +445,7 @@ class OnlineUpdater:
         result = Round(now, reason, verdict.accepted, candidate.version, verdict.reasons,
                        {**verdict.metrics, "seconds": report.seconds,
                         "windows_per_s": report.windows_per_s})
-        self.rounds.append(result)
+        self._record(result)
         if not verdict.accepted:
             log.warning("candidate %s rejected (%s): %s", candidate.version, reason,
                         "; ".join(verdict.reasons))
