@@ -99,7 +99,8 @@ def backtest(frame: Frame, detector: Detector, config: Config, out_dir: str | Pa
         "config": public_dict(config), "git_sha": git_sha(),
     }
     if updater is not None:
-        report["updates"] = result.updates
+        report["updates"] = result.updates  # the newest online.HISTORY rounds
+        report["update_rounds_run"] = updater.rounds_run
     if frame.labels is not None:
         report["evaluated_rows"] = int(mask.sum())
         report["tolerance_s"] = {"early": early, "late": late}

@@ -175,8 +175,8 @@ def test_online_backtest_runs_rounds_swaps_models_and_recalibrates(trained, synt
 
 
 def test_a_long_running_updater_keeps_only_its_newest_rounds(trained, synthetic,
-                                                             monkeypatch):
-    from streamae.backtest import run_backtest
+                                                             monkeypatch, tmp_path):
+    from streamae import jobs
     from streamae.updater import online
 
     monkeypatch.setattr(online, "HISTORY", 2)
@@ -184,11 +184,13 @@ def test_a_long_running_updater_keeps_only_its_newest_rounds(trained, synthetic,
     config = with_overrides(config, {**QUICK_ROUNDS, "updater.triggers.every_points": 40})
     live = synthetic.take(synthetic.timestamps >= np.median(synthetic.timestamps))
     updater = online.OnlineUpdater(config, detector)
-    run_backtest(live, detector, config, updater=updater)
+    report = jobs.backtest(live, detector, config, tmp_path, plots=0, updater=updater).report
     assert updater.rounds_run > 2 and len(updater.rounds) == 2
     accepted = [r for r in updater.rounds if r.accepted]
     # the newest are the ones kept: the last accepted one is the model scoring now
     assert not accepted or accepted[-1].candidate == updater.live.version
+    # the report lists the rounds kept and says how many ran
+    assert len(report["updates"]) == 2 and report["update_rounds_run"] == updater.rounds_run
 
 
 def test_an_attached_updater_has_one_live_model_the_pipelines(trained):

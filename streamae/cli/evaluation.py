@@ -94,7 +94,10 @@ def _backtest(args: argparse.Namespace) -> int:
     job = jobs.backtest(frame, detector, config, args.out, train_frame, mask, baselines,
                         args.early, args.late, args.plots, progress,
                         args.point_adjusted, updater=_updater(args, config, detector))
-    for r in job.report.get("updates", []):
+    shown, run = job.report.get("updates", []), job.report.get("update_rounds_run", 0)
+    if run > len(shown):
+        print(f"{run} update rounds run; the newest {len(shown)}:")
+    for r in shown:
         print(f"update round at {r['at']:.0f} ({r['reason']}): "
               + (f"accepted {r['candidate']}" if r["accepted"] else
                  f"rejected: {'; '.join(r['reasons'])}"))
