@@ -339,8 +339,8 @@ def test_a_restarted_threshold_forgets_the_strong_peak_that_pruned_weaker_alarms
 
 def test_a_key_seeded_from_a_short_history_keeps_a_threshold_while_its_memory_fills():
     # 80 held-out scores stand for 20 remembered ones, fewer than the 50 a fitted tail
-    # needs: the key starts at its held-out threshold and keeps it (it used to lose it at
-    # its first own score and have none until 50 were remembered)
+    # needs: the key starts with a threshold from its held-out scores and keeps one (it
+    # used to lose it at its first own score and have none until 50 were remembered)
     rng = np.random.default_rng(4)
     tail = TailThreshold(ThresholdConfig(kind="tail", memory=4000, sample_every=4,
                                          init_points=200, risk=1e-3))

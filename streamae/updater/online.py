@@ -486,4 +486,4 @@ class OnlineUpdater:
                 for key, (mine, novelty) in newest.items()}
 
     def summary(self) -> list[dict[str, Any]]:
-        return [dataclasses.asdict(r) for r in self.rounds]
+        return [dataclasses.asdict(r) for r in list(self.rounds)]  # a round may be adding
