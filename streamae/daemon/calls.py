@@ -51,12 +51,20 @@ def bounded(call: Callable[[], Any], timeout: float, what: str,
 
 
 def close_producer(producer: Any, wait: float) -> None:
-    """Close a producer, flushing for at most ``wait`` s; one stuck on absent brokers is
-    left behind rather than holding the caller."""
+    """Close a producer, flushing for at most ``wait`` s. One whose flush does not finish
+    (brokers gone, a fenced transaction) is closed without sending what it still holds,
+    which nothing counts on (a commit waits for its events first), rather than holding
+    the caller or leaving its I/O thread running."""
     try:
         bounded(lambda: producer.close(timeout=wait), wait + 5.0, "producer close")
     except Exception as exc:
-        log.warning("producer did not close cleanly: %s", exc)
+        log.warning("producer did not close cleanly (%s); closing it without sending what "
+                    "it still holds", exc)
+        # kafka-python's close stops its I/O thread only after a flush that succeeded; its
+        # sender's force_close drops the pending batches and stops the thread
+        sender = getattr(producer, "_sender", None)
+        if sender is not None and hasattr(sender, "force_close"):
+            sender.force_close()
 
 
 def retry(call: Callable[[], Any], stopping: threading.Event, what: str,
