@@ -353,3 +353,32 @@ def test_a_key_seeded_from_a_short_history_keeps_a_threshold_while_its_memory_fi
     # until 50 are remembered (120 points) it stands on all 80 held-out scores, no higher
     # than the 20 it started from allowed
     assert len(np.unique(live[4:120])) == 1 and live[4] <= start
+
+
+def test_a_swapped_in_models_restart_does_not_learn_a_missed_incident_as_the_keys_tail():
+    rng = np.random.default_rng(21)
+    config = ThresholdConfig(kind="tail", memory=4000, sample_every=4, risk=1e-3)
+    calm = rng.gamma(2.0, 1.0, 4000)
+    # the new model's scores of the key's recent data: an incident no alarm kept out of
+    # the updater's buffer among them
+    recent = np.r_[rng.gamma(2.0, 1.0, 700), rng.gamma(2.0, 1.0, 300) + 30]
+    tail = TailThreshold(config)
+    tail.ensure(2)
+    tail.apply(np.zeros(4000, dtype=np.int64), calm)
+    before = tail.level(0)
+    tail.refit(0, recent)  # remembered capped at the threshold, as the key learns
+    tail.refit(1, recent)  # a key with no threshold yet: as they are
+    assert tail.level(0) < 1.001 * before < 20 and tail.level(1) > 30  # (float32 memory)
+    # a key re-learning (crossing its threshold on most points) learns them as they are
+    moved = TailThreshold(config)
+    moved.ensure(1)
+    moved.apply(np.zeros(8000, dtype=np.int64), np.r_[calm, rng.gamma(2.0, 1.0, 4000) + 30])
+    moved.refit(0, recent)
+    assert moved.level(0) > 30
+    # nor does learning everything as it is cap anything
+    learn_all = TailThreshold(ThresholdConfig(kind="tail", memory=4000, sample_every=4,
+                                              risk=1e-3, learn="all"))
+    learn_all.ensure(1)
+    learn_all.apply(np.zeros(4000, dtype=np.int64), calm)
+    learn_all.refit(0, recent)
+    assert learn_all.level(0) > 30

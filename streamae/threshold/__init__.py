@@ -51,10 +51,12 @@ class Decision:
         """After a model swap (or a key's new normal): restart the threshold of each given
         slot, calibrated at once on that key's recent scores under the scoring model (in
         time order), so it is neither blind while re-warming nor judging new scores by an
-        old scale. ``lent``: the scores are one stretch (a new normal's first), which the
-        tail threshold remembers only until as many points have followed. Open alarms
-        stay open until calm; the strongest recent alarm peak, which prunes weaker
-        alarms, is forgotten (it was measured against the old threshold)."""
+        old scale; the tail threshold remembers them capped as the key would have learnt
+        them, so an incident among them does not lift it. ``lent``: the scores are one
+        stretch (a new normal's first), which the tail threshold remembers as they are,
+        only until as many points have followed. Open alarms stay open until calm; the
+        strongest recent alarm peak, which prunes weaker alarms, is forgotten (it was
+        measured against the old threshold)."""
         for slot, values in scores.items():
             self.threshold.refit(slot, values, lent)
         self.alarm.forget_peaks(np.fromiter(scores, dtype=np.int64, count=len(scores)))

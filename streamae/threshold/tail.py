@@ -8,7 +8,7 @@ from streamae.config import ThresholdConfig
 from streamae.threshold.base import KeyedState
 from streamae.threshold.alarm import Alarm, AlarmOutput
 from streamae.threshold.tail_kernel import (LEARN_ALL, LEARN_CALM, LEARN_CAPPED, T_CAP,
-                                            T_FLOOR, T_MED, T_NOW, T_SIZE, T_Z, TAIL_COLS,
+                                            T_FLOOR, T_MED, T_NOW, T_OVER, T_SIZE, T_Z, TAIL_COLS,
                                             tail_alarm_batch, tail_batch, tail_seed)
 
 LEARN = {"all": LEARN_ALL, "capped": LEARN_CAPPED, "calm": LEARN_CALM}
@@ -89,9 +89,25 @@ class TailThreshold(KeyedState):
         one of them, the newest if they overfill it. ``lent`` (a new normal's first
         stretch, a long alarm's scores): one per ``sample_every``, as the key learns its
         own, standing in only until as many of its points have followed, so one stretch
-        does not hold the threshold up for the whole memory."""
+        does not hold the threshold up for the whole memory. Otherwise they are
+        remembered as the key would have learnt them (see :meth:`cap`): an incident
+        among them that no alarm kept out of the updater's buffer does not lift the
+        key's threshold over the next incidents."""
+        cap = np.inf if lent else self.cap(slot)
         values = self._restart(slot, scores)
-        self._load(slot, values, self.size, self.every if lent else 1, lent=lent)
+        self._load(slot, np.minimum(values, cap), self.size, self.every if lent else 1,
+                   lent=lent)
+
+    def cap(self, slot: int) -> float:
+        """The level a key's memory caps what it learns at now: its threshold, unless
+        it learns everything as it is (``learn: all``, or ``capped`` while crossing its
+        threshold on more than ``relearn_above`` of its points); inf when not capped."""
+        if slot >= len(self.state) or not np.isfinite(self.state[slot, T_Z]):
+            return np.inf
+        learn = self.config.learn
+        if learn == "all" or (learn == "capped" and self.state[slot, T_OVER] > self.guard):
+            return np.inf
+        return float(self.state[slot, T_Z])
 
     def _load(self, slot: int, values: np.ndarray, limit: int, every: int,
               floor: bool = False, lent: bool = False) -> None:
