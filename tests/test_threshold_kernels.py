@@ -361,18 +361,22 @@ def test_a_swapped_in_models_restart_does_not_learn_a_missed_incident_as_the_key
     calm = rng.gamma(2.0, 1.0, 4000)
     # the new model's scores of the key's recent data: an incident no alarm kept out of
     # the updater's buffer among them
-    recent = np.r_[rng.gamma(2.0, 1.0, 700), rng.gamma(2.0, 1.0, 300) + 30]
+    recent = np.r_[rng.gamma(2.0, 1.0, 900), rng.gamma(2.0, 1.0, 100) + 30]
     tail = TailThreshold(config)
-    tail.ensure(2)
+    tail.ensure(3)
     tail.apply(np.zeros(4000, dtype=np.int64), calm)
     before = tail.level(0)
     tail.refit(0, recent)  # remembered capped at the threshold, as the key learns
     tail.refit(1, recent)  # a key with no threshold yet: as they are
     assert tail.level(0) < 1.001 * before < 20 and tail.level(1) > 30  # (float32 memory)
+    # a model on another scale (most of its scores over the threshold): as they are
+    tail.apply(np.full(4000, 2, dtype=np.int64), calm)
+    tail.refit(2, 10 * recent)
+    assert tail.level(2) > 10 * before
     # a key re-learning (crossing its threshold on most points) learns them as they are
     moved = TailThreshold(config)
     moved.ensure(1)
-    moved.apply(np.zeros(8000, dtype=np.int64), np.r_[calm, rng.gamma(2.0, 1.0, 4000) + 30])
+    moved.apply(np.zeros(4600, dtype=np.int64), np.r_[calm, rng.gamma(2.0, 1.0, 600) + 30])
     moved.refit(0, recent)
     assert moved.level(0) > 30
     # nor does learning everything as it is cap anything

@@ -83,8 +83,8 @@ class RelearnConfig:
                               "does not explain may be an incident)", min=0.0)
     calibration_points: Int = _opt(
         1000, "after a swap, each key's threshold is fitted to this many of its recent "
-        "scores under the new model, capped at its threshold as it caps its own (at least "
-        "threshold.init_points are needed)", min=10)
+        "scores under the new model, capped at its threshold as it caps its own unless most "
+        "are over it (at least threshold.init_points are needed)", min=10)
 
 
 @section

@@ -93,21 +93,24 @@ class TailThreshold(KeyedState):
         remembered as the key would have learnt them (see :meth:`cap`): an incident
         among them that no alarm kept out of the updater's buffer does not lift the
         key's threshold over the next incidents."""
-        cap = np.inf if lent else self.cap(slot)
+        cap = np.inf if lent else self.cap(slot, scores)
         values = self._restart(slot, scores)
         self._load(slot, np.minimum(values, cap), self.size, self.every if lent else 1,
                    lent=lent)
 
-    def cap(self, slot: int) -> float:
-        """The level a key's memory caps what it learns at now: its threshold, unless
-        it learns everything as it is (``learn: all``, or ``capped`` while crossing its
-        threshold on more than ``relearn_above`` of its points); inf when not capped."""
-        if slot >= len(self.state) or not np.isfinite(self.state[slot, T_Z]):
+    def cap(self, slot: int, scores: np.ndarray) -> float:
+        """The level a key's memory would cap ``scores`` (a swapped-in model's) at: its
+        threshold; inf where it caps nothing (``learn: all``, ``capped`` while crossing
+        its threshold on more than ``relearn_above`` of its points, no threshold yet) or
+        where the scores are on another scale (most of them over it)."""
+        learn, row = self.config.learn, self.state[slot] if slot < len(self.state) else None
+        values = np.asarray(scores, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if (row is None or not np.isfinite(row[T_Z]) or not len(values) or learn == "all"
+                or (learn == "capped" and row[T_OVER] > self.guard)
+                or np.median(values) > row[T_Z]):
             return np.inf
-        learn = self.config.learn
-        if learn == "all" or (learn == "capped" and self.state[slot, T_OVER] > self.guard):
-            return np.inf
-        return float(self.state[slot, T_Z])
+        return float(row[T_Z])
 
     def _load(self, slot: int, values: np.ndarray, limit: int, every: int,
               floor: bool = False, lent: bool = False) -> None:
