@@ -373,7 +373,7 @@ def test_a_swapped_in_models_restart_does_not_learn_a_missed_incident_as_the_key
     tail.apply(np.full(4000, 2, dtype=np.int64), calm)
     tail.refit(2, 10 * recent)
     assert tail.level(2) > 10 * before
-    # a key re-learning (crossing its threshold on most points) learns them as they are
+    # a key re-learning (crossing its threshold far more often than risk allows): as they are
     moved = TailThreshold(config)
     moved.ensure(1)
     moved.apply(np.zeros(4600, dtype=np.int64), np.r_[calm, rng.gamma(2.0, 1.0, 600) + 30])

@@ -53,11 +53,11 @@ class Decision:
         time order), so it is neither blind while re-warming nor judging new scores by an
         old scale; the tail threshold remembers them capped as the key would have learnt
         them (at its threshold, unless most are over it: another scale), so an incident
-        among them does not lift it. ``lent``: the scores are one stretch (a new normal's first), which
-        the tail threshold remembers as they are, only until as many points have
-        followed. Open alarms stay open until calm; the strongest recent alarm peak,
-        which prunes weaker alarms, is forgotten (it was measured against the old
-        threshold)."""
+        among them does not lift it. ``lent``: the scores are one stretch (a new
+        normal's first), which the tail threshold remembers as they are, only until as
+        many points have followed. Open alarms stay open until calm; the strongest
+        recent alarm peak, which prunes weaker alarms, is forgotten (it was measured
+        against the old threshold)."""
         for slot, values in scores.items():
             self.threshold.refit(slot, values, lent)
         self.alarm.forget_peaks(np.fromiter(scores, dtype=np.int64, count=len(scores)))

@@ -8,8 +8,9 @@ from streamae.config import ThresholdConfig
 from streamae.threshold.base import KeyedState
 from streamae.threshold.alarm import Alarm, AlarmOutput
 from streamae.threshold.tail_kernel import (LEARN_ALL, LEARN_CALM, LEARN_CAPPED, T_CAP,
-                                            T_FLOOR, T_MED, T_NOW, T_OVER, T_SIZE, T_Z, TAIL_COLS,
-                                            tail_alarm_batch, tail_batch, tail_seed)
+                                            T_FLOOR, T_MED, T_NOW, T_OVER, T_SIZE, T_Z,
+                                            TAIL_COLS, tail_alarm_batch, tail_batch,
+                                            tail_seed)
 
 LEARN = {"all": LEARN_ALL, "capped": LEARN_CAPPED, "calm": LEARN_CALM}
 
