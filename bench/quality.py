@@ -21,7 +21,8 @@ what it costs), alarms per labelled event, the NAB standard score over the famil
 series, and streamae's AUC-PR over the best baseline's. The ablation table switches one piece off at a time (or
 swaps it): most variants reuse the trained default (members, calibration, threshold and
 alarm settings are re-fitted on the held-out windows, not on test labels); the ones
-marked "retrained" train again. Figures also go to ``OUT/quality.json``.
+marked "retrained" train again. Figures, each series' own among them, also go to
+``OUT/quality.json``.
 """
 
 from __future__ import annotations
@@ -189,14 +190,17 @@ QUICK = [k for k in ABLATIONS if "retrained" not in k]
 
 # ---------------------------------------------------------------- scoring
 def family_metrics(runs: list[Run], results: list[tuple[np.ndarray, np.ndarray]]) -> dict:
-    """Macro metrics over the family's series, alarms per labelled event and the NAB
-    standard score over all of its series."""
+    """Macro metrics over the family's series, alarms per labelled event, the NAB
+    standard score over all of its series, and each labelled series' own figures."""
     per_key, series, alarms, segments = [], [], 0, 0
+    listed: dict[str, dict] = {}
     for run, (score, anomaly) in zip(runs, results):
         report = evaluate(run.test, score, anomaly, run.mask, 0.0, 0.0, False, 0.0)
-        for m in report["per_key"].values():
+        for key, m in report["per_key"].items():
             if m["segments"]:
                 per_key.append(m)
+                name = run.name if run.name.endswith(str(key)) else f"{run.name}/{key}"
+                listed[name] = {c: m[c] for c in (*MACRO, "alarms", "segments")}
             alarms += m["alarms"]
             segments += m["segments"]
         order = run.test.event_time_order()
@@ -209,6 +213,7 @@ def family_metrics(runs: list[Run], results: list[tuple[np.ndarray, np.ndarray]]
     out["alarms_per_event"] = alarms / max(segments, 1)
     out["nab_standard"] = nab.normalized(series)["standard"]
     out["series"] = len(per_key)
+    out["per_series"] = listed
     return out
 
 
