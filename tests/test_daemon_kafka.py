@@ -502,6 +502,48 @@ def test_kafka_range_replay_equals_the_file_backtest(kafka, model, live, tmp_pat
 
 
 # ---------------------------------------------------------------- online updates
+def test_control_commands_after_the_last_checkpoint_are_obeyed_again_on_resume(
+        kafka, model, tmp_path):
+    """A daemon killed after obeying a control command, before its next checkpoint, lost
+    the command's effect with the rest of its state. Resuming from that checkpoint it
+    reads the control topic from the checkpoint's position and obeys the command again;
+    a daemon starting with no checkpoint obeys only commands sent from then on."""
+    detector, _, config = model
+    cfg = daemon_config(config, kafka, tmp_path)
+    cfg = dataclasses.replace(
+        cfg, daemon=dataclasses.replace(cfg.daemon, control_topic=kafka.topic("control")),
+        updater=dataclasses.replace(cfg.updater, enabled=True))
+
+    def obeyed(daemon: Daemon, seconds: float = 10.0) -> set[str]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not daemon.updates.updater._held:
+            daemon.updates.step(daemon.pipeline, time.time())
+            time.sleep(0.1)
+        return set(daemon.updates.updater._held)
+
+    daemons = [Daemon(cfg, detector) for _ in range(3)]
+    try:
+        first, resumed, fresh = daemons
+        first.updates.open_control()
+        checkpoint = first.updates.state_arrays()  # the last checkpoint before the kill
+        kafka.produce(cfg.daemon.control_topic,
+                      [(None, b'{"command": "reject", "key": "sensor-1"}')])
+        assert obeyed(first) == {"sensor-1"}
+        resumed.updates.open_control()  # killed: another daemon resumes from checkpoint
+        resumed.updates.restore(checkpoint)
+        assert obeyed(resumed) == {"sensor-1"}
+        fresh.updates.open_control()
+        fresh.updates.restore({})
+        assert obeyed(fresh, seconds=2.0) == set()
+        kafka.produce(cfg.daemon.control_topic,
+                      [(None, b'{"command": "reject", "key": "sensor-2"}')])
+        assert obeyed(fresh) == {"sensor-2"}
+        assert fresh.updates.state_arrays()["control.next"].tolist() == [2]
+    finally:
+        for daemon in daemons:
+            daemon.updates.close()
+
+
 def test_daemon_online_updates_obey_control_swap_and_survive_restart(kafka, model, live,
                                                                      tmp_path):
     from kafka import KafkaProducer

@@ -1,7 +1,9 @@
 """Online updates inside the daemon: the updater learns from the pipeline on a background
 thread, accepted models are swapped in between batches, and operators steer it through
 the control topic (``{"command": "update"}``, ``{"command": "admit", "key": K}``).
-The replay buffer is checkpointed with the rest of the state."""
+The replay buffer is checkpointed with the rest of the state, and so is the control
+topic's position: a daemon resuming from a checkpoint obeys again the commands that came
+after it (their effect was lost with the rest of what followed the checkpoint)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from streamae.updater.store import ModelStore
 
 log = logging.getLogger(__name__)
 PREFIX = "updater."
+CONTROL_NEXT = "control.next"  # checkpointed: the control topic's next offset to obey
 FOLLOWER_WINDOWS = 2048  # windows a follower keeps: normal ones and those from alarms
 
 
@@ -83,13 +86,16 @@ class DaemonUpdates:
             store.adopt(live, note="daemon start")
         self.updater = OnlineUpdater(config, live, store, background=True, rounds=not follower)
         self.control: KafkaConsumer | None = None
+        self.control_next: int | None = None  # the next control record's offset
+        self._resume_control: int | None = None  # a checkpoint's, until control opens
         self.swaps = 0
 
     def attach(self, pipeline: Pipeline) -> None:
         self.updater.attach(pipeline)
 
     def open_control(self) -> None:
-        """Follow the control topic from its end (commands are for daemons running now)."""
+        """Follow the control topic from its end (commands are for daemons running now),
+        or from a restored checkpoint's position (see :meth:`restore`)."""
         topic = self.config.daemon.control_topic
         try:
             self.control = KafkaConsumer(**client_settings(self.config.kafka), group_id=None,
@@ -97,9 +103,24 @@ class DaemonUpdates:
             tp = TopicPartition(topic, 0)
             self.control.assign([tp])
             self.control.seek_to_end(tp)
+            self.control_next = self.control.position(tp, timeout_ms=10_000)  # None: unknown
         except Exception as exc:  # no control topic: updates still run on their triggers
             log.warning("control topic %s unavailable (%s); manual triggers disabled", topic, exc)
             self.control = None
+            return
+        if self._resume_control is not None:
+            self._replay_control(self._resume_control)
+
+    def _replay_control(self, offset: int) -> None:
+        """Obey the control commands from ``offset`` on again (a checkpoint's position)."""
+        self._resume_control = None
+        if self.control is None or (self.control_next is not None
+                                    and offset >= self.control_next):
+            return
+        log.info("obeying again the control records after the checkpoint, from offset %d "
+                 "(the end: %s)", offset, self.control_next)
+        self.control.seek(TopicPartition(self.config.daemon.control_topic, 0), offset)
+        self.control_next = offset
 
     def step(self, pipeline: Pipeline, now: float) -> Update | None:
         """Between batches: obey control commands, then swap in an accepted model or
@@ -108,6 +129,7 @@ class DaemonUpdates:
             for records in self.control.poll(timeout_ms=0).values():
                 for rec in records:
                     self._command(rec.value, pipeline)
+                    self.control_next = rec.offset + 1
         update = self.updater.poll(now)
         if update is not None:
             update.apply(pipeline)
@@ -160,11 +182,22 @@ class DaemonUpdates:
             pipeline.note(name, status)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        return {PREFIX + k: v for k, v in self.updater.state_dict().items()}
+        arrays = {PREFIX + k: v for k, v in self.updater.state_dict().items()}
+        if self.control_next is not None:
+            arrays[CONTROL_NEXT] = np.array([self.control_next], np.int64)
+        return arrays
 
     def restore(self, arrays: dict[str, Any]) -> None:
+        """Back to a checkpoint's updater state; the control commands that came after it
+        are obeyed again (a checkpoint without the position: from where control is)."""
         self.updater.load_state_dict({k[len(PREFIX):]: v for k, v in arrays.items()
                                       if k.startswith(PREFIX)})
+        if CONTROL_NEXT in arrays:
+            offset = int(np.asarray(arrays[CONTROL_NEXT]).ravel()[0])
+            if self.control is None:
+                self._resume_control = offset
+            else:
+                self._replay_control(offset)
 
     def close(self) -> None:
         if self.control is not None:
