@@ -507,7 +507,8 @@ def test_control_commands_after_the_last_checkpoint_are_obeyed_again_on_resume(
     """A daemon killed after obeying a control command, before its next checkpoint, lost
     the command's effect with the rest of its state. Resuming from that checkpoint it
     reads the control topic from the checkpoint's position and obeys the command again;
-    a daemon starting with no checkpoint obeys only commands sent from then on."""
+    a daemon starting with no checkpoint obeys only commands sent from then on, and again
+    if it has to start afresh."""
     detector, _, config = model
     cfg = daemon_config(config, kafka, tmp_path)
     cfg = dataclasses.replace(
@@ -539,6 +540,8 @@ def test_control_commands_after_the_last_checkpoint_are_obeyed_again_on_resume(
                       [(None, b'{"command": "reject", "key": "sensor-2"}')])
         assert obeyed(fresh) == {"sensor-2"}
         assert fresh.updates.state_arrays()["control.next"].tolist() == [2]
+        fresh.updates.restore({})  # a failed delivery before any checkpoint: from scratch
+        assert obeyed(fresh) == {"sensor-2"}
     finally:
         for daemon in daemons:
             daemon.updates.close()

@@ -88,6 +88,7 @@ class DaemonUpdates:
         self.control: KafkaConsumer | None = None
         self.control_next: int | None = None  # the next control record's offset
         self._resume_control: int | None = None  # a checkpoint's, until control opens
+        self._control_start: int | None = None  # where control stood when it opened
         self.swaps = 0
 
     def attach(self, pipeline: Pipeline) -> None:
@@ -104,6 +105,7 @@ class DaemonUpdates:
             self.control.assign([tp])
             self.control.seek_to_end(tp)
             self.control_next = self.control.position(tp, timeout_ms=10_000)  # None: unknown
+            self._control_start = self.control_next
         except Exception as exc:  # no control topic: updates still run on their triggers
             log.warning("control topic %s unavailable (%s); manual triggers disabled", topic, exc)
             self.control = None
@@ -189,7 +191,8 @@ class DaemonUpdates:
 
     def restore(self, arrays: dict[str, Any]) -> None:
         """Back to a checkpoint's updater state; the control commands that came after it
-        are obeyed again (a checkpoint without the position: from where control is)."""
+        are obeyed again. Without a checkpoint (or one without the position), the state
+        starts afresh and so do the commands: every one since control opened."""
         self.updater.load_state_dict({k[len(PREFIX):]: v for k, v in arrays.items()
                                       if k.startswith(PREFIX)})
         if CONTROL_NEXT in arrays:
@@ -198,6 +201,8 @@ class DaemonUpdates:
                 self._resume_control = offset
             else:
                 self._replay_control(offset)
+        elif self._control_start is not None:
+            self._replay_control(self._control_start)
 
     def close(self) -> None:
         if self.control is not None:
