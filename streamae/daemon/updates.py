@@ -87,7 +87,6 @@ class DaemonUpdates:
         self.updater = OnlineUpdater(config, live, store, background=True, rounds=not follower)
         self.control: KafkaConsumer | None = None
         self.control_next: int | None = None  # the next control record's offset
-        self._resume_control: int | None = None  # a checkpoint's, until control opens
         self._control_start: int | None = None  # where control stood when it opened
         self.swaps = 0
 
@@ -95,8 +94,8 @@ class DaemonUpdates:
         self.updater.attach(pipeline)
 
     def open_control(self) -> None:
-        """Follow the control topic from its end (commands are for daemons running now),
-        or from a restored checkpoint's position (see :meth:`restore`)."""
+        """Follow the control topic from its end (commands are for daemons running now;
+        :meth:`restore`, which comes after, may move back to a checkpoint's position)."""
         topic = self.config.daemon.control_topic
         try:
             self.control = KafkaConsumer(**client_settings(self.config.kafka), group_id=None,
@@ -109,13 +108,9 @@ class DaemonUpdates:
         except Exception as exc:  # no control topic: updates still run on their triggers
             log.warning("control topic %s unavailable (%s); manual triggers disabled", topic, exc)
             self.control = None
-            return
-        if self._resume_control is not None:
-            self._replay_control(self._resume_control)
 
     def _replay_control(self, offset: int) -> None:
         """Obey the control commands from ``offset`` on again (a checkpoint's position)."""
-        self._resume_control = None
         if self.control is None or (self.control_next is not None
                                     and offset >= self.control_next):
             return
@@ -196,11 +191,7 @@ class DaemonUpdates:
         self.updater.load_state_dict({k[len(PREFIX):]: v for k, v in arrays.items()
                                       if k.startswith(PREFIX)})
         if CONTROL_NEXT in arrays:
-            offset = int(np.asarray(arrays[CONTROL_NEXT]).ravel()[0])
-            if self.control is None:
-                self._resume_control = offset
-            else:
-                self._replay_control(offset)
+            self._replay_control(int(np.asarray(arrays[CONTROL_NEXT]).ravel()[0]))
         elif self._control_start is not None:
             self._replay_control(self._control_start)
 
