@@ -17,7 +17,7 @@ def test_version_and_help(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert __version__ in capsys.readouterr().out
-    for command in ("run", "dev-broker", "control", "train", "pretrain", "finetune", "embed",
+    for command in ("run", "updater", "dev-broker", "control", "train", "pretrain", "finetune", "embed",
                     "models", "backtest", "evaluate", "demo", "synth", "config"):
         with pytest.raises(SystemExit) as done:
             main([command, "--help"])
@@ -34,7 +34,28 @@ def test_python_dash_m_works():
 def test_bad_config_fails_at_start_with_field(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("window:\n  hop: -1\n")
     assert main(["config", "check", "--config", str(tmp_path / "c.yaml")]) == 2
-    assert "'window.hop': got -1; must be >= 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "'window.hop': got -1; must be >= 1" in err and str(tmp_path / "c.yaml") in err
+    (tmp_path / "ok.yaml").write_text("window:\n  hop: 4\n")
+    assert main(["config", "check", str(tmp_path / "ok.yaml"), "--set", "window.size=32"]) == 0
+    assert capsys.readouterr().out.strip() == f"{tmp_path / 'ok.yaml'} with 1 --set override(s): ok"
+
+
+def test_options_sit_where_users_put_them_and_help_shows_what_they_do(capsys):
+    from streamae.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["run", "-v"]).verbose
+    assert parser.parse_args(["-v", "run"]).verbose  # the command's own -v does not reset it
+    assert not parser.parse_args(["run"]).verbose
+    with pytest.raises(SystemExit):
+        main(["updater", "--help"])
+    text = capsys.readouterr().out
+    assert "--output-topic" not in text and "--delivery" not in text  # it sends no events
+    assert "daemon.models_topic" in text
+    with pytest.raises(SystemExit):
+        main(["synth", "--help"])
+    assert "generator seed (default: 0)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_an_unknown_baseline_is_refused_before_any_training(tmp_path, capsys):

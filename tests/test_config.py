@@ -33,7 +33,8 @@ def test_default_yaml_is_generated_from_the_fields(capsys):
 
 @pytest.mark.parametrize("overrides, fragment", [
     ({"window.hop": 0}, "'window.hop': got 0; must be >= 1"),
-    ({"window.size": "big"}, "'window.size': got 'big'; must be an integer"),
+    ({"window.size": "big"}, "'window.size': got 'big'; must be an integer, or auto"),
+    ({"window.size": -3}, "'window.size': got -3; must be >= 2, or auto"),
     ({"threshold.kind": "magic"}, "'threshold.kind': got 'magic'; allowed: tail, spot, quantile"),
     ({"model.kind": "gru"}, "'model.kind': got 'gru'; allowed: lstm, transformer, linear, ensemble"),
     ({"alarm.resolve_after": "soon"}, "'alarm.resolve_after'"),

@@ -68,15 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (debug)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def command(name: str, help: str,
-                handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    def command(name: str, help: str, handler: Callable[[argparse.Namespace], int],
+                bars: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, formatter_class=HelpLayout)
         p.set_defaults(handler=handler)
         p.add_argument("--config", default=os.environ.get("STREAMAE_CONFIG"),
                        help="YAML config; absent: packaged defaults [env: STREAMAE_CONFIG]")
         p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override one config field, e.g. --set window.hop=4 (repeatable)")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        # also after the command; SUPPRESS keeps `streamae -v run` verbose
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="log what happens (debug)")
+        # accepted everywhere (scripts pass it), shown where there are bars to hide
+        p.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bars" if bars else argparse.SUPPRESS)
         return p
 
     for room in (service, training, evaluation, tools):

@@ -12,7 +12,9 @@ from typing import Any
 
 from streamae.errors import StreamaeError
 
-Command = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
+# command(name, help, handler, bars=True): a subcommand with the shared options (-q
+# shown only where it draws progress bars)
+Command = Callable[..., argparse.ArgumentParser]
 
 
 class HelpLayout(argparse.HelpFormatter):
@@ -22,8 +24,9 @@ class HelpLayout(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if (default in (None, False, [], "", argparse.SUPPRESS) or "default" in text
-                or not action.option_strings):
+        # identity for None/False: 0 == False, and a default of 0 says something
+        if (default is None or default is False or default in ([], "", argparse.SUPPRESS)
+                or "default" in text or not action.option_strings):
             return text
         return f"{text} (default: {default})" if text else f"default: {default}"
 

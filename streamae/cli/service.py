@@ -21,8 +21,9 @@ def register(command: Command) -> None:
              "is one): reads the same input in its own consumer group (GROUP.updater), "
              "fine-tunes on drift and schedule, and announces each accepted version on "
              "daemon.models_topic for every `streamae run` to verify and swap in. Needs "
-             "updater.store on a volume the daemons can read.")):
-        p = command(name, help, _run)
+             "updater.store on a volume the daemons can read and daemon.models_topic set "
+             "(the daemons follow the same topic).")):
+        p = command(name, help, _run, bars=False)
         p.set_defaults(fleet_updater=name == "updater")
         field_option(p, "--model", field="daemon.model", metavar="MODEL_DIR",
                      help="trained model")
@@ -31,12 +32,13 @@ def register(command: Command) -> None:
                      metavar="TOPIC", help="topic to consume, repeatable")
         field_option(p, "--format", field="input.format", help="input layout",
                      choices=["json", "telegraf", "influx", "prometheus", "alertmanager"])
-        field_option(p, "--output-topic", field="daemon.output_topic", metavar="TOPIC",
-                     help="events")
+        if name == "run":  # the updater sends no events
+            field_option(p, "--output-topic", field="daemon.output_topic", metavar="TOPIC",
+                         help="events")
+            field_option(p, "--delivery", field="daemon.delivery", help="delivery guarantee",
+                         choices=["at-least-once", "exactly-once"])
         field_option(p, "--group-id", field="daemon.group_id", metavar="GROUP",
                      help="consumer group")
-        field_option(p, "--delivery", field="daemon.delivery", help="delivery guarantee",
-                     choices=["at-least-once", "exactly-once"])
         field_option(p, "--state-dir", field="daemon.state_dir", metavar="DIR",
                      help="checkpoints")
         p.add_argument("--log-format", choices=["text", "json"], default="text",
@@ -46,7 +48,7 @@ def register(command: Command) -> None:
                 "update (start an update round now), admit (take a key's quarantined "
                 "windows as the new normal) or reject (its alarm is a real incident: drop "
                 "those windows and neither admit nor re-scale the key while it lasts).",
-                _control)
+                _control, bars=False)
     p.add_argument("action", choices=["update", "admit", "reject"],
                    help="update: a round now; admit: quarantined windows become normal; "
                    "reject: the alarm is an incident, never learnt")
@@ -55,7 +57,7 @@ def register(command: Command) -> None:
 
     p = command("dev-broker", "Run a single-node Kafka broker (KRaft) on 127.0.0.1 in the "
                 "foreground until Ctrl-C; fetches the broker jars with Maven on first use.",
-                _dev_broker)
+                _dev_broker, bars=False)
     p.add_argument("--port", type=int, default=9092, help="client port")
     p.add_argument("--data-dir", metavar="DIR",
                    help="keep topics here across restarts (default: a temporary folder)")
@@ -71,8 +73,9 @@ def _run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     _log_setup(args)
     if not config.daemon.model:
-        raise StreamaeError("run needs a model: --model DIR or daemon.model in the config "
-                            "(train one with `streamae train`)")
+        command = "updater" if args.fleet_updater else "run"
+        raise StreamaeError(f"{command} needs a model: --model DIR or daemon.model in the "
+                            "config (train one with `streamae train`)")
     set_threads(config)
     detector = Detector.load(config.daemon.model)
     daemon = (FleetUpdater if args.fleet_updater else Daemon)(config, detector)

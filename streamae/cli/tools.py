@@ -22,7 +22,8 @@ def register(command: Command) -> None:
     p.add_argument("--points", type=int, default=6000, help="points per sensor (half for training)")
     p.add_argument("--seed", type=int, default=7, help="generator seed")
 
-    p = command("synth", "Write a seeded synthetic sensor file with labelled anomalies.", _synth)
+    p = command("synth", "Write a seeded synthetic sensor file with labelled anomalies.", _synth,
+                bars=False)
     p.add_argument("--out", required=True, metavar="FILE", help=".csv or .csv.gz")
     p.add_argument("--keys", type=int, default=3, help="sensors")
     p.add_argument("--channels", type=int, default=4, help="channels per sensor")
@@ -31,9 +32,10 @@ def register(command: Command) -> None:
     p.add_argument("--seed", type=int, default=0, help="generator seed")
 
     p = command("config", "Show the resolved config, check a config file, or print the "
-                "JSON Schema config files follow (for editors and CI).", _config)
+                "JSON Schema config files follow (for editors and CI).", _config, bars=False)
     p.add_argument("action", choices=["show", "check", "schema"],
                    help="show: print YAML; check: validate; schema: print the JSON Schema")
+    p.add_argument("file", nargs="?", help="show/check: this config file (as --config)")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -70,9 +72,12 @@ def _config(args: argparse.Namespace) -> int:
     if args.action == "schema":
         print(json.dumps(config_schema(), indent=2))
         return 0
+    if args.file:
+        args.config = args.file
     config = config_from_args(args)
     if args.action == "check":
-        print(f"{args.config or 'packaged defaults'}: ok")
+        given = f" with {len(args.set)} --set override(s)" if args.set else ""
+        print(f"{args.config or 'packaged defaults'}{given}: ok")
     else:
         print(commented_yaml(config), end="")
     return 0

@@ -39,7 +39,7 @@ def register(command: Command) -> None:
     field_option(p, "--epochs", field="updater.finetune.epochs", type=int, help="fine-tuning epochs")
 
     p = command("embed", "Write the encoder's latent features, one row per scored window "
-                "(timestamp, key, z0..), for downstream models.", _embed)
+                "(timestamp, key, z0..), for downstream models.", _embed, bars=False)
     p.add_argument("--model", required=True, metavar="MODEL_DIR",
                    help="a trained model (streamae train --out)")
     p.add_argument("--input", nargs="+", required=True, metavar="PATH",
@@ -48,7 +48,8 @@ def register(command: Command) -> None:
                    help="where the features go: .csv, .csv.gz or .parquet")
 
     p = command("models", "List the versions in a model store, add a model directory to it, "
-                "promote a version to live, or roll back to the previous live version.", _models)
+                "promote a version to live, or roll back to the previous live version.", _models,
+                bars=False)
     p.add_argument("action", choices=["list", "add", "promote", "rollback"],
                    help="list versions, add a model directory, promote VERSION to live, or "
                    "roll back to the previous live version")
@@ -97,7 +98,8 @@ def _finetune(args: argparse.Namespace) -> int:
     set_threads(config)
     pretrained = Detector.load(args.source)
     frame = read_frames(args.input, config.data)
-    detector, report = finetune_on_frame(pretrained, frame, config.updater.finetune)
+    detector, report = finetune_on_frame(pretrained, frame, config.updater.finetune,
+                                         progress=progress_bars(args))
     detector.save(args.out)
     print(f"model {detector.version} (from {pretrained.version}) saved to {args.out}: "
           f"{report.windows} windows, {report.epochs} epochs on {report.device} in "

@@ -39,7 +39,12 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
                               f"{type(loaded).__name__}")
         data = loaded or {}
     _set_dotted(data, overrides or {}, lambda node, part: node.setdefault(part, {}))
-    return config_from_dict(data)
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        if path is None:
+            raise
+        raise ConfigError(f"{path}{' with overrides' if overrides else ''}: {exc}") from None
 
 
 def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
@@ -109,6 +114,8 @@ def explain(exc: ValidationError, at: tuple = ()) -> str:
         if path not in lines:
             lines[path] = (f"config field '{path}': must be a plain value"
                            if field_name == MAPPING_VALUE else _problem(error, path))
+        elif error["type"] == "literal_error":  # a number or a word (window.size: auto)
+            lines[path] += f", or {_names(error.get('ctx', {}).get('expected', ''))}"
     for section, (owner, names) in unknown.items():
         lines[f"{section}.*"] = _unknown(section, owner, names)
     return "; ".join(lines.values())

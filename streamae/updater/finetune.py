@@ -19,6 +19,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -74,16 +75,23 @@ def parameter_groups(model: torch.nn.Module, cfg: FineTuneConfig) -> list[dict[s
     return groups
 
 
+def held_out_count(n: int, val_fraction: float = 0.1) -> int:
+    """How many of ``n`` windows :func:`fine_tune` holds out to early-stop on."""
+    return max(1, int(n * val_fraction)) if n >= 20 and val_fraction > 0 else 0
+
+
 def fine_tune(detector: Detector, windows: np.ndarray, cfg: FineTuneConfig,
-              seed: int = 0, val_fraction: float = 0.1,
-              train: TrainConfig | None = None) -> tuple[Detector, FinetuneReport]:
+              seed: int = 0, val_fraction: float = 0.1, train: TrainConfig | None = None,
+              on_step: Callable[[int], None] | None = None
+              ) -> tuple[Detector, FinetuneReport]:
     """A candidate: a copy of ``detector`` fine-tuned on ``windows`` (``(n, W, C)``,
     scaled, oldest first; the newest ``val_fraction`` early-stops it) by the training loop
     every model shares, with the updater's learning rates and budget. The live detector is
-    not touched; the candidate keeps the live calibration until it is recalibrated."""
+    not touched; the candidate keeps the live calibration until it is recalibrated.
+    ``on_step``: called with each batch's window count (a progress bar)."""
     model = copy.deepcopy(detector.model)
     groups = parameter_groups(model, cfg)
-    n_val = max(1, int(len(windows) * val_fraction)) if len(windows) >= 20 and val_fraction > 0 else 0
+    n_val = held_out_count(len(windows), val_fraction)
     settings = dataclasses.replace(
         train or TrainConfig(), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         patience=cfg.patience, min_epochs=1, lr_schedule="constant",
@@ -94,7 +102,8 @@ def fine_tune(detector: Detector, windows: np.ndarray, cfg: FineTuneConfig,
     # codes reach as far as every window given, the newest (held out above) included:
     # the buffer holds normal windows only, and its newest are the normal to accept
     result = fit(model, windows[: len(windows) - n_val], windows[len(windows) - n_val:],
-                 settings, param_groups=groups, closed_form=closed, reach=windows)
+                 settings, param_groups=groups, closed_form=closed, reach=windows,
+                 on_step=on_step)
     # the scaling is part of the model: the same weights on new sensors are a new version
     digest = hashlib.sha256(b"".join(t.detach().numpy().tobytes()
                                      for t in model.state_dict().values())

@@ -4,6 +4,7 @@ feature extractor."""
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,16 +14,19 @@ from streamae.models.dataset import key_series, sliding, training_windows
 from streamae.models.detector import Detector
 from streamae.models.scaler import Scaler
 from streamae.types import Frame
-from streamae.updater.finetune import FinetuneReport, fine_tune
+from streamae.updater.finetune import FinetuneReport, fine_tune, held_out_count
+
+if TYPE_CHECKING:
+    from streamae.jobs import Progress
 
 
 def finetune_on_frame(pretrained: Detector, frame: Frame, cfg: FineTuneConfig,
-                      max_windows: int = 50_000, seed: int = 0, val_fraction: float = 0.2
-                      ) -> tuple[Detector, FinetuneReport]:
+                      max_windows: int = 50_000, seed: int = 0, val_fraction: float = 0.2,
+                      progress: Progress | None = None) -> tuple[Detector, FinetuneReport]:
     """Fine-tune ``pretrained`` on the rows of a new sensor set. The new sensors get their
     own scaling (learnt from ``frame``) and calibration (each key's newest
     ``val_fraction``, held out); the channel count must match the model's, the names are
-    the new data's."""
+    the new data's. ``progress``: a bar over every epoch's windows."""
     if len(frame.channels) != len(pretrained.channels):
         raise InputFormatError(f"the pretrained model has {len(pretrained.channels)} channels "
                                f"({', '.join(pretrained.channels)}); the new data has "
@@ -31,7 +35,9 @@ def finetune_on_frame(pretrained: Detector, frame: Frame, cfg: FineTuneConfig,
     split = training_windows(frame, scaler, pretrained.window, 1, max_windows, val_fraction)
     adapted = dataclasses.replace(pretrained, scaler=scaler, channels=list(frame.channels),
                                   info=dict(pretrained.info))
-    tuned, report = fine_tune(adapted, split.train, cfg, seed)
+    trained = len(split.train) - held_out_count(len(split.train))
+    bar = progress("fine-tuning", trained * cfg.epochs) if progress else None
+    tuned, report = fine_tune(adapted, split.train, cfg, seed, on_step=bar)
     if len(split.val):  # the new sensors' own normal errors
         tuned = tuned.recalibrated(split.val, split.val_keys)
     return tuned, report
