@@ -41,6 +41,9 @@ def test_default_yaml_is_generated_from_the_fields(capsys):
     ({"window.wat": 1}, "unknown config field(s) 'wat' in 'window'"),
     ({"window.hop": 100}, "'window.hop': got 100; must be <= window.size"),
     ({"model.kind": "transformer", "model.heads": 5}, "must divide model.d_model"),
+    ({"daemon.delivery": "exactly-once", "daemon.commit_every": "45s"},
+     "'daemon.commit_every': got 45 s; with daemon.commit_timeout (30 s) it must stay under "
+     "the producer's transaction timeout (60 s)"),
 ])
 def test_bad_values_name_field_value_and_fix(overrides, fragment):
     with pytest.raises(ConfigError) as err:

@@ -80,3 +80,47 @@ def test_the_kafka_client_still_has_the_sender_a_stuck_producer_is_closed_by():
         assert callable(getattr(producer._sender, "force_close", None))
     finally:
         producer.close(timeout=0)
+
+
+def test_a_send_the_producer_refuses_at_once_fails_the_commit_instead_of_the_daemon():
+    """kafka-python raises some errors from send() itself (no metadata for the topic within
+    max_block_ms, a record over max_request_size); the interval must then not commit."""
+    from types import SimpleNamespace
+
+    from kafka.errors import KafkaTimeoutError
+
+    from streamae.config import Config
+    from streamae.daemon.calls import DeliveryError
+    from streamae.daemon.commit import Committer
+    from streamae.daemon.sink import KafkaSink
+    from streamae.io.kafka_records import DeadLetter
+
+    class Producer:
+        def send(self, topic, **record):
+            raise KafkaTimeoutError("Failed to update metadata after 60.0 secs.")
+
+    class Sink(KafkaSink, Committer):
+        def __init__(self):
+            self.producer, self.config, self.pending = Producer(), Config(), []
+            counter = SimpleNamespace(labels=lambda *_: SimpleNamespace(inc=lambda: None))
+            self.metrics = SimpleNamespace(events=counter, dead=counter)
+
+    sink = Sink()
+    sink._dead_letter(DeadLetter(b"x", "parse", "parse", "in", 0, 5, 0))
+    out = SimpleNamespace(events=[{"key": "k", "status": "open"}], row=[], status=[])
+    sink._send(out, SimpleNamespace(dead=[], rejected=lambda *_: []), 0)
+    assert len(sink.pending) == 2 and all(f.failed() for f in sink.pending)
+    with pytest.raises(DeliveryError, match="2 sends failed"):
+        sink._check_sent()
+
+
+def test_a_model_announcement_that_is_not_a_json_object_is_skipped():
+    from types import SimpleNamespace
+
+    from streamae.daemon.announce import Follower
+
+    records = [SimpleNamespace(value=v, offset=i) for i, v in
+               enumerate([b"[1, 2]", b"null", b'"text"', b"{bad", b'{"version": "v2"}'])]
+    follower = object.__new__(Follower)
+    follower.consumer = SimpleNamespace(poll=lambda timeout_ms: {"tp": records})
+    assert follower.poll() == [{"version": "v2"}]

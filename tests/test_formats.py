@@ -140,11 +140,31 @@ def test_alertmanager_rates_per_interval_with_zeros_and_repeat_dedup():
     assert [(p.ts - t0, p.key, p.values[0]) for p in pts] == [
         (60, "Disk", 2.0), (60, "CPU", 0.0), (120, "Disk", 0.0), (120, "CPU", 1.0),
         (180, "Disk", 0.0), (180, "CPU", 0.0)]
-    d.decode(webhook(alert("Disk", "2026-01-01T00:00:50Z", "late")))
+    with pytest.raises(BadMessage, match="late"):  # dead-lettered, not silently dropped
+        d.decode(webhook(alert("Disk", "2026-01-01T00:00:50Z", "late")))
     assert d.late == 1
     clone = decoder("alertmanager", alert_interval=60.0)
     clone.restore(d.state())
     assert clone.state() == d.state()
+
+
+def test_an_alert_from_a_clock_ahead_is_dead_lettered_without_moving_the_series():
+    from streamae.formats.alerts import AlertRateDecoder
+
+    now = 1767225600.0
+    d = AlertRateDecoder(InputConfig(format="alertmanager", alert_interval=60.0), UNI,
+                         "series", clock=lambda: now)
+    d.decode(webhook(alert("Disk", "2026-01-01T00:00:05Z", "a")))
+    before = d.state()
+    with pytest.raises(BadMessage, match="max_future") as err:  # two hours ahead
+        d.decode(webhook(alert("Disk", "2026-01-01T00:00:10Z", "b"),
+                         alert("Disk", "2026-01-01T02:00:00Z", "c")))
+    assert err.value.kind == "future" and d.state() == before
+    with pytest.raises(BadMessage):  # a malformed alert after a good one counts neither
+        d.decode(webhook(alert("Disk", "2026-01-01T00:00:20Z", "e"), '{"labels": {}}'))
+    assert d.state() == before
+    pts = d.decode(webhook(alert("Disk", "2026-01-01T00:02:00Z", "f")))
+    assert [p.values[0] for p in pts] == [1.0]  # later alerts still count
 
 
 def test_alertmanager_resolved_alerts_do_not_count():
@@ -182,8 +202,27 @@ def test_json_batch_fast_path_equals_message_by_message():
                 b'{"timestamp": "2026-01-01T00:00:00Z", "key": "k", "value": 1}',
                 b'{"timestamp": 1767225600, "key": 5, "value": 1}',
                 b'{"timestamp": 1767225600, "key": "k", "value": NaN}',
-                b'[{"timestamp": 1767225600, "key": "k", "value": 1}]'):
+                b'[{"timestamp": 1767225600, "key": "k", "value": 1}]',
+                b'{"timestamp": 1767225600, "key": "k", "values": {"elsewhere": 1}}'):
         assert decoder("json").decode_batch(good + [odd]) is None
+
+
+def test_a_key_with_a_control_character_is_dead_lettered_on_both_paths():
+    from streamae.io.kafka_records import BatchDecoder
+
+    class Rec:
+        def __init__(self, i, value):
+            self.topic, self.partition, self.offset, self.timestamp = "t", 0, i, 1000
+            self.value = value
+
+    good = b'{"timestamp": 1767225600, "key": "s1", "value": 1}'
+    nul = b'{"timestamp": 1767225601, "key": "s1\\u0000", "value": 1}'
+    influx = b"cpu,host=a\x07b usage=1 1767225600000000000"
+    for fmt, raws in (("json", [good, nul]), ("influx", [influx])):
+        batch = BatchDecoder(decoder(fmt), UNI, 1 << 20).decode(
+            [Rec(i, r) for i, r in enumerate(raws)])
+        assert [d.kind for d in batch.dead] == ["bad_key"], fmt
+        assert all("\x00" not in k and "\x07" not in k for k in batch.frame.keys)
 
 
 def test_a_bad_message_costs_only_itself():

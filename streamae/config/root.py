@@ -53,6 +53,16 @@ class Config:
             raise ConfigError(
                 f"config field 'alarm.exit_level': got {self.alarm.exit_level}; must be <= "
                 f"alarm.enter_level ({self.alarm.enter_level}) so that alarms can close")
+        d = self.daemon
+        if d.delivery == "exactly-once":  # an interval is one transaction: it must fit
+            limit = float(self.kafka.client.get("transaction_timeout_ms", 60_000)) / 1000
+            if d.commit_every + d.commit_timeout >= limit:
+                raise ConfigError(
+                    f"config field 'daemon.commit_every': got {d.commit_every:g} s; with "
+                    f"daemon.commit_timeout ({d.commit_timeout:g} s) it must stay under the "
+                    f"producer's transaction timeout ({limit:g} s), or the broker aborts "
+                    "every interval's transaction and the daemon replays it for ever; lower "
+                    "it or raise kafka.client.transaction_timeout_ms")
         for path, model in model_parts(self.model):
             if isinstance(model, TransformerConfig) and model.d_model % model.heads:
                 raise ConfigError(

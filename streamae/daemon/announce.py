@@ -96,10 +96,14 @@ class Follower:
         for records in self.consumer.poll(timeout_ms=0).values():
             for rec in records:
                 try:
-                    out.append(json.loads(rec.value))
+                    doc = json.loads(rec.value)
                 except (ValueError, TypeError):
-                    log.error("ignoring a malformed model announcement at offset %d",
-                              rec.offset)
+                    doc = None
+                if isinstance(doc, dict):
+                    out.append(doc)
+                else:
+                    log.error("ignoring a malformed model announcement at offset %d (not a "
+                              "JSON object)", rec.offset)
         return out
 
     def close(self) -> None:

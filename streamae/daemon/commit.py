@@ -39,6 +39,7 @@ class Committer:
         abandon = None if handing_over or self.stopping.is_set() else self.stopping
         try:
             if self.exactly_once:
+                self._check_sent()  # a send that failed at once never joined the transaction
                 self._save()
                 self.pending += self._write_state()
                 group = self.consumer.group_metadata()
@@ -71,7 +72,11 @@ class Committer:
         except KafkaError as exc:  # still buffered: the next interval's flush waits again
             raise CommitTimeout(f"events not acknowledged within {timeout:g} s "
                                 f"(daemon.commit_timeout): {exc}") from None
-        failed = [f for f in self.pending if f.failed()]
+        self._check_sent()
+
+    def _check_sent(self) -> None:
+        """Refuse to commit past a failed send."""
+        failed = [f for f in self.pending if f.is_done and f.failed()]
         if failed:
             raise DeliveryError(f"{len(failed)} sends failed: {failed[0].exception}")
 

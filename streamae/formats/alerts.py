@@ -11,6 +11,8 @@ counted, not scored. The state is plain JSON and is checkpointed with the daemon
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from streamae.config import InputConfig
@@ -20,7 +22,8 @@ MAX_INTERVALS_PER_STEP = 10_000  # after a longer silence the series restarts (a
 
 
 class AlertRateDecoder:
-    def __init__(self, config: InputConfig, channels: list[str], default_key: str) -> None:
+    def __init__(self, config: InputConfig, channels: list[str], default_key: str,
+                 clock: Callable[[], float] = time.time) -> None:
         if len(channels) != 1:
             raise BadMessage(f"alert rates are univariate; the model has channels {channels}")
         self.interval = config.alert_interval
@@ -29,37 +32,55 @@ class AlertRateDecoder:
         self.seen: dict[str, int] = {}  # fingerprint|startsAt -> interval index
         self.next_emit: int | None = None  # first interval not yet emitted
         self.late = 0
+        self.max_future, self.clock = config.max_future, clock
 
     def decode(self, raw: bytes, record_ts: float | None = None) -> list[Point]:
+        """The points a message closes. A message is checked whole before it changes any
+        state, so one that is dead-lettered (malformed, or ahead of the clock by more than
+        ``input.max_future``) counts nothing; one whose every new alert is late is too."""
         doc = load_json(raw)
         if not isinstance(doc, dict) or not isinstance(doc.get("alerts"), list):
             raise BadMessage("expected an Alertmanager webhook object with an 'alerts' list",
                              "missing_field")
-        newest = None
-        for n, alert in enumerate(doc["alerts"]):
-            idx = self._count(alert, n)
-            if idx is not None:
+        parsed = [self._parse(alert, n) for n, alert in enumerate(doc["alerts"])]
+        starts = [start for start, *_ in parsed]
+        if starts and self.max_future is not None and max(starts) > self.clock() + self.max_future:
+            raise BadMessage(f"startsAt {max(starts):.3f} is more than {self.max_future:g} s "
+                             "ahead of the wall clock (input.max_future)", "future")
+        newest, late = None, 0
+        for start, key, ident in parsed:
+            idx = self._count(int(start // self.interval), key, ident)
+            if idx is None:
+                late += 1
+            else:
                 newest = idx if newest is None else max(newest, idx)
+        if newest is None and late:
+            raise BadMessage(f"{late} alert(s) for intervals already emitted (late)", "late")
         return self._emit(newest) if newest is not None else []
 
-    def _count(self, alert: Any, n: int) -> int | None:
+    def _parse(self, alert: Any, n: int) -> tuple[float, str | None, str]:
+        """An alert's start, its key (None: not firing) and its identity."""
         if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
             raise BadMessage(f"alert {n}: expected an object with 'labels'", "missing_field")
         if "startsAt" not in alert:
             raise BadMessage(f"alert {n}: missing 'startsAt'", "missing_field")
-        idx = int(parse_time(alert["startsAt"], field="startsAt") // self.interval)
-        if alert.get("status", "firing") != "firing":
-            return idx
+        start = parse_time(alert["startsAt"], field="startsAt")
         labels = alert["labels"]
+        ident = f"{alert.get('fingerprint') or sorted(labels.items())}|{alert['startsAt']}"
+        if alert.get("status", "firing") != "firing":
+            return start, None, ident
         missing = [k for k in self.key_fields if k not in labels]
         if missing:
             raise BadMessage(f"alert {n}: label(s) {missing} (input.key_fields) missing",
                              "missing_field")
         key = join_key([(k, str(labels[k])) for k in self.key_fields]) if self.key_fields \
             else "alerts"
-        ident = f"{alert.get('fingerprint') or sorted(labels.items())}|{alert['startsAt']}"
-        if ident in self.seen:
-            return idx  # a repeat notification of an alert already counted
+        return start, key, ident
+
+    def _count(self, idx: int, key: str | None, ident: str) -> int | None:
+        """Count one firing alert in its interval; None when that interval is emitted."""
+        if key is None or ident in self.seen:
+            return idx  # resolved, or a repeat notification of an alert already counted
         if self.next_emit is not None and idx < self.next_emit:
             self.late += 1
             return None

@@ -66,8 +66,8 @@ class JsonDecoder:
             return None
         if c.timestamp_unit not in ("auto", "s") or (ts >= 1e11).any():
             return None
-        if len(self.channels) > 1 and not finite.all():
-            return None  # partial rows: rejected or merged (coalesced) message by message
+        if not finite.all():  # a channel missing (none known, for a univariate model):
+            return None  # rejected or merged (coalesced) message by message
         return ts, keys, values.astype(np.float32)
 
     def _row(self, item: Any, n: int) -> Point:
