@@ -124,3 +124,28 @@ def test_a_model_announcement_that_is_not_a_json_object_is_skipped():
     follower = object.__new__(Follower)
     follower.consumer = SimpleNamespace(poll=lambda timeout_ms: {"tp": records})
     assert follower.poll() == [{"version": "v2"}]
+
+
+def test_commit_failures_in_a_row_never_rotate_away_the_checkpoint_a_restart_needs(tmp_path):
+    import numpy as np
+
+    from streamae.daemon.checkpoint import CheckpointStore
+    from streamae.pipeline_state import PipelineState
+
+    def state(n):
+        return PipelineState({"x": np.full(2, float(n))}, {"n": n})
+
+    store = CheckpointStore(tmp_path, keep=3)
+    store.save({("in", 0): 10}, state(1))
+    store.confirm()  # its offsets were committed
+    for offset in (20, 30, 40, 50):  # saved, then the offset commit failed each time
+        store.save({("in", 0): offset}, state(offset))
+    assert len(store.checkpoints()) == 4  # the newest three and the committed one
+    restarted = CheckpointStore(tmp_path, keep=3)
+    cp = restarted.resume_point({("in", 0): 10})
+    assert cp is not None and cp.offsets == {("in", 0): 10} and cp.pipeline.meta == {"n": 1}
+    restarted.save({("in", 0): 60}, state(60))  # the resumed one stays until confirmed past
+    assert any(c.offsets == {("in", 0): 10} for c in restarted.checkpoints())
+    restarted.confirm()
+    restarted.save({("in", 0): 70}, state(70))
+    assert [c.offsets[("in", 0)] for c in restarted.checkpoints()] == [70, 60, 50]

@@ -87,15 +87,22 @@ def unpack(source: bytes | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]
         return meta, {k: data[k] for k in data.files if k != "__meta__"}
 
 
+def _seq(path: Path) -> int:
+    return int(_NAME.search(path.name).group(1))
+
+
 class CheckpointStore:
-    """Numbered checkpoint files in one directory; the newest ``keep`` are kept."""
+    """Numbered checkpoint files in one directory; the newest ``keep`` are kept, and the
+    newest whose offsets are known to be committed (:meth:`confirm`) until a newer one is:
+    after commits that failed in a row, it is the one a restart resumes from."""
 
     def __init__(self, directory: str | Path, keep: int = 3) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.keep = keep
+        self.confirmed: int | None = None  # seq of the newest committed checkpoint
         existing = self._paths()
-        self.seq = int(_NAME.search(existing[-1].name).group(1)) if existing else 0
+        self.seq = _seq(existing[-1]) if existing else 0
 
     def _paths(self) -> list[Path]:
         return sorted(p for p in self.dir.iterdir() if _NAME.search(p.name))
@@ -112,8 +119,13 @@ class CheckpointStore:
         path = self.dir / f"checkpoint-{self.seq:012d}.npz"
         atomic.write_bytes(path, raw)
         for old in self._paths()[: -self.keep]:
-            old.unlink(missing_ok=True)
+            if _seq(old) != self.confirmed:
+                old.unlink(missing_ok=True)
         return path
+
+    def confirm(self) -> None:
+        """The newest checkpoint's offsets are committed."""
+        self.confirmed = self.seq
 
     def load(self, path: Path) -> Checkpoint:
         meta, arrays = unpack(path)
@@ -144,12 +156,14 @@ class CheckpointStore:
                       for cp in self.checkpoints()]
         for cp, offsets in candidates:
             if offsets and offsets == committed:
+                self.confirmed = cp.seq
                 return cp
         for cp, offsets in candidates:
             if offsets and all(committed.get(tp, -1) >= off for tp, off in offsets.items()):
                 log.warning("no checkpoint matches the committed offsets %s; resuming from "
                             "older checkpoint %s and replaying from its offsets", committed,
                             cp.path)
+                self.confirmed = cp.seq
                 return cp
         if candidates:
             log.warning("every checkpoint in %s is ahead of the committed offsets %s; starting "

@@ -61,6 +61,8 @@ class Committer:
             self.metrics.commit_failures.inc()
             self._recover(exc, later=handing_over)
             return
+        if self.exactly_once or not handing_over:  # the checkpoint's offsets are committed
+            self.store.confirm()
         self.pending.clear()
         self.dirty = False
         self.metrics.commits.inc()
