@@ -80,7 +80,7 @@ def test_announced_model_reaches_every_daemon_and_a_tampered_one_is_refused(
 
 
 def test_a_model_announced_before_a_daemon_starts_is_adopted_at_start(
-        kafka, model, live, train_frame, tmp_path):
+        kafka, model, live, train_frame, tmp_path, caplog):
     detector, path, config = model
     newer = train_detector(train_frame, dataclasses.replace(
         config, train=dataclasses.replace(config.train, seed=9)))
@@ -88,12 +88,25 @@ def test_a_model_announced_before_a_daemon_starts_is_adopted_at_start(
     topic = kafka.topic("models")
     announce.publish(kafka.config, topic, announce.announcement(tmp_path / "newer"))
     cfg = daemon_config(config, kafka, tmp_path / "d", models_topic=topic)
-    kafka.produce(cfg.input.topics[0], frame_messages(live)[:100])
+    messages = frame_messages(live)
+    kafka.produce(cfg.input.topics[0], messages[:100])
     run = InProcess(cfg, detector)
     try:
-        wait_for(lambda: run.daemon.pipeline.detector.version == newer.version)
+        run.wait_consumed(100)
+        assert run.daemon.pipeline.detector.version == newer.version
     finally:
         run.stop()
+    # restarted on the model it was launched with, it resumes the state it checkpointed
+    # under the announced one, thresholds included
+    caplog.clear()
+    kafka.produce(cfg.input.topics[0], messages[100:200])
+    again = InProcess(cfg, detector)
+    try:
+        again.wait_consumed(200)
+        assert again.daemon.pipeline.detector.version == newer.version
+        assert "thresholds start again" not in caplog.text
+    finally:
+        again.stop()
 
 
 def test_the_updater_process_announces_what_it_accepts_to_every_daemon(

@@ -87,13 +87,24 @@ class Follower:
                                       enable_auto_commit=False)
         tp = TopicPartition(topic, 0)
         self.consumer.assign([tp])
-        end = self.consumer.end_offsets([tp])[tp]
-        self.consumer.seek(tp, max(0, end - 1))
+        self.end = self.consumer.end_offsets([tp])[tp]
+        self.consumer.seek(tp, max(0, self.end - 1))
 
-    def poll(self) -> list[dict[str, Any]]:
+    def current(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The newest announcement, waiting up to ``timeout`` s for it (nothing when none
+        was ever made): a daemon starts on it, so the state it checkpointed under that
+        model resumes with its thresholds."""
+        deadline = time.monotonic() + timeout
+        while self.end > 0 and time.monotonic() < deadline:
+            got = self.poll(timeout_ms=200)
+            if got:
+                return got
+        return []
+
+    def poll(self, timeout_ms: int = 0) -> list[dict[str, Any]]:
         """New announcements (malformed records are logged and skipped)."""
         out = []
-        for records in self.consumer.poll(timeout_ms=0).values():
+        for records in self.consumer.poll(timeout_ms=timeout_ms).values():
             for rec in records:
                 try:
                     doc = json.loads(rec.value)

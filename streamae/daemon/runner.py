@@ -175,6 +175,7 @@ class Daemon(Partitions, Committer, KafkaSink):
             self.updates.open_control()
         if d.models_topic:
             self.feed = announce.Follower(k, d.models_topic)
+            self._follow_models(self.feed.current())  # before any state is restored
         log.info("consuming %s as group %s (%s), events -> %s, dead letters -> %s",
                  ",".join(self.config.input.topics), d.group_id, d.delivery,
                  d.output_topic, d.dead_letter_topic)
@@ -238,10 +239,11 @@ class Daemon(Partitions, Committer, KafkaSink):
                 out[tp] = recs
         return out
 
-    def _follow_models(self) -> None:
-        """Swap in each newly announced model once its files match the announcement; a
-        model that does not is refused and scoring goes on with the current one."""
-        for doc in self.feed.poll():
+    def _follow_models(self, docs: list[dict[str, Any]] | None = None) -> None:
+        """Swap in each newly announced model (``docs``, else the feed's new ones) once its
+        files match the announcement; a model that does not is refused and scoring goes
+        on with the current one."""
+        for doc in self.feed.poll() if docs is None else docs:
             version, current = doc.get("version"), self.pipeline.detector.version
             if version == current:
                 continue
