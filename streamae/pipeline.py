@@ -231,7 +231,10 @@ class Pipeline(KeyHandover):
                                    f"{self.detector.window}/{self.detector.channels}")
         log.info("model swap %s -> %s", self.detector.version, detector.version)
         new, old = detector.calibration.novelty, self.detector.calibration.novelty
-        restart = (new.size, new.steps) != (old.size, old.steps)
+        rescaled = detector.scaler.to_json() != self.detector.scaler.to_json()
+        if rescaled:
+            self._scale_for(detector)
+        restart = rescaled or (new.size, new.steps) != (old.size, old.steps)
         if restart:
             log.info("model %s remembers windows differently (%s): every key's memory of "
                      "recent windows starts again (from its training history where the "
@@ -245,6 +248,23 @@ class Pipeline(KeyHandover):
             self._seed_novelty(range(len(self.keys.names)))
         if calibration:
             self.recalibrate(calibration)
+
+    def _scale_for(self, detector: Detector) -> None:
+        """A model with its own scaling (trained apart, not fine-tuned from this one):
+        every key's statistics come from it (re-scalings made under the old one are
+        dropped) and the points each window holds are mapped to it."""
+        log.info("model %s scales its inputs differently: every key's windows are mapped "
+                 "to its scaling", detector.version)
+        scaler, names = detector.scaler, self.keys.names
+        c = len(detector.channels)
+        mean = np.array([scaler.stats(k)[0] for k in names], dtype=np.float64).reshape(-1, c)
+        std = np.array([scaler.stats(k)[1] for k in names], dtype=np.float64).reshape(-1, c)
+        n = len(names)
+        if n:
+            ring = self.windows.ring[:n]
+            raw = ring * self.keys.std[:, None, :] + self.keys.mean[:, None, :]
+            self.windows.ring[:n] = scaler.transform(raw, mean[:, None, :], std[:, None, :])
+        self.keys.mean, self.keys.std, self.keys.scaler = mean, std, scaler
 
     def recalibrate(self, calibration: dict[str, np.ndarray], lent: bool = False) -> None:
         """Restart the given keys' thresholds from their recent scores under the current

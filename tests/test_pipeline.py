@@ -214,3 +214,29 @@ def _held_out(detector, frame):
 
     split = training_windows(frame, detector.scaler, detector.window, val_fraction=0.3)
     return split.val, split.val_keys
+
+
+def test_a_model_scaling_its_inputs_its_own_way_gets_windows_in_its_scaling(trained, synthetic):
+    # a model trained apart (not fine-tuned from the live one) comes with its own scaling:
+    # after the swap every key's window holds what that model would have scaled
+    from streamae.models.scaler import Scaler
+
+    detector, config = trained
+    frame = synthetic.take(synthetic.event_time_order())
+    half = frame.take(slice(0, len(frame) // 2))
+    stretched = dataclasses.replace(half, values=half.values * 2.0 + 5.0)
+    other = dataclasses.replace(detector, scaler=Scaler.fit(stretched, detector.scaler.clip))
+    swapped = Pipeline(detector, config, EventClock())
+    swapped.process(half)
+    swapped.swap(other)
+    native = Pipeline(other, config, EventClock())
+    native.process(half)
+    n = len(native.keys.names)
+    assert swapped.keys.names == native.keys.names
+    np.testing.assert_allclose(swapped.keys.mean, native.keys.mean)
+    np.testing.assert_allclose(swapped.windows.ring[:n], native.windows.ring[:n], atol=1e-4)
+    new_key = frame.take(frame.keys == frame.keys[0])
+    new_key = dataclasses.replace(new_key, keys=np.full(len(new_key), "fresh", dtype=object))
+    swapped.process(new_key.take(slice(0, 5)))
+    np.testing.assert_allclose(swapped.keys.mean[swapped.keys.slot["fresh"]],
+                               other.scaler.stats("fresh")[0])
