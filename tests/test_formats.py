@@ -271,3 +271,24 @@ def test_event_ids_never_fail_on_odd_keys():
     from streamae.events import _digest
 
     assert len(_digest("sensor-2\ud800", 1.0)) == 20
+
+
+def test_a_message_whose_points_are_rejected_is_one_dead_letter_naming_them():
+    from types import SimpleNamespace
+
+    from streamae.io.kafka_records import DecodedBatch
+    from streamae.types import Frame
+    from streamae.windows import STATUS_NAMES
+
+    n = 6
+    frame = Frame(np.arange(n, dtype=np.float64), np.array(["k"] * n, dtype=object),
+                  np.zeros((n, 1), np.float32), ["v"])
+    records = [SimpleNamespace(value=b"batch-%d" % i, topic="t", partition=0, offset=i,
+                               timestamp=0) for i in range(2)]
+    batch = DecodedBatch(frame, np.array([0, 0, 0, 0, 0, 1]), records)
+    dup, late = STATUS_NAMES.index("duplicate"), STATUS_NAMES.index("late")
+    status = np.array([dup, dup, dup, dup, dup, late])
+    dead = batch.rejected(100, np.arange(100, 100 + n), status)
+    assert [(d.raw, d.kind) for d in dead] == [(b"batch-0", "duplicate"), (b"batch-1", "late")]
+    assert dead[0].reason.startswith("5 points rejected: duplicate: key 'k' at 0.000")
+    assert dead[0].reason.endswith("and 2 more") and "points rejected" not in dead[1].reason

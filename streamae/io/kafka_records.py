@@ -25,6 +25,7 @@ from streamae.windows import DROPPED_FROM, STATUS_NAMES
 # would not be the same key in every part of the state (and no log or label shows it)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+SHOWN = 3  # rejected points a dead letter's reason names (the count says how many)
 REJECTED = {"late": "older than the key's newest point",
             "duplicate": "same timestamp as the key's previous point",
             "nan_dropped": "non-finite value (window.nan_policy: drop)"}
@@ -59,13 +60,21 @@ class DecodedBatch:
 
     def rejected(self, first_row: int, rows: np.ndarray, status: np.ndarray) -> list[DeadLetter]:
         """Dead letters for rows the windows dropped (``rows`` are pipeline row ids; other
-        statuses, warm-up included, are accepted points)."""
-        out = []
+        statuses, warm-up included, are accepted points): one per message, naming its
+        rejected points (a re-sent batch of thousands of points is one dead letter, not
+        thousands of copies of itself)."""
+        by_message: dict[int, list[tuple[str, int]]] = {}
         for j in np.flatnonzero((status >= DROPPED_FROM) & (status < len(STATUS_NAMES))):
-            i, name = int(rows[j]) - first_row, STATUS_NAMES[status[j]]
-            out.append(dead_letter(self.records[self.message[i]],
-                                   f"{name}: key {self.frame.keys[i]!r} at "
-                                   f"{self.frame.timestamps[i]:.3f}: {REJECTED[name]}", name))
+            i = int(rows[j]) - first_row
+            by_message.setdefault(int(self.message[i]), []).append((STATUS_NAMES[status[j]], i))
+        out = []
+        for m, points in by_message.items():
+            said = [f"{name}: key {self.frame.keys[i]!r} at {self.frame.timestamps[i]:.3f}: "
+                    f"{REJECTED[name]}" for name, i in points[:SHOWN]]
+            more = f"; and {len(points) - SHOWN} more" if len(points) > SHOWN else ""
+            head = f"{len(points)} points rejected: " if len(points) > 1 else ""
+            out.append(dead_letter(self.records[m], head + "; ".join(said) + more,
+                                   points[0][0]))
         return out
 
 
