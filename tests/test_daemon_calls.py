@@ -149,3 +149,28 @@ def test_commit_failures_in_a_row_never_rotate_away_the_checkpoint_a_restart_nee
     restarted.confirm()
     restarted.save({("in", 0): 70}, state(70))
     assert [c.offsets[("in", 0)] for c in restarted.checkpoints()] == [70, 60, 50]
+
+
+def test_an_evicted_exactly_once_daemon_aborts_the_transaction_holding_lost_partitions():
+    from kafka import TopicPartition
+
+    from streamae.config import Config
+    from streamae.daemon.commit import Committer
+    from streamae.daemon.partitions import Rebalance
+
+    class Producer:
+        aborted = 0
+
+        def abort_transaction(self):
+            Producer.aborted += 1
+
+    class Evicted(Committer):
+        def __init__(self):
+            self.config, self.producer, self.stopping = Config(), Producer(), threading.Event()
+            self.exactly_once, self.in_transaction, self.dirty = True, True, True
+            self.assigned = None
+
+    daemon = Evicted()
+    Rebalance(daemon).on_partitions_lost([TopicPartition("in", 0)])
+    assert Producer.aborted == 1 and not daemon.in_transaction and not daemon.dirty
+    assert daemon.assigned == []

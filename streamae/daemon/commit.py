@@ -123,6 +123,18 @@ class Committer:
             log.warning("commit not finished (%s); retrying at the next interval", exc)
             return
         log.warning("commit failed (%s); replaying from the last durable checkpoint", exc)
+        self.abort_open(exc)
+        if later:
+            self.restored = False
+            self.assigned = list(self.consumer.assignment())
+            return
+        restored, _ = retry(lambda: self.restore(list(self.consumer.assignment())),
+                            self.stopping, "restore from the last checkpoint", (KafkaError,))
+        if not restored:
+            self.restored = False  # stopping: the state in memory is not durable, commit nothing
+
+    def abort_open(self, exc: Exception) -> None:
+        """Exactly-once: abort the open transaction (its events are replayed)."""
         if self.exactly_once and self.in_transaction:
             if isinstance(exc, CommitTimeout):
                 self._replace_producer(exc)
@@ -133,14 +145,6 @@ class Committer:
                 except KafkaError as abort_exc:
                     self._replace_producer(abort_exc)
             self.in_transaction = False
-        if later:
-            self.restored = False
-            self.assigned = list(self.consumer.assignment())
-            return
-        restored, _ = retry(lambda: self.restore(list(self.consumer.assignment())),
-                            self.stopping, "restore from the last checkpoint", (KafkaError,))
-        if not restored:
-            self.restored = False  # stopping: the state in memory is not durable, commit nothing
 
     def _new_producer(self) -> Any:
         producer = clients.producer(

@@ -207,6 +207,9 @@ class Rebalance(ConsumerRebalanceListener):
         # them is written; uncommitted work on them is replayed by their new owner
         log.warning("lost %s (this daemon was evicted from the group)",
                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(lost)))
+        # an open transaction holds their events: committed with the next interval's, they
+        # would repeat what the new owner replays
+        self.daemon.abort_open(KafkaError("partitions lost"))
         self.daemon.dirty = False
         self.daemon.assigned = []
 
