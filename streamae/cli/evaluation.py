@@ -13,8 +13,9 @@ from streamae.errors import StreamaeError
 
 
 def register(command: Command) -> None:
-    p = command("backtest", "Stream files through the pipeline in event-time order; write "
-                "scores.csv, events.jsonl and report.json (+ report.md and plots with labels).",
+    p = command("backtest", "Stream files (or a Kafka topic's time range) through the "
+                "daemon's pipeline in event-time order; write scores.csv, events.jsonl and "
+                "report.json (+ report.md, report.html and plots with labels).",
                 _backtest)
     p.add_argument("--input", nargs="+", metavar="PATH", help="files to replay")
     p.add_argument("--kafka-topic", metavar="TOPIC",
