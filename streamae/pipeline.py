@@ -23,6 +23,7 @@ from streamae.errors import InputFormatError
 from streamae.events import NOTES, EventBuilder
 from streamae.models.calibration import ModelsPart
 from streamae.models.detector import Detector
+from streamae.models.scaler import Scaler
 from streamae.novelty import Judged, Novelty
 from streamae.pipeline_state import KeyHandover, PipelineState  # noqa: F401 (re-exported)
 from streamae.threshold import Decision
@@ -87,6 +88,17 @@ class KeyIndex:
         uniq, inverse = np.unique(keys.astype(str), return_inverse=True)
         ids = np.array([self.slot_of(k) for k in uniq], dtype=np.int64)
         return ids[inverse.reshape(-1)]
+
+    def adopt(self, scaler: Scaler) -> tuple[np.ndarray, np.ndarray]:
+        """Every key's statistics from ``scaler`` (another model's); returns the ones they
+        replace ``(keys, channels)``."""
+        before = self.mean, self.std
+        stats = [scaler.stats(k) for k in self.names]
+        shape = (len(self.names), self.mean.shape[1])
+        self.mean = np.array([m for m, _ in stats], dtype=np.float64).reshape(shape)
+        self.std = np.array([s for _, s in stats], dtype=np.float64).reshape(shape)
+        self.scaler = scaler
+        return before
 
     def slot_of(self, key: str) -> int:
         """The key's slot, numbering a new key next."""
@@ -255,16 +267,11 @@ class Pipeline(KeyHandover):
         dropped) and the points each window holds are mapped to it."""
         log.info("model %s scales its inputs differently: every key's windows are mapped "
                  "to its scaling", detector.version)
-        scaler, names = detector.scaler, self.keys.names
-        c = len(detector.channels)
-        mean = np.array([scaler.stats(k)[0] for k in names], dtype=np.float64).reshape(-1, c)
-        std = np.array([scaler.stats(k)[1] for k in names], dtype=np.float64).reshape(-1, c)
-        n = len(names)
-        if n:
-            ring = self.windows.ring[:n]
-            raw = ring * self.keys.std[:, None, :] + self.keys.mean[:, None, :]
-            self.windows.ring[:n] = scaler.transform(raw, mean[:, None, :], std[:, None, :])
-        self.keys.mean, self.keys.std, self.keys.scaler = mean, std, scaler
+        mean, std = self.keys.adopt(detector.scaler)
+        n = len(self.keys.names)
+        raw = self.windows.ring[:n] * std[:, None, :] + mean[:, None, :]
+        self.windows.ring[:n] = detector.scaler.transform(raw, self.keys.mean[:, None, :],
+                                                          self.keys.std[:, None, :])
 
     def recalibrate(self, calibration: dict[str, np.ndarray], lent: bool = False) -> None:
         """Restart the given keys' thresholds from their recent scores under the current
