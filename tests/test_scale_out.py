@@ -140,10 +140,11 @@ def test_kill9_one_of_three_daemons_moves_its_partitions_with_their_state(kafka,
         group.start(name)
     writer = threading.Thread(target=produce, args=(kafka, topic, messages, 6.0))
     writer.start()
-    # b dies mid-stream, once it has committed what it read with its keys' state (not at
-    # a fixed time): its partitions then move with that state
-    port = group.procs["b"][1]
-    wait_for(lambda: scraped(port, "streamae_messages_consumed_total") > 0, what="b reading")
+    # b dies mid-stream, once every partition has a committed offset and b has committed
+    # again after that (not at a fixed time): both of its partitions then move with state
+    port, group_id = group.procs["b"][1], group.cfg.daemon.group_id
+    wait_for(lambda: all((kafka.committed(group_id, topic, p) or 0) > 0
+                         for p in range(PARTITIONS)), what="every partition committed")
     commits = scraped(port, "streamae_commits_total")
     wait_for(lambda: scraped(port, "streamae_commits_total") > commits,
              what="b committing a checkpoint of what it read")
