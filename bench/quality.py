@@ -3,7 +3,7 @@ series in the shared data, and an ablation of each piece of the default, in one 
 
     python bench/quality.py [--data ../shared/data] [--families nab,smd,smap_msl,ucr]
                             [--ablations default|none|all|NAME,...] [--nab-series N]
-                            [--out runs/quality] [--set field=value ...]
+                            [--out runs/quality] [--set field=value ...] [--starts N]
 
 Protocol (no point adjustment, labels used only to score): every run trains on its train
 part only (SMD and SMAP/MSL: the ``_train`` files; NAB: each series' first 15%, NAB's
@@ -23,6 +23,12 @@ swaps it): most variants reuse the trained default (members, calibration, thresh
 alarm settings are re-fitted on the held-out windows, not on test labels); the ones
 marked "retrained" train again. Figures, each series' own among them, also go to
 ``OUT/quality.json``.
+
+``--starts N`` scores every detector N times, each series' test stream starting 0, 8/N,
+... 8 (N-1)/N points later (points dropped before any is scored), and prints streamae's
+alarm figures at each start and every detector's mean and range. Nothing about a
+detector changes, only which points its threshold samples and where its hops fall, so
+the range is the noise of one alarm figure: compare variants on the mean.
 """
 
 from __future__ import annotations
@@ -217,6 +223,45 @@ def family_metrics(runs: list[Run], results: list[tuple[np.ndarray, np.ndarray]]
     return out
 
 
+def later(run: Run, points: int) -> Run:
+    """The run with each series' first ``points`` test points dropped."""
+    if not points:
+        return run
+    order = run.test.event_time_order()
+    keep = np.ones(len(run.test), bool)
+    keys = run.test.keys[order]
+    for key in run.test.unique_keys():
+        keep[order[keys == key][:points]] = False
+    return Run(run.family, run.name, run.train, run.test.take(keep), run.mask[keep])
+
+
+def sensitivity(runs: dict[str, list[Run]], results: dict[str, dict[str, list]],
+                offsets: list[int], detectors: list[str]) -> dict:
+    """Per family: streamae's alarm figures at each start offset, and every detector's
+    mean and range over the starts."""
+    cols = ("event_f1", "composite_f1", "alarms_per_event", "nab_standard")
+    out = {}
+    for family, family_runs in runs.items():
+        shifted = {j: [later(r, j) for r in family_runs] for j in offsets}
+        per = {d: {j: family_metrics(shifted[j], results[family][f"{d} @{j}"])
+                   for j in offsets} for d in detectors}
+        rows = {f"streamae, start {j}": {c: per["streamae"][j][c] for c in cols}
+                for j in offsets}
+        summary = {}
+        for d in detectors:
+            values = np.array([[per[d][j][c] for c in cols] for j in offsets], dtype=float)
+            summary[d] = {"mean": dict(zip(cols, values.mean(axis=0))),
+                          "range": dict(zip(cols, np.ptp(values, axis=0)))}
+            rows[f"{d}, mean"] = summary[d]["mean"]
+            rows[f"{d}, range"] = summary[d]["range"]
+        out[family] = {"streamae_per_start": {j: rows[f"streamae, start {j}"]
+                                              for j in offsets}, **summary}
+        print(f"\n## {family}: alarms over {len(offsets)} starts (each series' stream "
+              f"starting {', '.join(map(str, offsets))} points later)\n")
+        print(table(rows, cols))
+    return out
+
+
 def _mean(values: list[float]) -> float:
     values = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
     return float(np.mean(values)) if values else math.nan
@@ -252,7 +297,14 @@ def main() -> None:
                     help="keep each run's trained default in DIR and reuse it when the "
                     "training settings (window, model, train, calibration) are the same: "
                     "quick reruns with other threshold or alarm settings")
+    ap.add_argument("--starts", type=int, default=1, metavar="N",
+                    help="also score the default with each series' stream starting 0 to 7 "
+                    "points later, N evenly spaced starts: the noise of an alarm figure "
+                    "(default: 1, off)")
     args = ap.parse_args()
+    if not 1 <= args.starts <= 8:
+        raise SystemExit(f"--starts must be 1 to 8; got {args.starts}")
+    offsets = [8 * k // args.starts for k in range(args.starts)] if args.starts > 1 else []
     config = load_config(overrides={k: yaml.safe_load(v) for k, v in
                                     (s.split("=", 1) for s in args.set)})
     names = {"default": QUICK, "all": list(ABLATIONS), "none": []}.get(
@@ -268,8 +320,12 @@ def main() -> None:
     print(f"streamae quality benchmark: {', '.join(f'{f} ({len(r)} runs)' for f, r in runs.items())}"
           + (f"; NAB subsampled to {args.nab_series} series" if args.nab_series else ""))
     detectors = ["streamae", *baselines]
-    results: dict[str, dict[str, list]] = {f: {d: [] for d in [*detectors, *names]}
-                                           for f in runs}
+    results: dict[str, dict[str, list]] = {
+        f: {d: [] for d in [*detectors, *names,
+                            *(f"{d} @{j}" for d in detectors for j in offsets[1:])]}
+        for f in runs}
+    for by_detector in results.values():  # the first start is the main run
+        by_detector.update({f"{d} @0": by_detector[d] for d in detectors if offsets})
     training: dict[str, list] = {}
     total = sum(len(r) for r in runs.values())
     with tqdm(total=total, unit="run", desc="runs", mininterval=5) as bar:
@@ -284,6 +340,9 @@ def main() -> None:
                         for k in ("epochs", "best_epoch", "stopped")}})
                 bar.set_postfix_str(f"{family}/{run.name}: scoring")
                 results[family]["streamae"].append(score(run, detector, config))
+                for j in offsets[1:]:
+                    results[family][f"streamae @{j}"].append(
+                        score(later(run, j), detector, config))
                 for name in names:
                     v_detector, v_config = ABLATIONS[name][1](detector, run, config)
                     results[family][name].append(score(run, v_detector, v_config))
@@ -291,6 +350,10 @@ def main() -> None:
                     for b, pair in run_baselines(baselines, run.train, run.test,
                                                  config).items():
                         results[family][b].append(pair)
+                    for j in offsets[1:]:
+                        for b, pair in run_baselines(baselines, run.train,
+                                                     later(run, j).test, config).items():
+                            results[family][f"{b} @{j}"].append(pair)
                 bar.update(1)
     report: dict = {"config_overrides": args.set, "nab_series": args.nab_series,
                     "seconds": round(time.perf_counter() - started), "families": {},
@@ -321,6 +384,8 @@ def main() -> None:
         print(table(rows, tuple(cols)))
         for name in names:
             print(f"- {name}: {ABLATIONS[name][0]}")
+    if offsets:
+        report["starts"] = sensitivity(runs, results, offsets, detectors)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(report, indent=2, default=float))
     print(f"\n{report['seconds']} s; figures in {args.out / 'quality.json'}")
