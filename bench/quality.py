@@ -298,8 +298,8 @@ def main() -> None:
                     "training settings (window, model, train, calibration) are the same: "
                     "quick reruns with other threshold or alarm settings")
     ap.add_argument("--starts", type=int, default=1, metavar="N",
-                    help="also score the default with each series' stream starting 0 to 7 "
-                    "points later, N evenly spaced starts: the noise of an alarm figure "
+                    help="also score every detector with each series' stream starting 0 to "
+                    "7 points later, N evenly spaced starts: the noise of an alarm figure "
                     "(default: 1, off)")
     args = ap.parse_args()
     if not 1 <= args.starts <= 8:
