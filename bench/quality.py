@@ -340,9 +340,9 @@ def main() -> None:
                         for k in ("epochs", "best_epoch", "stopped")}})
                 bar.set_postfix_str(f"{family}/{run.name}: scoring")
                 results[family]["streamae"].append(score(run, detector, config))
-                for j in offsets[1:]:
-                    results[family][f"streamae @{j}"].append(
-                        score(later(run, j), detector, config))
+                shifted = {j: later(run, j) for j in offsets[1:]}
+                for j, moved in shifted.items():
+                    results[family][f"streamae @{j}"].append(score(moved, detector, config))
                 for name in names:
                     v_detector, v_config = ABLATIONS[name][1](detector, run, config)
                     results[family][name].append(score(run, v_detector, v_config))
@@ -350,9 +350,9 @@ def main() -> None:
                     for b, pair in run_baselines(baselines, run.train, run.test,
                                                  config).items():
                         results[family][b].append(pair)
-                    for j in offsets[1:]:
-                        for b, pair in run_baselines(baselines, run.train,
-                                                     later(run, j).test, config).items():
+                    for j, moved in shifted.items():
+                        for b, pair in run_baselines(baselines, run.train, moved.test,
+                                                     config).items():
                             results[family][f"{b} @{j}"].append(pair)
                 bar.update(1)
     report: dict = {"config_overrides": args.set, "nab_series": args.nab_series,
