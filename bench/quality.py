@@ -186,6 +186,9 @@ ABLATIONS: dict[str, tuple[str, Variant]] = {
                                 retrained(**{"window.size": "auto"})),
     "no likelihood scale": ("SPOT over all past scores instead of each key's recent tail",
                             configured(**{"threshold.kind": "spot"})),
+    "no held-out prior on young tails": ("a key's young memory fits its tail to its own "
+                                         "peaks alone",
+                                         configured(**{"threshold.prior_peaks": 0.0})),
     "no alarm post-processing": ("resolve at the first calm point, no hit count, no pruning",
                                  configured(**{"alarm.resolve_after": "1 points",
                                                "alarm.min_hits": 1, "alarm.hit_window": 1,

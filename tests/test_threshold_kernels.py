@@ -386,3 +386,30 @@ def test_a_swapped_in_models_restart_does_not_learn_a_missed_incident_as_the_key
     learn_all.apply(np.zeros(4000, dtype=np.int64), calm)
     learn_all.refit(0, recent)
     assert learn_all.level(0) > 30
+
+
+def test_a_young_memory_pooled_with_the_held_out_tail_gives_steadier_thresholds():
+    """Keys seeded from held-out scores, 400 points of their own (50 remembered): their
+    own tails rest on one or two peaks, so one score can lift a threshold by half. Pooled
+    with the held-out tail (threshold.prior_peaks), keys alike get alike thresholds and
+    no such jumps."""
+    keys, n = 300, 400
+
+    def young(prior):
+        rng = np.random.default_rng(0)
+        tail = TailThreshold(ThresholdConfig(kind="tail", memory=5000, sample_every=8,
+                                             risk=1e-4, prior_peaks=prior))
+        tail.ensure(keys)
+        held = rng.gamma(2.0, 1.0, 2000)
+        for k in range(keys):
+            tail.seed(k, held)
+        thr = tail.apply(np.tile(np.arange(keys), n), rng.gamma(2.0, 1.0, keys * n))
+        thr = thr.reshape(n, keys)
+        jumps = np.abs(np.diff(thr, axis=0)).max(axis=0) / thr[:-1].mean(axis=0)
+        return thr[-1], np.quantile(jumps, 0.9)
+
+    own, own_jump = young(0.0)
+    pooled, pooled_jump = young(2.0)
+    assert pooled.std() < 0.7 * own.std()
+    assert pooled_jump < 0.75 * own_jump
+    assert abs(np.median(pooled) - np.median(own)) < 0.1 * np.median(own)  # same level

@@ -218,6 +218,11 @@ class ThresholdConfig:
         "its recent points has a threshold that no longer describes it (not an anomaly: "
         "hundreds of times what risk allows); its points are learnt as they are until it "
         "does again", min=0.0, max=1.0)
+    prior_peaks: Float = _opt(
+        2.0, "tail: a key's young memory fits its tail to its own peaks pooled with the "
+        "held-out training scores' tail, worth this many of its own peaks while its memory "
+        "is empty and none once it is full (one or two peaks of its own cannot carry a "
+        "threshold); 0: its own only", min=0.0, max=100.0)
     init_points: Int = _opt(200, "spot/quantile: scores a key needs before it has a "
                             "threshold", min=10)
     init_quantile: Float = _opt(0.98, "spot: quantile that starts the tail", min=0.5, max=0.9999)

@@ -23,7 +23,10 @@ class TailThreshold(KeyedState):
     ``risk`` means the same for every key and model.
 
     A key starts from held-out training scores (:meth:`seed`, worth ``init_points``), so
-    it has a threshold at once; its own scores soon outweigh them. A key with no seed has
+    it has a threshold at once; its own scores soon outweigh them. While its memory is
+    young, its tail pools its own peaks with the held-out tail's (``prior_peaks`` of its
+    own, fading as the memory fills), since a tail on one or two peaks of its own would
+    jump with each new one. A key with no seed has
     a threshold once it has ``init_points`` scores. With ``learn: capped`` every point
     is remembered capped at the threshold, so an alarm barely moves it, as long as the
     threshold is crossed on at most ``relearn_above`` of the key's recent points; a key
@@ -60,8 +63,8 @@ class TailThreshold(KeyedState):
         thr, prob = np.empty(len(slots)), np.empty(len(slots))
         c = self.config
         tail_batch(slots, scores.astype(np.float64), self.state, self.ring, self.ordered,
-                   c.risk, c.init_quantile, self.every, LEARN[c.learn], self.least, self.guard,
-                   thr, prob)
+                   c.risk, c.init_quantile, self.every, LEARN[c.learn], self.least,
+                   c.prior_peaks, self.guard, thr, prob)
         return thr, prob
 
     def judge_with(self, alarm: Alarm, slots: np.ndarray, ts: np.ndarray,
@@ -75,7 +78,7 @@ class TailThreshold(KeyedState):
         c, a = self.config, alarm.config
         tail_alarm_batch(slots, ts, scores.astype(np.float64), self.state, self.ring,
                          self.ordered, c.risk, c.init_quantile, self.every, LEARN[c.learn],
-                         self.least, self.guard, alarm.state, a.enter_level, a.exit_level,
+                         self.least, c.prior_peaks, self.guard, alarm.state, a.enter_level, a.exit_level,
                          a.min_hits, a.hit_window, alarm.spans, alarm.points, a.prune, thr,
                          out.anomaly, out.event, out.event_ts, out.peak, out.last_hot)
         return thr, out
@@ -120,7 +123,7 @@ class TailThreshold(KeyedState):
         self.ensure(slot + 1)
         c = self.config
         tail_seed(values, every, limit, self.ring[slot], self.ordered[slot], self.state[slot],
-                  c.risk, c.init_quantile, min(self.least, 3), floor, lent)
+                  c.risk, c.init_quantile, min(self.least, 3), c.prior_peaks, floor, lent)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         super().load_state_dict(_with_order(state))

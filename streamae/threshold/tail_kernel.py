@@ -33,12 +33,19 @@ LEARN_ALL, LEARN_CAPPED, LEARN_CALM = 0, 1, 2
 
 
 @njit(cache=True)
-def tail_fit(ordered, row, risk, init_q, least):
+def tail_fit(ordered, row, risk, init_q, least, prior):
     """Fit row's tail to the first ``row[T_SIZE]`` values of ``ordered`` (the key's
     remembered scores, ascending), as :func:`~streamae.threshold.kernels.spot_fit` would,
     and their median. While it holds fewer than ``least``, z is the held-out floor (nan
     without one): a key seeded from a short training history keeps a threshold from all
-    of its held-out scores until it has remembered enough of its own."""
+    of its held-out scores until it has remembered enough of its own.
+
+    A young memory's tail rests on one or two peaks, and the threshold extrapolates
+    from them far beyond its data (risk x memory << 1), so one new score can lift it
+    several-fold. A key with a held-out fit therefore pools its peaks with that fit's:
+    ``prior`` peaks' worth of them (their mean and mean square, and as many scores as
+    the held-out fit had per peak) while its memory is empty, falling to none as it
+    fills."""
     n = int(row[T_SIZE])
     if n < max(least, 1):
         row[T_Z] = row[T_FLOOR]
@@ -55,12 +62,19 @@ def tail_fit(ordered, row, risk, init_q, least):
             nt += 1
             total += y
             sq += y * y
-    row[T_N] = n
-    row[T_NT] = nt
+    n_eff, nt_eff = float(n), float(nt)
+    weight = prior * (1.0 - n / len(ordered))
+    if weight > 0.0 and row[F_NT] >= 1.0 and not np.isnan(row[T_FLOOR]):
+        n_eff += weight * row[F_N] / row[F_NT]
+        nt_eff += weight
+        total += weight * row[F_SUM] / row[F_NT]
+        sq += weight * row[F_SQ] / row[F_NT]
+    row[T_N] = n_eff
+    row[T_NT] = nt_eff
     row[T_T] = t
     row[T_SUM] = total
     row[T_SQ] = sq
-    z = spot_level(t, n, nt, total, sq, risk)
+    z = spot_level(t, n_eff, nt_eff, total, sq, risk)
     row[T_Z] = z if not (row[T_FLOOR] > z) else row[T_FLOOR]
     row[T_MED] = 0.5 * (float(ordered[(n - 1) // 2]) + float(ordered[n // 2]))
 
@@ -111,8 +125,8 @@ def _remove(ordered, n, x):
 
 
 @njit(cache=True)
-def tail_batch(slots, scores, state, ring, ordered, risk, init_q, every, learn, least, guard,
-               out_thr, out_p):
+def tail_batch(slots, scores, state, ring, ordered, risk, init_q, every, learn, least, prior,
+               guard, out_thr, out_p):
     """Per point: the threshold it is judged against (the key's level exceeded with
     probability ``risk``) and its tail probability; then the point is learnt
     (:func:`tail_learn`; outside alarms only is :func:`tail_alarm_batch`'s)."""
@@ -124,11 +138,11 @@ def tail_batch(slots, scores, state, ring, ordered, risk, init_q, every, learn, 
         fit = F_N if z == state[k, T_FLOOR] else T_N
         out_p[i] = tail_probability(scores[i], ordered[k], state[k], fit)
         tail_learn(k, scores[i], state, ring, ordered, risk, init_q, every, learn, least,
-                   guard, False)
+                   prior, guard, False)
 
 
 @njit(cache=True)
-def tail_learn(k, x, state, ring, ordered, risk, init_q, every, learn, least, guard,
+def tail_learn(k, x, state, ring, ordered, risk, init_q, every, learn, least, prior, guard,
                in_alarm):
     """Learn one point of key ``k``: every ``every``-th enters its ring (and, in order,
     ``ordered``; the value it replaces leaves both) and the tail is fitted again. ``LEARN_ALL``: as it is. ``LEARN_CAPPED``: capped at the threshold while
@@ -171,7 +185,7 @@ def tail_learn(k, x, state, ring, ordered, risk, init_q, every, learn, least, gu
     ring[k, pos] = value
     state[k, T_POS] = (pos + 1) % cap
     state[k, T_SIZE] = size + 1
-    tail_fit(ordered[k], state[k], risk, init_q, least)
+    tail_fit(ordered[k], state[k], risk, init_q, least, prior)
     if learn == LEARN_CAPPED and (state[k, T_OVER] > guard or not np.isnan(state[k, T_NOW])):
         _follow(state[k], ring[k], least, state[k, T_OVER] > guard)
 
@@ -200,8 +214,8 @@ def _newest_median(ring, pos, size, count):
 
 
 @njit(cache=True)
-def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, least, floor,
-              lent):
+def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, least, prior,
+              floor, lent):
     """Restart one key's memory from ``values`` (oldest first): its newest, one per
     ``every``, at most ``limit`` of them. ``floor``: the threshold is never below the one
     fitted to all of ``values`` (a few of them say little of a rare tail). ``lent``: they
@@ -214,7 +228,7 @@ def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, le
         probe = np.zeros_like(row)
         probe[:] = np.nan
         probe[T_SIZE] = len(whole)
-        tail_fit(whole, probe, risk, init_q, least)
+        tail_fit(whole, probe, risk, init_q, least, 0.0)
         row[T_FLOOR] = probe[T_Z]
         row[F_N:F_SQ + 1] = probe[T_N:T_SQ + 1]
     n = len(values)
@@ -227,12 +241,12 @@ def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, le
     row[T_POS] = 0 if lent else take % cap
     row[T_LENT] = take if lent else 0
     row[T_SINCE] = 0
-    tail_fit(ordered_row, row, risk, init_q, least)
+    tail_fit(ordered_row, row, risk, init_q, least, prior)
 
 
 @njit(cache=True)
 def tail_alarm_batch(slots, ts, scores, tstate, ring, ordered, risk, init_q, every, learn,
-                     least, guard, astate, enter, exit_, min_hits, hit_window, spans, points,
+                     least, prior, guard, astate, enter, exit_, min_hits, hit_window, spans, points,
                      prune, out_thr, anomaly, event, event_ts, peak, last_hot):
     """:func:`tail_batch` and :func:`alarm_batch` point by point, so that what a key's
     memory learns can depend on whether the point is inside an alarm (``LEARN_CALM``)."""
@@ -248,4 +262,4 @@ def tail_alarm_batch(slots, ts, scores, tstate, ring, ordered, risk, init_q, eve
                    min_hits, hit_window, spans, points, prune, anomaly, event, event_ts,
                    peak, last_hot)
         tail_learn(k, scores[i], tstate, ring, ordered, risk, init_q, every, learn, least,
-                   guard, anomaly[i])
+                   prior, guard, anomaly[i])
