@@ -17,9 +17,10 @@ from streamae.threshold.alarm_kernel import alarm_step
 from streamae.threshold.kernels import spot_level
 
 # Tail state columns: ring size, ring position, points since the last sample, then the
-# fitted tail (n, peaks, t, sum, sum of squares, z) as in SPOT, the share of recent points
-# above the threshold (exponentially weighted), the median of the remembered scores (the
-# key's typical score, the base of the alarm levels), the level points are capped at
+# fitted tail (n, peaks, t, sum, sum of squares, z) as in SPOT (a young memory's pooled
+# with the held-out fit's, see tail_fit), the share of recent points above the threshold
+# (exponentially weighted), the median of the remembered scores (the key's typical score,
+# the base of the alarm levels), the level points are capped at
 # while the key is over its threshold or in an alarm (nan: not), and the lowest threshold
 # its held-out training scores allow (nan: none) with that fit's (n, peaks, t, sum, sum of
 # squares), laid out as the recent fit's; and where a key that re-learnt (crossing its
