@@ -103,6 +103,25 @@ def _stretches(points: np.ndarray, length: int, step: int) -> tuple[np.ndarray, 
     return mean, np.sqrt(np.maximum(var, 0.0))
 
 
+def _lag1(points: np.ndarray) -> np.ndarray:
+    """Per channel, the lag-1 autocorrelation of ``points`` (0 for a flat channel)."""
+    x = points - points.mean(axis=0)
+    var = (x * x).sum(axis=0)
+    return np.where(var > 0, (x[1:] * x[:-1]).sum(axis=0) / np.where(var > 0, var, 1.0), 0.0)
+
+
+def _reshaped(points: np.ndarray, ref_points: np.ndarray, step: int) -> np.ndarray:
+    """Per channel, whether the alarm's points have another shape than every normal
+    stretch as long: their lag-1 autocorrelation outside the stretches' range by more
+    than its noise (3 standard errors). A new offset or gain leaves it exactly as it was;
+    a sensor stuck near a value, or noise that was not there, does not."""
+    length = len(points)
+    starts = range(0, max(1, len(ref_points) - length + 1), max(1, step))
+    ref = np.array([_lag1(ref_points[s:s + length]) for s in starts])
+    ours, margin = _lag1(points), 3.0 / np.sqrt(length)
+    return (ours < ref.min(axis=0) - margin) | (ours > ref.max(axis=0) + margin)
+
+
 def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
             levels_only: bool = False, clip: float = np.inf) -> Rescale | None:
     """The mapping of the ``alarm`` windows' channel levels onto the ``normal`` ones' (or,
@@ -145,6 +164,8 @@ def propose(alarm: np.ndarray, normal: np.ndarray | None, hop: int,
     gain = usable & ((ratio > MOVED_GAIN) | (ratio < 1.0 / MOVED_GAIN)) & (not levels_only)
     level = (np.abs(loc - ref_loc) > MOVED_LEVEL * ref_scale) & outside_level
     moved = usable & ~discrete & (level | (gain & outside_spread))
+    if normal is not None and moved.any():  # a changed shape is no re-scaling
+        moved &= ~_reshaped(points, ref_points, hop)
     if normal is not None and len(s_mean) > 1 and moved.any():
         # onto the normal stretch in the alarm's phase: the one whose unmoved continuous
         # channels are nearest the alarm's (none: the whole normal)
