@@ -8,7 +8,8 @@ novelty against those normal windows included). Only if they then score like the
 held-out normal windows is the change taken as a
 recalibration and the key's scaling changed (the alarm that went before stays an
 event). An incident (the channels' relations broken, a shape the model never saw) still
-scores high after the mapping and is left alone.
+scores high after the mapping and is left alone; a channel whose shape changed (its lag-1
+autocorrelation outside its normal range, as a stuck sensor's) is never mapped at all.
 
 All in scaled units: a channel's value ``s`` maps to ``(s - loc) * ref_scale / scale +
 ref_loc``, which is a change of the key's raw mean and spread (:meth:`Rescale.of`).
