@@ -51,6 +51,19 @@ def test_bad_values_name_field_value_and_fix(overrides, fragment):
     assert fragment in str(err.value)
 
 
+def test_a_bad_value_names_the_override_or_the_file_it_came_from(tmp_path):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("window:\n  size: 64\n")
+    bad.write_text("window:\n  size: -2\n")
+    with pytest.raises(ConfigError) as err:  # the file is fine: the override is named
+        load_config(good, {"window.size": -3, "window.hop": 4})
+    assert str(err.value).startswith(f"override window.size=-3 (on {good}): config field "
+                                     "'window.size': got -3")
+    with pytest.raises(ConfigError) as err:  # the file's own value: the file is named
+        load_config(bad, {"window.hop": 4})
+    assert str(err.value).startswith(f"{bad}: config field 'window.size': got -2")
+
+
 def test_durations_accept_units(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("alarm:\n  resolve_after: 5m\n  suppress: 1h\nwindow:\n  max_gap: 90s\n")

@@ -5,6 +5,7 @@ with the field path, the bad value and what is allowed."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,17 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     except ConfigError as exc:
         if path is None:
             raise
-        raise ConfigError(f"{path}{' with overrides' if overrides else ''}: {exc}") from None
+        raise ConfigError(f"{_source(exc, path, overrides or {})}: {exc}") from None
+
+
+def _source(exc: ConfigError, path: str | Path, overrides: dict[str, Any]) -> str:
+    """Where a bad value came from: the overrides when every field the error names was
+    set by one of them (the file is not at fault), else the file."""
+    named = re.findall(r"config field '([^']+)'", str(exc))
+    mine = [k for k in overrides if any(f == k or f.startswith(k + ".") for f in named)]
+    if named and all(any(f == k or f.startswith(k + ".") for k in overrides) for f in named):
+        return "override " + ", ".join(f"{k}={overrides[k]!r}" for k in mine) + f" (on {path})"
+    return str(path)
 
 
 def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
