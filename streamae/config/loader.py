@@ -52,9 +52,10 @@ def _source(exc: ConfigError, path: str | Path, overrides: dict[str, Any]) -> st
     """Where a bad value came from: the overrides when every field the error names was
     set by one of them (the file is not at fault), else the file."""
     named = re.findall(r"config field '([^']+)'", str(exc))
-    mine = [k for k in overrides if any(f == k or f.startswith(k + ".") for f in named)]
-    if named and all(any(f == k or f.startswith(k + ".") for k in overrides) for f in named):
-        return "override " + ", ".join(f"{k}={overrides[k]!r}" for k in mine) + f" (on {path})"
+    pairs = [(f, k) for f in named for k in overrides if f == k or f.startswith(k + ".")]
+    if named and {f for f, _ in pairs} == set(named):
+        setters = dict.fromkeys(k for _, k in pairs)  # in order, once each
+        return "override " + ", ".join(f"{k}={overrides[k]!r}" for k in setters) + f" (on {path})"
     return str(path)
 
 
