@@ -78,9 +78,10 @@ class TailThreshold(KeyedState):
         c, a = self.config, alarm.config
         tail_alarm_batch(slots, ts, scores.astype(np.float64), self.state, self.ring,
                          self.ordered, c.risk, c.init_quantile, self.every, LEARN[c.learn],
-                         self.least, c.prior_peaks, self.guard, alarm.state, a.enter_level, a.exit_level,
-                         a.min_hits, a.hit_window, alarm.spans, alarm.points, a.prune, thr,
-                         out.anomaly, out.event, out.event_ts, out.peak, out.last_hot)
+                         self.least, c.prior_peaks, self.guard, alarm.state, a.enter_level,
+                         a.exit_level, a.min_hits, a.hit_window, alarm.spans, alarm.points,
+                         a.prune, thr, out.anomaly, out.event, out.event_ts, out.peak,
+                         out.last_hot)
         return thr, out
 
     def seed(self, slot: int, sample: np.ndarray) -> None:

@@ -146,8 +146,9 @@ def tail_batch(slots, scores, state, ring, ordered, risk, init_q, every, learn, 
 def tail_learn(k, x, state, ring, ordered, risk, init_q, every, learn, least, prior, guard,
                in_alarm):
     """Learn one point of key ``k``: every ``every``-th enters its ring (and, in order,
-    ``ordered``; the value it replaces leaves both) and the tail is fitted again. ``LEARN_ALL``: as it is. ``LEARN_CAPPED``: capped at the threshold while
-    the threshold is crossed on at most ``guard`` of recent points (exponentially
+    ``ordered``; the value it replaces leaves both) and the tail is fitted again.
+    ``LEARN_ALL``: as it is. ``LEARN_CAPPED``: capped at the threshold while the
+    threshold is crossed on at most ``guard`` of recent points (exponentially
     weighted over the memory): beyond that it no longer describes the key, and points
     enter as they are until it does. ``LEARN_CALM``: capped, and nothing from inside an
     alarm."""
