@@ -189,6 +189,8 @@ ABLATIONS: dict[str, tuple[str, Variant]] = {
     "no held-out prior on young tails": ("a key's young memory fits its tail to its own "
                                          "peaks alone",
                                          configured(**{"threshold.prior_peaks": 0.0})),
+    "no shape bound": ("a key's threshold may lie as far above the bulk of its scores as "
+                       "its tail puts it", configured(**{"threshold.shape_bound": 0.0})),
     "no alarm post-processing": ("resolve at the first calm point, no hit count, no pruning",
                                  configured(**{"alarm.resolve_after": "1 points",
                                                "alarm.min_hits": 1, "alarm.hit_window": 1,

@@ -7,6 +7,7 @@ import reference
 from streamae.config import AlarmConfig, ThresholdConfig
 from streamae.threshold import Alarm, Decision, QuantileThreshold, SpotThreshold
 from streamae.threshold.tail import TailThreshold
+from streamae.threshold.tail_kernel import T_REACH, T_SHAPE
 
 
 def stream(seed, n=3000, keys=3):
@@ -413,3 +414,50 @@ def test_a_young_memory_pooled_with_the_held_out_tail_gives_steadier_thresholds(
     assert pooled.std() < 0.7 * own.std()
     assert pooled_jump < 0.75 * own_jump
     assert abs(np.median(pooled) - np.median(own)) < 0.1 * np.median(own)  # same level
+
+
+def test_a_threshold_a_change_lifted_comes_back_down_once_the_bulk_is_back():
+    """A change's scores restart a key's memory (an admitted new normal, lent) and lift
+    its threshold 8-fold; then the old normal is back, 3% of its points incidents.
+    Learnt capped, those incidents fill the memory's top at whatever threshold the key
+    has, so without a bound it stays lifted and misses nearly all of them. The shape
+    bound (threshold.shape_bound) holds it to what the bulk of the newest scores allows
+    and it finds them, without flagging the normal points."""
+
+    def replay(bound):
+        rng = np.random.default_rng(4)
+        tail = TailThreshold(ThresholdConfig(kind="tail", memory=4000, sample_every=4,
+                                             risk=1e-4, shape_bound=bound))
+        tail.ensure(1)
+        tail.seed(0, rng.normal(0.0, 1.0, 3000))
+        seeded = tail.level(0)
+        tail.refit(0, rng.normal(25.0, 1.0, 800), lent=True)
+        assert tail.level(0) > 7 * seeded
+        x = rng.normal(0.0, 1.0, 8000)
+        hit = rng.random(8000) < 0.03  # (under relearn_above: the key is not re-learning)
+        x[hit] += rng.uniform(8, 20, hit.sum())
+        thr = tail.apply(np.zeros(8000, dtype=np.int64), x)
+        over = x[4000:] > thr[4000:]
+        return seeded, thr, over[hit[4000:]].mean(), over[~hit[4000:]].mean()
+
+    seeded, free, found_free, _ = replay(0.0)
+    _, bounded, found, false = replay(2.0)
+    assert free[-1] > 4 * seeded and found_free < 0.1
+    assert bounded[-1] < 3 * seeded and found > 0.9 and false < 1e-3
+    assert (bounded >= 0).all()
+
+
+def test_a_keys_shape_bound_survives_a_restart_and_its_saved_state():
+    rng = np.random.default_rng(5)
+    config = ThresholdConfig(kind="tail", memory=800, sample_every=4, shape_bound=2.0)
+    tail = TailThreshold(config)
+    tail.ensure(1)
+    tail.seed(0, rng.normal(0.0, 1.0, 2000))
+    shape = tail.state[0, T_SHAPE]
+    assert 8 < shape < 14  # twice a normal's (3.7 sd over its median) / 0.67 sd
+    tail.refit(0, rng.normal(0.0, 1.0, 400))
+    assert tail.state[0, T_SHAPE] == shape and tail.state[0, T_REACH] > 0
+    restored = TailThreshold(config)
+    restored.load_state_dict({**tail.state_dict(), "state": tail.state[:, :T_SHAPE]})  # older
+    assert np.isnan(restored.state[:, T_SHAPE:]).all()  # no bound until seeded again
+    assert np.isnan(TailThreshold(ThresholdConfig(kind="tail")).state[:, T_SHAPE]).all()

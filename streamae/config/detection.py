@@ -223,6 +223,12 @@ class ThresholdConfig:
         "held-out training scores' tail, worth this many of its own peaks while its memory "
         "is empty and none once it is full (one or two peaks of its own cannot carry a "
         "threshold); 0: its own only", min=0.0, max=100.0)
+    shape_bound: Float = _opt(
+        2.0, "tail: a key's threshold lies at most this many times as far above the median "
+        "of its newest scores, in their upper-quartile spreads (at least the held-out "
+        "one), as its held-out training threshold lies above theirs: incidents capped at a "
+        "threshold that a change lifted cannot hold it up once the bulk of its scores is "
+        "back; 0: no bound", min=0.0, max=100.0)
     init_points: Int = _opt(200, "spot/quantile: scores a key needs before it has a "
                             "threshold", min=10)
     init_quantile: Float = _opt(0.98, "spot: quantile that starts the tail", min=0.5, max=0.9999)

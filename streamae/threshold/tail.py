@@ -8,9 +8,9 @@ from streamae.config import ThresholdConfig
 from streamae.threshold.base import KeyedState
 from streamae.threshold.alarm import Alarm, AlarmOutput
 from streamae.threshold.tail_kernel import (LEARN_ALL, LEARN_CALM, LEARN_CAPPED, T_CAP,
-                                            T_FLOOR, T_MED, T_NOW, T_OVER, T_SIZE, T_Z,
-                                            TAIL_COLS, tail_alarm_batch, tail_batch,
-                                            tail_seed)
+                                            T_FLOOR, T_MED, T_NOW, T_OVER, T_REACH, T_SHAPE,
+                                            T_SIZE, T_Z, TAIL_COLS, tail_alarm_batch,
+                                            tail_batch, tail_seed)
 
 LEARN = {"all": LEARN_ALL, "capped": LEARN_CAPPED, "calm": LEARN_CALM}
 
@@ -99,7 +99,10 @@ class TailThreshold(KeyedState):
         among them that no alarm kept out of the updater's buffer does not lift the
         key's threshold over the next incidents."""
         cap = np.inf if lent else self.cap(slot, scores)
+        bound = self.state[slot, T_SHAPE:T_REACH + 1].copy() if slot < len(self.state) \
+            else np.full(2, np.nan)
         values = self._restart(slot, scores)
+        self.state[slot, T_SHAPE:T_REACH + 1] = bound  # from held-out scores only
         self._load(slot, np.minimum(values, cap), self.size, self.every if lent else 1,
                    lent=lent)
 
@@ -124,7 +127,8 @@ class TailThreshold(KeyedState):
         self.ensure(slot + 1)
         c = self.config
         tail_seed(values, every, limit, self.ring[slot], self.ordered[slot], self.state[slot],
-                  c.risk, c.init_quantile, min(self.least, 3), c.prior_peaks, floor, lent)
+                  c.risk, c.init_quantile, min(self.least, 3), c.prior_peaks, floor, lent,
+                  c.shape_bound)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         super().load_state_dict(_with_order(state))
@@ -155,4 +159,5 @@ def _with_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _fill() -> np.ndarray:
     row = np.zeros(TAIL_COLS)
     row[T_Z] = row[T_MED] = row[T_CAP] = row[T_FLOOR] = row[T_NOW] = np.nan  # none yet
+    row[T_SHAPE] = row[T_REACH] = np.nan
     return row

@@ -26,10 +26,12 @@ from streamae.threshold.kernels import spot_level
 # squares), laid out as the recent fit's; and where a key that re-learnt (crossing its
 # threshold too often) is now, the base of its alarm levels until the memory's median
 # catches up (nan: none; see _follow); and how many of the remembered scores are a
-# restart's, which the key's own next ones replace first (see tail_seed)
+# restart's, which the key's own next ones replace first (see tail_seed); and how far
+# above its median, in upper-quartile spreads, its threshold may be (nan: no bound) and
+# how far above it may always be (the held-out spread's worth; see _bound)
 (T_SIZE, T_POS, T_SINCE, T_N, T_NT, T_T, T_SUM, T_SQ, T_Z, T_OVER, T_MED, T_CAP,
- T_FLOOR, F_N, F_NT, F_T, F_SUM, F_SQ, T_NOW, T_LENT) = range(20)
-TAIL_COLS = 20
+ T_FLOOR, F_N, F_NT, F_T, F_SUM, F_SQ, T_NOW, T_LENT, T_SHAPE, T_REACH) = range(22)
+TAIL_COLS = 22
 LEARN_ALL, LEARN_CAPPED, LEARN_CALM = 0, 1, 2
 
 
@@ -46,7 +48,8 @@ def tail_fit(ordered, row, risk, init_q, least, prior):
     several-fold. A key with a held-out fit therefore pools its peaks with that fit's:
     ``prior`` peaks' worth of them (their mean and mean square, and as many scores as
     the held-out fit had per peak) while its memory is empty, falling to none as it
-    fills."""
+    fills.
+"""
     n = int(row[T_SIZE])
     if n < max(least, 1):
         row[T_Z] = row[T_FLOOR]
@@ -78,6 +81,40 @@ def tail_fit(ordered, row, risk, init_q, least, prior):
     z = spot_level(t, n_eff, nt_eff, total, sq, risk)
     row[T_Z] = z if not (row[T_FLOOR] > z) else row[T_FLOOR]
     row[T_MED] = 0.5 * (float(ordered[(n - 1) // 2]) + float(ordered[n // 2]))
+
+
+@njit(cache=True)
+def _bound(row, ring):
+    """Hold the threshold to the key's shape bound (nan: none), measured on the newest
+    quarter of its memory: a memory whose top holds incidents capped at a threshold some
+    change lifted would hold it up (peaks at the cap fit a tail at the cap, at any
+    level), while the bulk of its newest scores, which incidents barely move, says where
+    its normal is now. Never below the held-out floor, nor nearer the median than the
+    held-out spread allows (a memory of near-equal scores has no spread to measure), nor
+    while the key re-learns (see :func:`tail_learn`): it is then taking a new normal's
+    tail as it is, which the bulk of its scores does not describe yet."""
+    size = int(row[T_SIZE])
+    if not (row[T_SHAPE] >= 0.0) or size < 8:
+        return
+    m = max(size // 4, 8)
+    newest = np.empty(m)
+    pos = int(row[T_POS])
+    for j in range(m):
+        newest[j] = ring[(pos - 1 - j) % size]
+    newest.sort()
+    med = _quantile(newest, m, 0.5)
+    top = med + max(row[T_SHAPE] * (_quantile(newest, m, 0.75) - med), row[T_REACH])
+    if row[T_Z] > top and not (row[T_FLOOR] > top):
+        row[T_Z] = top
+
+
+@njit(cache=True)
+def _quantile(ordered, n, q):
+    """The ``q`` quantile of the ascending first ``n`` values of ``ordered``."""
+    pos = q * (n - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, n - 1)
+    return float(ordered[lo]) + (float(ordered[hi]) - float(ordered[lo])) * (pos - lo)
 
 
 @njit(cache=True)
@@ -188,6 +225,8 @@ def tail_learn(k, x, state, ring, ordered, risk, init_q, every, learn, least, pr
     state[k, T_POS] = (pos + 1) % cap
     state[k, T_SIZE] = size + 1
     tail_fit(ordered[k], state[k], risk, init_q, least, prior)
+    if not state[k, T_OVER] > guard:  # a key re-learning is learning a new normal's tail
+        _bound(state[k], ring[k])
     if learn == LEARN_CAPPED and (state[k, T_OVER] > guard or not np.isnan(state[k, T_NOW])):
         _follow(state[k], ring[k], least, state[k, T_OVER] > guard)
 
@@ -217,13 +256,16 @@ def _newest_median(ring, pos, size, count):
 
 @njit(cache=True)
 def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, least, prior,
-              floor, lent):
+              floor, lent, bound):
     """Restart one key's memory from ``values`` (oldest first): its newest, one per
     ``every``, at most ``limit`` of them. ``floor``: the threshold is never below the one
     fitted to all of ``values`` (a few of them say little of a rare tail). ``lent``: they
     stand in until the key has scores of its own: each one it learns replaces the oldest
     of them, so a restart weighs as much as the points it came from and is gone once as
-    many have followed (not kept as long as the memory is)."""
+    many have followed (not kept as long as the memory is). With ``floor``, ``bound`` > 0
+    also sets the key's shape bound (see :func:`tail_fit`): ``bound`` times as many
+    upper-quartile spreads above the median as the threshold of all of ``values`` is
+    (without ``floor`` the key keeps the bound it had)."""
     row[T_FLOOR] = row[T_NOW] = np.nan
     if floor and len(values) >= least:
         whole = np.sort(values.astype(np.float32))
@@ -233,6 +275,11 @@ def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, le
         tail_fit(whole, probe, risk, init_q, least, 0.0)
         row[T_FLOOR] = probe[T_Z]
         row[F_N:F_SQ + 1] = probe[T_N:T_SQ + 1]
+        spread = _quantile(whole, len(whole), 0.75) - probe[T_MED]
+        row[T_SHAPE] = row[T_REACH] = np.nan
+        if bound > 0.0 and spread > 0.0:
+            row[T_REACH] = bound * max(probe[T_Z] - probe[T_MED], 0.0)
+            row[T_SHAPE] = row[T_REACH] / spread
     n = len(values)
     take = min(limit, (n + every - 1) // every)
     cap = len(ring_row)
@@ -244,6 +291,7 @@ def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, le
     row[T_LENT] = take if lent else 0
     row[T_SINCE] = 0
     tail_fit(ordered_row, row, risk, init_q, least, prior)
+    _bound(row, ring_row)
 
 
 @njit(cache=True)
