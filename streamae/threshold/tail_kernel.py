@@ -97,11 +97,7 @@ def _bound(row, ring):
     if not (row[T_SHAPE] >= 0.0) or size < 8:
         return
     m = max(size // 4, 8)
-    newest = np.empty(m)
-    pos = int(row[T_POS])
-    for j in range(m):
-        newest[j] = ring[(pos - 1 - j) % size]
-    newest.sort()
+    newest = np.sort(_newest(ring, int(row[T_POS]), size, m))
     med = _quantile(newest, m, 0.5)
     top = med + max(row[T_SHAPE] * (_quantile(newest, m, 0.75) - med), row[T_REACH])
     if row[T_Z] > top and not (row[T_FLOOR] > top):
@@ -237,21 +233,20 @@ def _follow(row, ring, least, relearning):
     ``least`` remembered scores; after, never above that (a key back at its old level
     follows it down, an incident does not lift it), until the memory's median has caught
     up with it."""
-    now = _newest_median(ring, int(row[T_POS]), int(row[T_SIZE]), least)
+    now = np.median(_newest(ring, int(row[T_POS]), int(row[T_SIZE]), least))
     row[T_NOW] = now if relearning else min(row[T_NOW], now)
     if row[T_NOW] <= row[T_MED]:
         row[T_NOW] = np.nan
 
 
 @njit(cache=True)
-def _newest_median(ring, pos, size, count):
-    """Median of the newest ``count`` of a ring's ``size`` values (the next write at
-    ``pos``)."""
+def _newest(ring, pos, size, count):
+    """The newest ``count`` of a ring's ``size`` values (the next write at ``pos``)."""
     m = min(count, size)
     newest = np.empty(m)
     for j in range(m):  # the ring's first size slots, newest at pos - 1 (see tail_seed)
         newest[j] = ring[(pos - 1 - j) % size]
-    return np.median(newest)
+    return newest
 
 
 @njit(cache=True)
