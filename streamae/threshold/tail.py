@@ -36,6 +36,10 @@ class TailThreshold(KeyedState):
     until it does again. Its alarm levels then count from where it is now (the median of
     its newest scores) rather than from the median of a memory still full of its old
     level, so an alarm the move opened closes once the threshold has re-learnt.
+    Capped incidents would also hold up a threshold that a change lifted (peaks at the
+    cap fit a tail at the cap, at any level), so a seeded key's threshold lies at most
+    ``shape_bound`` times as far above the median of its newest scores, in their
+    upper-quartile spreads, as its held-out threshold lies above theirs.
     With ``calm`` nothing from inside an alarm is remembered (taking a new level as
     normal is then the updater's call); ``all`` remembers every point as it is.
     """

@@ -48,8 +48,7 @@ def tail_fit(ordered, row, risk, init_q, least, prior):
     several-fold. A key with a held-out fit therefore pools its peaks with that fit's:
     ``prior`` peaks' worth of them (their mean and mean square, and as many scores as
     the held-out fit had per peak) while its memory is empty, falling to none as it
-    fills.
-"""
+    fills."""
     n = int(row[T_SIZE])
     if n < max(least, 1):
         row[T_Z] = row[T_FLOOR]
@@ -258,7 +257,7 @@ def tail_seed(values, every, limit, ring_row, ordered_row, row, risk, init_q, le
     stand in until the key has scores of its own: each one it learns replaces the oldest
     of them, so a restart weighs as much as the points it came from and is gone once as
     many have followed (not kept as long as the memory is). With ``floor``, ``bound`` > 0
-    also sets the key's shape bound (see :func:`tail_fit`): ``bound`` times as many
+    also sets the key's shape bound (see :func:`_bound`): ``bound`` times as many
     upper-quartile spreads above the median as the threshold of all of ``values`` is
     (without ``floor`` the key keeps the bound it had)."""
     row[T_FLOOR] = row[T_NOW] = np.nan
