@@ -2,6 +2,7 @@
 behaviour changes, keep catching injected anomalies, and remember the old regime?
 
     python bench/drift.py [--points 14000] [--keys 6] [--epochs 8] [--runs off,replay,recent]
+                          [--runs oracle]
 
 One synthetic set (4 channels, one point a minute, injected anomalies throughout) whose
 normal behaviour changes: a level shift, then a variance change, then a new seasonal
@@ -11,7 +12,13 @@ same data is backtested (event time) with the updater off, on with the replay bu
 10,000 points (alarm starts outside labelled segments) in the first ``--settle`` points
 after the change and after them, the share of normal points flagged, and recall of the
 injected anomalies; and from which point of each phase on its false-alarm rate is back
-at the same run's before-drift rate.
+at the same run's before-drift rate. AUC-PR (the mean of each key's) is also given for
+each phase's first and second half: how fast the ranking adapts.
+
+``--runs oracle`` is a yardstick no updater can be: a detector trained on each phase's own
+points, the labelled anomalies dropped (the one place labels do more than score), scoring
+that phase offline. Its AUC-PR is how well an adapted model would rank that phase's
+anomalies.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ def phase_metrics(frame, anomaly, score, bounds, names, settle):
     out = {}
     for name, (lo, hi) in zip(names, bounds):
         starts, flagged, normal, found, total, aps = [], 0, 0, 0, 0, []
+        halves: dict[str, list[float]] = {}
         keys = frame.unique_keys()
         for key in keys:
             rows = np.flatnonzero(frame.keys == key)[lo:hi]
@@ -50,12 +58,19 @@ def phase_metrics(frame, anomaly, score, bounds, names, settle):
             found += sum(1 for s, e in segs if a[s: e + 30].any())  # 30-point tolerance
             if y.any():
                 aps.append(average_precision(y, score[rows]))
+            mid = len(rows) // 2
+            for half, part in (("first", slice(0, mid)), ("second", slice(mid, None))):
+                if y[part].any():
+                    halves.setdefault(half, []).append(average_precision(y[part],
+                                                                         score[rows][part]))
         length, starts = hi - lo, np.array(starts)
         cut = min(settle, length)
         out[name] = {"fa_first": 1e4 * (starts < cut).sum() / max(cut * len(keys), 1),
                      "fa_after": 1e4 * (starts >= cut).sum() / max((length - cut) * len(keys), 1),
                      "flagged": 100 * flagged / max(normal, 1), "found": found, "total": total,
                      "ap": float(np.mean(aps)) if aps else float("nan"),
+                     **{f"ap_{h}": float(np.mean(halves[h])) if halves.get(h) else float("nan")
+                        for h in ("first", "second")},
                      "starts": starts, "length": length, "keys": len(keys)}
     return out
 
@@ -71,6 +86,27 @@ def recovered_after(phase, rate, step=120, judge=720):
     return None
 
 
+ORACLE = object()  # the run that trains one model per phase
+
+
+def oracle(live, bounds, config):
+    """Alarms and scores of every phase from a detector trained on that phase's own
+    points less its labelled anomalies, scoring the phase offline."""
+    anomaly = np.zeros(len(live), dtype=bool)
+    score = np.full(len(live), np.nan)
+    place = np.empty(len(live), dtype=np.int64)  # each row's point count in its key
+    for key in live.unique_keys():
+        rows = np.flatnonzero(live.keys == key)
+        place[rows] = np.arange(len(rows))
+    for lo, hi in bounds:
+        rows = np.flatnonzero((place >= lo) & (place < hi))
+        part = live.take(rows)
+        detector = train_detector(part.take(np.flatnonzero(part.labels == 0)), config)
+        result = run_backtest(part, detector, config)
+        anomaly[rows], score[rows] = result.anomaly != 0, result.score
+    return anomaly, score
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,7 +118,8 @@ def main() -> None:
                         help="override a config field (YAML value), e.g. updater.triggers.cooldown=2h")
     parser.add_argument("--runs", default="off,replay,recent",
                         help="which runs, comma-separated: off (no updater), replay (recent + "
-                        "reservoir buffer), recent (recent-only buffer of the same size)")
+                        "reservoir buffer), recent (recent-only buffer of the same size), "
+                        "oracle (each phase scored by a model trained on its own normal points)")
     parser.add_argument("--settle", type=int, default=720,
                         help="points after each change counted as settling (default: 12 h)")
     args = parser.parse_args()
@@ -114,28 +151,35 @@ def main() -> None:
             "replay": ("updater on (replay buffer)", config),
             "recent": ("updater on (recent-only buffer)", with_overrides(config, {
                 "updater.buffer.reservoir": 0, "updater.buffer.recent":
-                config.updater.buffer.recent + config.updater.buffer.reservoir}))}
+                config.updater.buffer.recent + config.updater.buffer.reservoir})),
+            "oracle": ("oracle: each phase by a model trained on its own normal points",
+                       ORACLE)}
     runs = dict(runs[name] for name in args.runs.split(","))
     print(f"{args.keys} keys x {n} points (one a minute), {len(data.anomalies)} injected "
           f"anomalies; phases of {', '.join(str(b - a) for a, b in bounds)} points per key")
     for name, cfg in runs.items():
         start = time.perf_counter()
-        updater = OnlineUpdater(cfg, detector) if cfg is not None else None
-        result = run_backtest(live, detector, cfg or config, updater=updater)
-        m = phase_metrics(live, result.anomaly, result.score, bounds, names, args.settle)
-        rounds = result.updates
+        if cfg is ORACLE:
+            anomaly, score = oracle(live, bounds, config)
+            rounds = []
+        else:
+            updater = OnlineUpdater(cfg, detector) if cfg is not None else None
+            result = run_backtest(live, detector, cfg or config, updater=updater)
+            anomaly, score, rounds = result.anomaly, result.score, result.updates
+        m = phase_metrics(live, anomaly, score, bounds, names, args.settle)
         accepted = sum(r["accepted"] for r in rounds)
         pre = m[names[0]]["fa_after"]  # the steady rate before any drift, this run
         print(f"\n{name} ({time.perf_counter() - start:.0f} s; {len(rounds)} rounds, "
               f"{accepted} accepted); pre-drift rate {pre:.1f} false alarms per 10k points:")
         print(f"  {'phase':<18} {'FA/10k first ' + str(args.settle):>18} {'FA/10k after':>13}"
-              f" {'normal flagged':>15} {'recall':>8} {'AUC-PR':>7} {'at pre-drift rate from':>23}")
+              f" {'normal flagged':>15} {'recall':>8} {'AUC-PR':>7} {'halves':>10}"
+              f" {'at pre-drift rate from':>23}")
         for phase, p in m.items():
             back = recovered_after(p, pre) if phase != names[0] else None
             since = "-" if phase == names[0] else f"{back} points" if back is not None else "never"
             print(f"  {phase:<18} {p['fa_first']:18.1f} {p['fa_after']:13.1f} "
                   f"{p['flagged']:14.2f}% {p['found']:>4}/{p['total']:<3} {p['ap']:7.3f} "
-                  f"{since:>23}")
+                  f"{p['ap_first']:4.2f} {p['ap_second']:4.2f} {since:>23}")
         for r in rounds:
             when = (r["at"] - live.timestamps.min()) / 60
             print(f"    round at point {when:6.0f} ({r['reason']}): "
