@@ -94,12 +94,9 @@ def oracle(live, bounds, config):
     points less its labelled anomalies, scoring the phase offline."""
     anomaly = np.zeros(len(live), dtype=bool)
     score = np.full(len(live), np.nan)
-    place = np.empty(len(live), dtype=np.int64)  # each row's point count in its key
-    for key in live.unique_keys():
-        rows = np.flatnonzero(live.keys == key)
-        place[rows] = np.arange(len(rows))
     for lo, hi in bounds:
-        rows = np.flatnonzero((place >= lo) & (place < hi))
+        rows = np.sort(np.concatenate([np.flatnonzero(live.keys == key)[lo:hi]
+                                       for key in live.unique_keys()]))
         part = live.take(rows)
         detector = train_detector(part.take(np.flatnonzero(part.labels == 0)), config)
         result = run_backtest(part, detector, config)
